@@ -1,0 +1,307 @@
+"""``ipc.of[id]``: a client connection that reconnects, queues while away, and requests.
+
+The connection lives in one greenlet: dial, announce our id, send what was queued, fire
+``connect``, read until the connection ends, fire ``disconnect``, wait ``retry`` ms, dial
+again; after ``max_retries`` failed dials in a row (or ``stop_retrying``, or
+``disconnect()``) it fires ``destroy`` and ends.
+
+Delivery: events emitted while not connected are queued (``max_queued_events``) and sent,
+in order, once connected. Events queued on a connection that drops before the kernel took
+them are queued again; events the kernel had taken but the server had not read when the
+connection dropped are lost (at-most-once).
+"""
+from __future__ import annotations
+
+import itertools
+import socket as _stdsocket
+from collections import deque
+from typing import Any, Callable
+
+import gevent
+from gevent.event import AsyncResult, Event
+
+from .config import Config
+from .dispatch import Dispatcher
+from .errors import (
+    ConnectError, ConnectionLostError, IPCError, NoHandlerError, NotConnectedError,
+    QueueFullError, RemoteError, Timeout, UnsupportedError,
+)
+from .server import DESCRIBE, HELLO
+from .transports.stream import StreamConnection, dial_tcp, dial_unix
+from .wire import REPLY_NO_HANDLER, REPLY_OK, make_codec, names_for
+
+
+class Client(Dispatcher):
+    """A connection to one server, by Unix ``path`` or TCP ``host``/``port``.
+
+    Events: ``connect``, ``disconnect``, ``destroy`` (no more retries), ``error``
+    (exception), ``data`` (raw mode: bytes), ``*`` (type, data), and every event type the
+    server sends, as ``handler(data)``.
+    """
+
+    def __init__(self, server_id: str, config: Config, log: Callable[..., None], *,
+                 path: str | None = None, host: str | None = None, port: int | None = None,
+                 ssl_context: Any = None) -> None:
+        super().__init__(log)
+        self.id = server_id
+        self.config = config
+        self.path = path
+        self.host = host
+        self.port = port
+        self.ssl_context = ssl_context
+        self.names = names_for(config)
+        self.conn: StreamConnection | None = None
+        #: replies that arrived after their request had timed out, discarded
+        self.late_replies = 0
+        self._encoder = make_codec(config, self.names)
+        self._queue: deque[bytes] = deque()
+        self._connected = Event()
+        self._ended = Event()
+        self._greenlet: gevent.Greenlet | None = None
+        self._stopping = False
+        self._request_ids = itertools.count(1)
+        self._waiting: dict[int, AsyncResult] = {}
+
+    def __repr__(self) -> str:
+        where = self.path or f"{self.host}:{self.port}"
+        state = "connected" if self.connected else "not connected"
+        return f"<Client {self.id!r} {where} {state}>"
+
+    # --- state ---------------------------------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        """True while a connection to the server is up."""
+        return self._connected.is_set()
+
+    @property
+    def destroyed(self) -> bool:
+        """True once the client gave up (``destroy`` fired) or was disconnected."""
+        return self._ended.is_set()
+
+    @property
+    def queued(self) -> int:
+        """Events waiting for a connection."""
+        return len(self._queue)
+
+    def wait_connected(self, timeout: float | None = None) -> None:
+        """Block this greenlet until connected. Raises Timeout, or NotConnectedError if the
+        client has given up."""
+        if self._connected.is_set():
+            return
+        if self._ended.is_set():
+            raise NotConnectedError(f"client of {self.id!r} has stopped")
+        gevent.wait([self._connected, self._ended], timeout=timeout, count=1)
+        if self._connected.is_set():
+            return
+        if self._ended.is_set():
+            raise NotConnectedError(f"client of {self.id!r} stopped before connecting")
+        raise Timeout(f"not connected to {self.id!r} within {timeout} s")
+
+    # --- lifecycle -----------------------------------------------------------------------
+
+    def start(self) -> "Client":
+        """Start connecting in a greenlet; returns at once."""
+        if self._greenlet is None:
+            self._greenlet = gevent.spawn(self._run)
+        return self
+
+    def disconnect(self) -> None:
+        """Stop for good: close the connection (after sending what is queued on it) and
+        stop retrying; ``disconnect`` and ``destroy`` fire."""
+        self._stopping = True
+        conn = self.conn
+        if conn is not None:
+            conn.close()
+        elif self._greenlet is not None and not self._ended.is_set():
+            self._greenlet.kill(block=False)
+            gevent.spawn(self._end)
+
+    def _where(self) -> str:
+        return self.path if self.path is not None else f"{self.host}:{self.port}"
+
+    def _dial(self) -> Any:
+        timeout = self.config.connect_timeout / 1000.0
+        where = self._where()
+        try:
+            if self.path is not None:
+                return dial_unix(self.path, timeout)
+            sock = dial_tcp(self.host or self.config.network_host, self.port or
+                            self.config.network_port, timeout)
+            return sock
+        except FileNotFoundError:
+            raise ConnectError(f"no server at {where}: the socket file does not exist") \
+                from None
+        except ConnectionRefusedError:
+            raise ConnectError(f"connection to {where} refused (no server listening)") \
+                from None
+        except PermissionError:
+            raise ConnectError(f"permission denied connecting to {where}") from None
+        except _stdsocket.gaierror as exc:
+            raise ConnectError(f"cannot resolve host of {where}: {exc.strerror}") from None
+        except (_stdsocket.timeout, TimeoutError):
+            raise ConnectError(f"connecting to {where} timed out") from None
+        except OSError as exc:
+            raise ConnectError(f"cannot connect to {where}: {exc.strerror or exc}") from None
+
+    def _run(self) -> None:
+        failures = 0
+        try:
+            while not self._stopping:
+                try:
+                    sock = self._dial()
+                except ConnectError as exc:
+                    failures += 1
+                    self.report(exc)
+                    if self._give_up(failures):
+                        break
+                    gevent.sleep(self.config.retry / 1000.0)
+                    continue
+                failures = 0
+                self._session(sock)
+                if self._give_up(0):
+                    break
+                gevent.sleep(self.config.retry / 1000.0)
+        finally:
+            self._end()
+
+    def _give_up(self, failures: int) -> bool:
+        config = self.config
+        if self._stopping or config.stop_retrying:
+            return True
+        return config.max_retries is not None and failures > config.max_retries
+
+    def _session(self, sock: Any) -> None:
+        config = self.config
+        conn = StreamConnection(
+            sock, make_codec(config, self.names), self.names, address=self._where(),
+            max_pending_bytes=config.max_pending_bytes, overflow_policy="wait",
+            message_timeout=config.message_timeout / 1000.0,
+            on_frames=self._on_frames, on_close=self._on_close,
+        )
+        if self._encoder.supports_requests:
+            conn.write(self._encoder.encode_event(HELLO, {"id": config.id}))
+        queue = self._queue
+        while queue:
+            conn.write(queue.popleft())
+        self.conn = conn
+        self._connected.set()
+        self.fire("connect")
+        conn.run()
+
+    def _on_close(self, conn: StreamConnection, reason: BaseException | None) -> None:
+        self.conn = None
+        self._connected.clear()
+        self._queue.extendleft(reversed(conn.take_unsent()))
+        if isinstance(reason, IPCError):
+            self.report(reason)
+        lost = ConnectionLostError(f"connection to {self.id!r} closed before the reply came")
+        waiting, self._waiting = self._waiting, {}
+        for result in waiting.values():
+            result.set_exception(lost)
+        self.fire("disconnect")
+
+    def _end(self) -> None:
+        if self._ended.is_set():
+            return
+        self._ended.set()
+        self.fire("destroy")
+
+    # --- receiving -----------------------------------------------------------------------
+
+    def _on_frames(self, conn: StreamConnection, frames: list) -> None:
+        handlers = self.handlers
+        wildcard = handlers.get("*")
+        for frame in frames:
+            if len(frame) == 2:
+                event, data = frame
+                found = handlers.get(event)
+                if found is not None:
+                    for handler in found:
+                        try:
+                            handler(data)
+                        except Exception as exc:
+                            self.handler_failed(event, exc)
+                if wildcard is not None and event[0] != "$":
+                    for handler in wildcard:
+                        try:
+                            handler(event, data)
+                        except Exception as exc:
+                            self.handler_failed("*", exc)
+            elif type(frame[0]) is int:
+                self._on_reply(*frame)
+
+    def _on_reply(self, request_id: int, status: int, data: Any) -> None:
+        result = self._waiting.pop(request_id, None)
+        if result is None:
+            self.late_replies += 1
+            self.log("<notice>geventipc: discarded a late reply to request</notice>",
+                     request_id)
+            return
+        if status == REPLY_OK:
+            result.set(data)
+            return
+        detail = data if isinstance(data, dict) else {}
+        remote_type = str(detail.get("type", "Error"))
+        message = str(detail.get("message", data))
+        cls = NoHandlerError if status == REPLY_NO_HANDLER else RemoteError
+        result.set_exception(cls(remote_type, message))
+
+    # --- sending -------------------------------------------------------------------------
+
+    def emit(self, type: str, data: Any = None) -> None:
+        """Send one event; queued (in order) while not connected.
+
+        Raises EventNameError, EncodeError (nothing sent) or QueueFullError.
+        """
+        self.names.check_outgoing(type)
+        self._send(self._encoder.encode_event(type, data))
+
+    def _send(self, frame: bytes) -> None:
+        conn = self.conn
+        if conn is not None and not conn.closed:
+            conn.write(frame)
+            return
+        if self._ended.is_set():
+            raise NotConnectedError(f"client of {self.id!r} has stopped")
+        if len(self._queue) >= self.config.max_queued_events:
+            raise QueueFullError(f"{len(self._queue)} events already queued for {self.id!r} "
+                                 f"(max_queued_events)")
+        self._queue.append(frame)
+
+    def request_async(self, type: str, data: Any = None,
+                      timeout: float | None = None) -> AsyncResult:
+        """Send a request; the returned AsyncResult gets the reply (or the error).
+
+        With ``timeout`` the result fails with Timeout if no reply came by then.
+        """
+        if not self._encoder.supports_requests:
+            raise UnsupportedError(f"request/reply needs the msgpack wire, not "
+                                   f"{self._encoder.name!r}")
+        if type != DESCRIBE:
+            self.names.check_outgoing(type)
+        request_id = next(self._request_ids)
+        frame = self._encoder.encode_request(type, data, request_id)
+        result = AsyncResult()
+        self._send(frame)
+        self._waiting[request_id] = result
+        if timeout is not None:
+            gevent.spawn_later(timeout, self._expire, request_id, type, timeout)
+        return result
+
+    def _expire(self, request_id: int, type: str, timeout: float) -> None:
+        result = self._waiting.pop(request_id, None)
+        if result is not None:
+            result.set_exception(Timeout(f"no reply to {type!r} within {timeout} s"))
+
+    def request(self, type: str, data: Any = None, timeout: float | None = 10.0) -> Any:
+        """Send a request and block this greenlet until the reply; returns its data.
+
+        Raises Timeout, RemoteError (the handler raised), NoHandlerError,
+        ConnectionLostError.
+        """
+        return self.request_async(type, data, timeout).get()
+
+    def describe(self, timeout: float | None = 10.0) -> dict[str, dict[str, Any]]:
+        """The server's ``define`` tables: ``{"listen": {...}, "broadcast": {...}}``."""
+        return self.request(DESCRIBE, None, timeout)

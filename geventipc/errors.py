@@ -1,0 +1,133 @@
+"""Every exception geventipc raises or reports, in one place.
+
+All of them derive from :class:`IPCError`, so ``except IPCError`` catches anything the
+library itself decided to raise. Where a standard exception fits the meaning too
+(``ValueError`` for bad arguments, ``TimeoutError`` for timeouts) the class inherits from
+it as well, so generic handlers keep working.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+
+class IPCError(Exception):
+    """Base class of every geventipc error."""
+
+
+# --- configuration and API misuse -----------------------------------------------------
+
+
+class ConfigError(IPCError, ValueError):
+    """An unknown config key, a value of the wrong type, or an inconsistent setting."""
+
+
+class EventNameError(IPCError, ValueError):
+    """An event name that may not be sent: empty, not a string, too long, reserved or not
+    in ``allowed_events``."""
+
+
+class EncodeError(IPCError, ValueError):
+    """The data given to ``emit`` cannot be carried by the connection's wire format.
+
+    Nothing was written when this is raised.
+    """
+
+
+class UnsupportedError(IPCError):
+    """The operation is not available on this wire or transport (for example request/reply
+    on the node-ipc JSON wire)."""
+
+
+# --- lifecycle ------------------------------------------------------------------------
+
+
+class ServeError(IPCError, OSError):
+    """A server could not start: address in use by a live server, bad path, no permission."""
+
+
+class InsecureSocketRootError(ServeError):
+    """The Unix socket directory is writable by other users and not sticky."""
+
+
+class NotConnectedError(IPCError):
+    """The operation needs a live connection and there is none (or it was closed)."""
+
+
+class QueueFullError(IPCError):
+    """The client's offline queue (events emitted while not connected) is full."""
+
+
+class ConnectionLostError(NotConnectedError):
+    """The connection closed while an operation (a request, a write) was still waiting."""
+
+
+class Timeout(IPCError, TimeoutError):
+    """A bounded wait ran out (``wait_connected``, ``request``)."""
+
+
+# --- peers that misbehave -------------------------------------------------------------
+
+
+class ProtocolError(IPCError):
+    """A peer sent bytes that are not a valid frame on this wire.
+
+    The connection that received them is closed (stream transports) or the datagram is
+    dropped (UDP); an ``error`` event carries this exception.
+    """
+
+    #: frames that decoded cleanly before the bad bytes, still to be dispatched
+    frames: list[Any]
+
+    def __init__(self, message: str, frames: list[Any] | None = None) -> None:
+        super().__init__(message)
+        self.frames = frames or []
+
+
+class MessageTooLargeError(ProtocolError):
+    """A frame (complete or partial) is larger than ``max_message_size``."""
+
+
+class IncompleteMessageTimeoutError(ProtocolError):
+    """A partial frame stayed incomplete for longer than ``message_timeout`` (slowloris)."""
+
+
+class ForbiddenEventError(ProtocolError):
+    """A peer sent an event name that is reserved, too long, empty or not allowed."""
+
+
+class SlowConsumerError(IPCError):
+    """A peer's outbound queue passed ``max_pending_bytes`` and the policy is
+    ``"disconnect"``."""
+
+
+# --- request/reply --------------------------------------------------------------------
+
+
+class RemoteError(IPCError):
+    """A request's handler raised on the remote side.
+
+    ``remote_type`` is the name of the remote exception class, ``remote_message`` its text.
+    """
+
+    def __init__(self, remote_type: str, remote_message: str) -> None:
+        super().__init__(f"{remote_type}: {remote_message}")
+        self.remote_type = remote_type
+        self.remote_message = remote_message
+
+
+class NoHandlerError(RemoteError):
+    """The remote side has no request handler for the requested event type."""
+
+
+class ConnectError(IPCError, OSError):
+    """A client could not connect: no socket file, refused, no permission, unknown host,
+    timed out, TLS handshake refused. The client retries as its config says."""
+
+
+class HandlerError(IPCError):
+    """A local event handler raised; ``event`` names the event, ``__cause__`` is the error."""
+
+    def __init__(self, event: str, exc: BaseException) -> None:
+        super().__init__(f"handler for {event!r} raised {type(exc).__name__}: {exc}")
+        self.event = event
+        self.__cause__ = exc

@@ -1,0 +1,195 @@
+"""The node-ipc-shaped facade: ``IPC`` and its ``config``, ``of``, ``server``, ``log``."""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from .client import Client
+from .config import Config
+from .errors import ConfigError
+from .log import Log
+from .server import Server
+
+Callback = Callable[[], Any]
+_MISSING: Any = object()
+
+
+class ClientMap(dict):
+    """``ipc.of``: clients by server id, by item (``ipc.of["world"]``) or attribute
+    (``ipc.of.world``)."""
+
+    def __getattr__(self, key: str) -> Client:
+        try:
+            return self[key]
+        except KeyError:
+            raise AttributeError(f"no client for {key!r}; connect_to({key!r}) first") from None
+
+
+def _sort_args(args: tuple[Any, ...], kwargs: dict[str, Any], names: tuple[str, ...],
+               kinds: dict[str, Callable[[Any], bool]], where: str) -> dict[str, Any]:
+    """node-ipc's rule: optional arguments may be left out so long as they stay in order.
+
+    Each positional argument goes to the first remaining name (in ``names`` order) whose
+    kind test accepts it; keyword arguments are taken as they are.
+    """
+    out: dict[str, Any] = {name: None for name in names}
+    remaining = list(names)
+    for arg in args:
+        for name in remaining:
+            if kinds[name](arg):
+                out[name] = arg
+                remaining = remaining[remaining.index(name) + 1:]
+                break
+        else:
+            raise TypeError(f"{where}: cannot place argument {arg!r} (expected, in order: "
+                            f"{', '.join(names)})")
+    for key, value in kwargs.items():
+        if key not in out:
+            raise TypeError(f"{where}: unexpected keyword argument {key!r}")
+        out[key] = value
+    return out
+
+
+def _is_str(value: Any) -> bool:
+    return isinstance(value, str)
+
+
+def _is_port(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+_UDP_TYPES = ("udp4", "udp6")
+
+
+def _is_udp_type(value: Any) -> bool:
+    return value in _UDP_TYPES
+
+
+def _is_host(value: Any) -> bool:
+    return isinstance(value, str) and value not in _UDP_TYPES
+
+
+class IPC:
+    """One independent IPC endpoint: its own config, clients, server and log.
+
+    ``geventipc.ipc`` is a ready-made instance; make more with ``IPC()``.
+    """
+
+    def __init__(self, **config: Any) -> None:
+        self.config = Config(**config)
+        self.log = Log(self.config)
+        self.of = ClientMap()
+        self.server: Server | None = None
+
+    # --- server --------------------------------------------------------------------------
+
+    def serve(self, *args: Any, **kwargs: Any) -> Server:
+        """``serve(path=None, callback=None)``: a Unix socket server (not started yet).
+
+        ``path`` defaults to ``config.socket_root + config.appspace + config.id``;
+        ``callback`` runs on ``start``. Call ``ipc.server.start()`` to listen.
+        """
+        opts = _sort_args(args, kwargs, ("path", "callback"),
+                          {"path": _is_str, "callback": callable}, "serve")
+        path = opts["path"] or self.config.socket_path(self.config.id)
+        return self._new_server(opts["callback"], path=path)
+
+    def serve_net(self, *args: Any, **kwargs: Any) -> Server:
+        """``serve_net(host=None, port=None, udp_type=None, callback=None)``: a TCP server
+        (``udp4``/``udp6``: a UDP one). Arguments may be left out in order."""
+        opts = _sort_args(args, kwargs, ("host", "port", "udp_type", "callback"),
+                          {"host": _is_host, "port": _is_port, "udp_type": _is_udp_type,
+                           "callback": callable}, "serve_net")
+        host = opts["host"] or self.config.network_host
+        port = opts["port"] if opts["port"] is not None else self.config.network_port
+        if opts["udp_type"] is not None:
+            return self._new_udp_server(opts["callback"], host, port, opts["udp_type"])
+        return self._new_server(opts["callback"], host=host, port=port,
+                                ssl_context=self._tls("server"))
+
+    def _new_server(self, callback: Callback | None, **where: Any) -> Server:
+        if self.server is not None and self.server.started:
+            raise ConfigError("this IPC instance already has a running server; stop it first")
+        server = Server(self.config.copy(), self.log, **where)
+        if callback is not None:
+            server.on("start", callback)
+        self.server = server
+        return server
+
+    def _new_udp_server(self, callback: Callback | None, host: str, port: int,
+                        udp_type: str) -> Any:
+        from .udp import UDPServer  # noqa: PLC0415 - optional transport
+        if self.server is not None and self.server.started:
+            raise ConfigError("this IPC instance already has a running server; stop it first")
+        server = UDPServer(self.config.copy(), self.log, host=host, port=port,
+                           udp_type=udp_type)
+        if callback is not None:
+            server.on("start", callback)
+        self.server = server
+        return server
+
+    def _tls(self, side: str) -> Any:
+        if not self.config.tls:
+            return None
+        from .transports.tls import make_context  # noqa: PLC0415 - only with TLS on
+        return make_context(self.config.tls, side, self.log)
+
+    # --- clients -------------------------------------------------------------------------
+
+    def connect_to(self, *args: Any, **kwargs: Any) -> Client:
+        """``connect_to(id, path=None, callback=None)``: connect to a Unix socket server.
+
+        The client is ``ipc.of[id]``; ``callback`` runs at once (register handlers in it);
+        the connection is made in a greenlet.
+        """
+        if not args and "id" not in kwargs:
+            raise TypeError("connect_to needs the server id")
+        server_id, rest = (args[0], args[1:]) if args else (kwargs.pop("id"), ())
+        opts = _sort_args(rest, kwargs, ("path", "callback"),
+                          {"path": _is_str, "callback": callable}, "connect_to")
+        path = opts["path"] or self.config.socket_path(server_id)
+        return self._new_client(server_id, opts["callback"], path=path)
+
+    def connect_to_net(self, *args: Any, **kwargs: Any) -> Client:
+        """``connect_to_net(id, host=None, port=None, callback=None)``: connect over TCP
+        (TLS when ``config.tls`` is set). Arguments may be left out in order."""
+        if not args and "id" not in kwargs:
+            raise TypeError("connect_to_net needs the server id")
+        server_id, rest = (args[0], args[1:]) if args else (kwargs.pop("id"), ())
+        opts = _sort_args(rest, kwargs, ("host", "port", "callback"),
+                          {"host": _is_str, "port": _is_port, "callback": callable},
+                          "connect_to_net")
+        host = opts["host"] or self.config.network_host
+        port = opts["port"] if opts["port"] is not None else self.config.network_port
+        return self._new_client(server_id, opts["callback"], host=host, port=port,
+                                ssl_context=self._tls("client"))
+
+    def _new_client(self, server_id: str, callback: Callback | None, **where: Any) -> Client:
+        if not isinstance(server_id, str) or not server_id:
+            raise TypeError(f"server id must be a non-empty string, not {server_id!r}")
+        existing = self.of.get(server_id)
+        if existing is not None and not existing.destroyed:
+            self.log("<notice>geventipc: already connected to</notice>", server_id)
+            if callback is not None:
+                callback()
+            return existing
+        client = Client(server_id, self.config.copy(), self.log, **where)
+        self.of[server_id] = client
+        if callback is not None:
+            callback()
+        client.start()
+        return client
+
+    def disconnect(self, server_id: str) -> None:
+        """Close the connection to ``server_id`` for good and forget it."""
+        client = self.of.pop(server_id, None)
+        if client is not None:
+            client.disconnect()
+
+    # --- node-ipc's camelCase names ------------------------------------------------------
+
+    connectTo = connect_to
+    connectToNet = connect_to_net
+    serveNet = serve_net
+
+
+__all__ = ["IPC", "ClientMap"]

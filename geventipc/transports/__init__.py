@@ -1,0 +1,1 @@
+"""Transports: stream sockets (Unix, TCP, TLS) and datagrams (UDP) on gevent."""

@@ -1,0 +1,468 @@
+"""Stream connections (Unix, TCP, TLS) on gevent: the read loop and the write queue.
+
+Reading: the connection's own greenlet ``recv_into``s one shared buffer (reads never yield
+between ``recv_into`` and the codec's ``feed``, which copies, so one buffer serves every
+connection and an idle connection holds no read buffer), decodes with its sans-IO codec,
+and hands whole batches of frames to the owner's dispatch function.
+
+Writing never blocks the caller: frames are appended to a per-connection queue, and a
+callback on the gevent hub sends the whole queue in one system call once the emitting
+greenlet yields (or at once past ``FLUSH_AT`` bytes). What the kernel does not take is
+sent by a writer greenlet started only then. ``max_pending_bytes`` bounds the queue; past
+it the overflow policy applies: ``disconnect``, ``drop`` or (clients only) ``wait``.
+"""
+from __future__ import annotations
+
+import errno
+import os
+import socket as _stdsocket
+import stat
+import time
+from typing import Any, Callable
+
+import gevent
+from gevent import socket as gsocket
+from gevent.event import Event
+from gevent.hub import get_hub
+
+from ..errors import (
+    IncompleteMessageTimeoutError, IPCError, NotConnectedError, ProtocolError, ServeError,
+    SlowConsumerError,
+)
+from ..wire.msgpack_codec import READ_SIZE
+
+#: queued bytes at which a write flushes at once instead of waiting for the hub
+FLUSH_AT = 128 * 1024
+
+_read_buffer = bytearray(READ_SIZE)
+_read_view = memoryview(_read_buffer)
+
+FramesHandler = Callable[["StreamConnection", list], None]
+CloseHandler = Callable[["StreamConnection", "BaseException | None"], None]
+
+
+class StreamConnection:
+    """One connected stream socket.
+
+    Server handlers receive this object as their ``socket`` argument: it has
+    :meth:`emit`, :meth:`close`, ``address`` (the peer), ``id`` (the client's id, once it
+    announced one), ``dropped`` (events dropped under the ``drop`` policy) and, over TLS,
+    ``peer_certificate``.
+    """
+
+    __slots__ = (
+        "sock", "codec", "names", "address", "id", "dropped", "peer_certificate", "data",
+        "max_pending_bytes", "overflow_policy", "message_timeout",
+        "_on_frames", "_on_close", "_loop", "_raw_send", "_wbuf", "_wbytes", "_pending",
+        "_partial", "_writer", "_flush_scheduled", "_closing", "_closed", "_reason",
+        "_drained", "_partial_since", "_timer", "_finished", "__weakref__",
+    )
+
+    def __init__(self, sock: Any, codec: Any, names: Any, *, address: Any = None,
+                 max_pending_bytes: int = 8 * 1024 * 1024, overflow_policy: str = "disconnect",
+                 message_timeout: float = 30.0, on_frames: FramesHandler,
+                 on_close: CloseHandler) -> None:
+        self.sock = sock
+        self.codec = codec
+        self.names = names
+        self.address = address
+        #: the peer's id: announced by geventipc clients, or set by the application
+        self.id: str | None = None
+        #: events dropped for this peer under ``overflow_policy = "drop"``
+        self.dropped = 0
+        #: the peer's verified TLS certificate (dict, as ``ssl.getpeercert()``), or None
+        self.peer_certificate: dict[str, Any] | None = None
+        #: free for the application (node-ipc code often hangs state on the socket)
+        self.data: dict[str, Any] = {}
+        self.max_pending_bytes = max_pending_bytes
+        self.overflow_policy = overflow_policy
+        self.message_timeout = message_timeout
+        self._on_frames = on_frames
+        self._on_close = on_close
+        self._loop = get_hub().loop
+        raw = getattr(sock, "_sock", None)
+        # Plain gevent sockets wrap a non-blocking OS socket we can write to directly from
+        # a hub callback; TLS sockets cannot, so they always write from a greenlet.
+        self._raw_send = raw.send if isinstance(sock, gsocket.socket) and raw is not None \
+            else None
+        self._wbuf: list[bytes] = []
+        self._wbytes = 0          # bytes in _wbuf
+        self._pending = 0         # bytes accepted and not yet taken by the kernel
+        self._partial: memoryview | None = None   # unsent tail of a partly sent chunk
+        self._writer: gevent.Greenlet | None = None
+        self._flush_scheduled = False
+        self._closing = False
+        self._closed = False
+        self._finished = False
+        self._reason: BaseException | None = None
+        self._drained: Event | None = None
+        self._partial_since = 0.0
+        self._timer: Any = None
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"<StreamConnection id={self.id!r} address={self.address!r} {state}>"
+
+    # --- state ---------------------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        """True once the connection is closed (or closing) and takes no more writes."""
+        return self._closing
+
+    @property
+    def pending_bytes(self) -> int:
+        """Bytes queued for this peer that the kernel has not taken yet."""
+        return self._pending
+
+    # --- reading -------------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Read, decode and dispatch until the connection ends; then report the close.
+
+        Runs in the connection's own greenlet, so frames from one peer are handled one
+        after another, in the order sent.
+        """
+        codec = self.codec
+        on_frames = self._on_frames
+        sock = self.sock
+        size = codec.read_size
+        buf, view = _read_buffer, _read_view
+        reason: BaseException | None = None
+        try:
+            if self._raw_send is not None:
+                recv_into = sock._sock.recv_into
+                wait, read_event = sock._wait, sock._read_event
+            else:
+                recv_into, wait, read_event = sock.recv_into, None, None
+            while not self._closed:
+                try:
+                    n = recv_into(buf, size)
+                except BlockingIOError:
+                    wait(read_event)
+                    continue
+                if not n:
+                    break
+                frames = codec.feed(view[:n])
+                if frames:
+                    on_frames(self, frames)
+                if codec.buffered:
+                    if not self._partial_since:
+                        self._start_partial_timer()
+                else:
+                    self._partial_since = 0.0
+                if n < size and wait is not None and not self._closed:
+                    # a short read means the kernel buffer is empty: wait for the next
+                    # data instead of paying for a recv that would fail with EAGAIN
+                    wait(read_event)
+        except ProtocolError as exc:
+            if exc.frames:
+                on_frames(self, exc.frames)
+            reason = exc
+        except (OSError, ValueError) as exc:  # reset by peer, closed under us
+            reason = None if self._closed else exc
+        finally:
+            self._finish(reason)
+
+    def _start_partial_timer(self) -> None:
+        self._partial_since = time.monotonic()
+        if self._timer is None or not self._timer.active:
+            self._timer = self._loop.timer(self.message_timeout)
+            self._timer.start(self._check_partial)
+
+    def _check_partial(self) -> None:
+        if not self._partial_since or self._closed:
+            return
+        late = time.monotonic() - self._partial_since - self.message_timeout
+        if late >= -0.001:
+            self.abort(IncompleteMessageTimeoutError(
+                f"a frame stayed incomplete for over {self.message_timeout:g} s "
+                f"(message_timeout)"))
+        else:
+            self._timer = self._loop.timer(-late)
+            self._timer.start(self._check_partial)
+
+    # --- writing -------------------------------------------------------------------------
+
+    def emit(self, type: str, data: Any = None) -> bool:
+        """Send one event to this peer. Returns False if it was dropped by policy."""
+        self.names.check_outgoing(type)
+        return self.write(self.codec.encode_event(type, data))
+
+    def write(self, frame: bytes) -> bool:
+        """Queue encoded bytes; never blocks unless the policy is ``wait``.
+
+        Returns True if queued, False if dropped under the ``drop`` policy. Raises
+        NotConnectedError on a closed connection.
+        """
+        if self._closing:
+            raise NotConnectedError(f"connection to {self.address!r} is closed")
+        size = len(frame)
+        pending = self._pending + size
+        if pending > self.max_pending_bytes and self._pending:
+            if not self._overflow(size):
+                return False
+            pending = self._pending + size
+        self._pending = pending
+        self._wbuf.append(frame)
+        self._wbytes += size
+        if self._wbytes >= FLUSH_AT:
+            self._flush()
+        elif not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.run_callback(self._scheduled_flush)
+        return True
+
+    def write_many(self, frames: list[bytes], size: int, count: int) -> bool:
+        """Queue encoded chunks (``size`` bytes, ``count`` events in all) as one unit;
+        False if closed or dropped by policy."""
+        if self._closing:
+            return False
+        if self._pending + size > self.max_pending_bytes and self._pending:
+            if not self._overflow(size, count):
+                return False
+        self._pending += size
+        self._wbuf.extend(frames)
+        self._wbytes += size
+        if self._wbytes >= FLUSH_AT:
+            self._flush()
+        elif not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.run_callback(self._scheduled_flush)
+        return True
+
+    def _overflow(self, size: int, count: int = 1) -> bool:
+        """The queue is full: apply the policy. True means go on and queue."""
+        policy = self.overflow_policy
+        if policy == "drop":
+            self.dropped += count
+            return False
+        if policy == "wait" and gevent.getcurrent() is not get_hub():
+            while self._pending and self._pending + size > self.max_pending_bytes:
+                if self._closing:
+                    raise NotConnectedError(f"connection to {self.address!r} closed while "
+                                            f"waiting to write")
+                if self._drained is None:
+                    self._drained = Event()
+                self._drained.clear()
+                self._flush()
+                self._drained.wait()
+            if self._closing:
+                raise NotConnectedError(f"connection to {self.address!r} is closed")
+            return True
+        # disconnect: the caller (often a broadcast loop) goes on; the close reports why
+        self.abort(SlowConsumerError(
+            f"peer {self.id or self.address!r} has over max_pending_bytes="
+            f"{self.max_pending_bytes} unread; disconnected"))
+        return False
+
+    def _scheduled_flush(self) -> None:
+        self._flush_scheduled = False
+        self._flush()
+
+    def _flush(self) -> None:
+        """Hand the queue to the kernel in one call; leave the rest to a writer greenlet."""
+        if self._writer is not None or not self._wbuf or self._closed:
+            return
+        buf = self._wbuf
+        data = buf[0] if len(buf) == 1 else b"".join(buf)
+        self._wbuf = []
+        self._wbytes = 0
+        sent = 0
+        if self._raw_send is not None:
+            try:
+                sent = self._raw_send(data)
+            except BlockingIOError:
+                sent = 0
+            except OSError as exc:
+                self.abort(exc)
+                return
+        self._pending -= sent
+        if sent < len(data):
+            self._partial = memoryview(data)[sent:]
+            self._writer = gevent.spawn(self._drain)
+        elif self._drained is not None:
+            self._drained.set()
+
+    def _drain(self) -> None:
+        """Writer greenlet: send everything queued, cooperatively, then exit."""
+        sock = self.sock
+        try:
+            while not self._closed:
+                data: Any = self._partial
+                if data is not None:
+                    self._partial = None
+                elif self._wbuf:
+                    data = b"".join(self._wbuf)
+                    self._wbuf = []
+                    self._wbytes = 0
+                else:
+                    break
+                sock.sendall(data)
+                self._pending -= len(data)
+                if self._drained is not None and self._pending <= self.max_pending_bytes // 2:
+                    self._drained.set()
+        except (OSError, ValueError) as exc:
+            self.abort(exc)
+        finally:
+            self._writer = None
+            if self._drained is not None:
+                self._drained.set()
+        if self._closing and not self._closed:
+            self._shutdown()
+
+    def take_unsent(self) -> list[bytes]:
+        """Whole frames never handed to the kernel (for a client to resend after
+        reconnecting); the connection forgets them."""
+        frames, self._wbuf, self._wbytes = self._wbuf, [], 0
+        return frames
+
+    # --- closing -------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close after sending what is queued (bounded by the writer's own progress)."""
+        if self._closing:
+            return
+        self._closing = True
+        if self._pending:
+            self._flush()
+        if self._pending and self._writer is None and self._wbuf:
+            self._writer = gevent.spawn(self._drain)
+        if self._writer is None:
+            self._shutdown()
+
+    def abort(self, reason: BaseException | None = None) -> None:
+        """Close at once, dropping anything queued; ``reason`` is reported on close."""
+        if self._reason is None:
+            self._reason = reason
+        self._closing = True
+        self._shutdown()
+
+    def _shutdown(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._timer is not None:
+            self._timer.stop()
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+        if self._drained is not None:
+            self._drained.set()
+
+    def _finish(self, reason: BaseException | None) -> None:
+        if self._finished:
+            return
+        self._finished = True
+        self._closing = True
+        self._shutdown()
+        self._on_close(self, self._reason or reason)
+
+
+# --- listening and dialling --------------------------------------------------------------
+
+
+def _is_live_unix_socket(path: str) -> bool:
+    probe = _stdsocket.socket(_stdsocket.AF_UNIX, _stdsocket.SOCK_STREAM)
+    probe.settimeout(1.0)
+    try:
+        probe.connect(path)
+        return True
+    except OSError:
+        return False
+    finally:
+        probe.close()
+
+
+def listen_unix(path: str, *, unlink: bool = True, readable_all: bool = False,
+                writable_all: bool = False, backlog: int = 1024) -> gsocket.socket:
+    """A listening Unix socket at ``path``, owner-only unless asked otherwise.
+
+    A stale socket file (nobody listening) is removed when ``unlink``; a live server at
+    the same path, or a file that is not a socket, is never touched: ServeError.
+    """
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        info = None
+    if info is not None:
+        if not stat.S_ISSOCK(info.st_mode):
+            raise ServeError(errno.EEXIST, f"{path} exists and is not a socket; not replacing it")
+        if _is_live_unix_socket(path):
+            raise ServeError(errno.EADDRINUSE, f"another server is listening at {path}")
+        if not unlink:
+            raise ServeError(errno.EADDRINUSE,
+                             f"stale socket file {path} exists and config.unlink is False")
+        os.unlink(path)
+    mode = 0o600 | (0o044 if readable_all else 0) | (0o022 if writable_all else 0)
+    sock = gsocket.socket(gsocket.AF_UNIX, gsocket.SOCK_STREAM)
+    old_umask = os.umask(0o177)   # no window in which the file is more open than asked
+    try:
+        sock.bind(path)
+    except OSError as exc:
+        sock.close()
+        raise ServeError(exc.errno, f"cannot bind Unix socket {path}: {exc.strerror}") from None
+    finally:
+        os.umask(old_umask)
+    os.chmod(path, mode)
+    sock.listen(backlog)
+    return sock
+
+
+def listen_tcp(host: str, port: int, backlog: int = 1024) -> gsocket.socket:
+    """A listening TCP socket on ``host``:``port`` (IPv4 or IPv6 by what host resolves to)."""
+    try:
+        infos = gsocket.getaddrinfo(host, port, 0, gsocket.SOCK_STREAM, 0, gsocket.AI_PASSIVE)
+    except OSError as exc:
+        raise ServeError(errno.EADDRNOTAVAIL, f"cannot resolve {host!r}: {exc}") from None
+    last: OSError | None = None
+    for family, type_, proto, _name, addr in infos:
+        sock = gsocket.socket(family, type_, proto)
+        try:
+            sock.setsockopt(gsocket.SOL_SOCKET, gsocket.SO_REUSEADDR, 1)
+            sock.bind(addr)
+            sock.listen(backlog)
+            return sock
+        except OSError as exc:
+            sock.close()
+            last = exc
+    assert last is not None
+    raise ServeError(last.errno, f"cannot listen on {host}:{port}: {last.strerror}")
+
+
+def dial_unix(path: str, timeout: float) -> gsocket.socket:
+    """Connect to a Unix socket; OSError (FileNotFoundError, ConnectionRefusedError,
+    PermissionError) if that fails."""
+    sock = gsocket.socket(gsocket.AF_UNIX, gsocket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    try:
+        sock.connect(path)
+    except BaseException:
+        sock.close()
+        raise
+    sock.settimeout(None)
+    return sock
+
+
+def dial_tcp(host: str, port: int, timeout: float) -> gsocket.socket:
+    """Connect over TCP with Nagle off (IPC wants latency, and we batch writes ourselves)."""
+    sock = gsocket.create_connection((host, port), timeout=timeout)
+    sock.settimeout(None)
+    tune_tcp(sock)
+    return sock
+
+
+def tune_tcp(sock: Any) -> None:
+    """Turn Nagle's algorithm off on a TCP socket (no-op for other families)."""
+    if sock.family in (gsocket.AF_INET, gsocket.AF_INET6):
+        try:
+            sock.setsockopt(gsocket.IPPROTO_TCP, gsocket.TCP_NODELAY, 1)
+        except OSError:
+            pass
+
+
+__all__ = [
+    "FLUSH_AT", "StreamConnection", "listen_unix", "listen_tcp", "dial_unix", "dial_tcp",
+    "tune_tcp", "IPCError",
+]

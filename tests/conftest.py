@@ -1,0 +1,115 @@
+"""Shared fixtures: a private socket directory, free ports, and real helper processes."""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from typing import Callable, Iterator
+
+import gevent
+import pytest
+
+from geventipc import IPC
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture
+def sock_dir() -> Iterator[str]:
+    """An owner-only temp directory for Unix sockets (short path: sun_path is ~100 bytes)."""
+    path = tempfile.mkdtemp(prefix="gipc-", dir="/tmp")
+    os.chmod(path, 0o700)
+    yield path + os.sep
+    for name in os.listdir(path):
+        try:
+            os.unlink(os.path.join(path, name))
+        except OSError:
+            pass
+    os.rmdir(path)
+
+
+def free_port(family: int = socket.AF_INET, kind: int = socket.SOCK_STREAM) -> int:
+    """A port nobody listens on right now, on loopback."""
+    host = "::1" if family == socket.AF_INET6 else "127.0.0.1"
+    with socket.socket(family, kind) as probe:
+        probe.bind((host, 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def port() -> int:
+    """A free TCP port on 127.0.0.1."""
+    return free_port()
+
+
+@pytest.fixture
+def make_ipc(sock_dir: str) -> Iterator[Callable[..., IPC]]:
+    """Factory of IPC instances in the test's socket dir, all torn down afterwards."""
+    made: list[IPC] = []
+
+    def factory(id: str = "world", **config: object) -> IPC:
+        inst = IPC(id=id, socket_root=sock_dir, silent=True, retry=50, **config)
+        made.append(inst)
+        return inst
+
+    yield factory
+    for inst in made:
+        for server_id in list(inst.of):
+            inst.disconnect(server_id)
+        if inst.server is not None:
+            inst.server.stop(timeout=1)
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 5.0, step: float = 0.005,
+               message: str = "condition") -> None:
+    """Yield to gevent until ``predicate()`` is true; fail the test after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {message}")
+        gevent.sleep(step)
+
+
+def python_process(code: str, *args: str, env: dict[str, str] | None = None
+                   ) -> subprocess.Popen[str]:
+    """Start a real Python process running ``code`` (dedented), stdout/stderr piped."""
+    full_env = dict(os.environ, PYTHONUNBUFFERED="1")
+    full_env.update(env or {})
+    return subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(code), *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=full_env, cwd=ROOT,
+    )
+
+
+def read_line(proc: subprocess.Popen[str], timeout: float = 10.0) -> str:
+    """One stdout line from ``proc``, waiting cooperatively at most ``timeout`` s."""
+    from gevent.os import make_nonblocking, nb_read  # noqa: PLC0415
+    assert proc.stdout is not None
+    fd = proc.stdout.fileno()
+    make_nonblocking(fd)
+    buf = getattr(proc, "_line_buf", b"")
+    with gevent.Timeout(timeout, AssertionError(f"no line from process within {timeout} s")):
+        while b"\n" not in buf:
+            chunk = nb_read(fd, 65536)
+            if not chunk:
+                err = proc.stderr.read() if proc.stderr else ""
+                raise AssertionError(f"process ended without a line; stderr:\n{err}")
+            buf += chunk
+    line, _, rest = buf.partition(b"\n")
+    proc._line_buf = rest  # type: ignore[attr-defined]
+    return line.decode()
+
+
+def stop_process(proc: subprocess.Popen[str], timeout: float = 5.0) -> None:
+    """Terminate ``proc`` and reap it, killing it if it does not go in time."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout)
