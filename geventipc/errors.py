@@ -131,3 +131,22 @@ class HandlerError(IPCError):
         super().__init__(f"handler for {event!r} raised {type(exc).__name__}: {exc}")
         self.event = event
         self.__cause__ = exc
+
+
+# --- UDP ------------------------------------------------------------------------------
+
+
+class DatagramTooLargeError(EncodeError):
+    """An encoded event does not fit in one UDP datagram (65,507 bytes over IPv4, 65,527
+    over IPv6). Raised by the UDP server's ``emit``/``broadcast``; nothing was sent."""
+
+
+class AddressError(IPCError, ValueError):
+    """A UDP destination that cannot be used: not an address, an unresolvable host, a
+    port out of range, or an address of the other IP family (udp4 vs udp6)."""
+
+
+class SendError(IPCError, OSError):
+    """The operating system refused to send a datagram (network unreachable, no route,
+    firewall); ``errno`` is the system's. Over UDP this is the only delivery failure ever
+    reported: a datagram the kernel accepted may still be lost on the way."""
