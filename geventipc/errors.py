@@ -150,3 +150,8 @@ class SendError(IPCError, OSError):
     """The operating system refused to send a datagram (network unreachable, no route,
     firewall); ``errno`` is the system's. Over UDP this is the only delivery failure ever
     reported: a datagram the kernel accepted may still be lost on the way."""
+
+
+class UsageError(IPCError, ValueError):
+    """A command-line argument or input the ``geventipc`` command cannot use (exit
+    status 2): a bad TARGET, DATA that is not JSON, an option mix that cannot work."""
