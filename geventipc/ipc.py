@@ -49,6 +49,12 @@ def _sort_args(args: tuple[Any, ...], kwargs: dict[str, Any], names: tuple[str, 
     return out
 
 
+def _check_server_id(server_id: Any) -> None:
+    # checked before it is used to build a path, so the error names the real mistake
+    if not isinstance(server_id, str) or not server_id:
+        raise TypeError(f"server id must be a non-empty string, not {server_id!r}")
+
+
 def _is_str(value: Any) -> bool:
     return isinstance(value, str)
 
@@ -144,6 +150,7 @@ class IPC:
         if not args and "id" not in kwargs:
             raise TypeError("connect_to needs the server id")
         server_id, rest = (args[0], args[1:]) if args else (kwargs.pop("id"), ())
+        _check_server_id(server_id)
         opts = _sort_args(rest, kwargs, ("path", "callback"),
                           {"path": _is_str, "callback": callable}, "connect_to")
         path = opts["path"] or self.config.socket_path(server_id)
@@ -155,6 +162,7 @@ class IPC:
         if not args and "id" not in kwargs:
             raise TypeError("connect_to_net needs the server id")
         server_id, rest = (args[0], args[1:]) if args else (kwargs.pop("id"), ())
+        _check_server_id(server_id)
         opts = _sort_args(rest, kwargs, ("host", "port", "callback"),
                           {"host": _is_str, "port": _is_port, "callback": callable},
                           "connect_to_net")
@@ -164,8 +172,6 @@ class IPC:
                                 ssl_context=self._tls("client"))
 
     def _new_client(self, server_id: str, callback: Callback | None, **where: Any) -> Client:
-        if not isinstance(server_id, str) or not server_id:
-            raise TypeError(f"server id must be a non-empty string, not {server_id!r}")
         existing = self.of.get(server_id)
         if existing is not None and not existing.destroyed:
             self.log("<notice>geventipc: already connected to</notice>", server_id)
