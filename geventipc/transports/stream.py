@@ -24,6 +24,7 @@ import gevent
 from gevent import socket as gsocket
 from gevent.event import Event
 from gevent.hub import get_hub
+from gevent.ssl import SSLSocket
 
 from ..errors import (
     IncompleteMessageTimeoutError, IPCError, NotConnectedError, ProtocolError, ServeError,
@@ -83,8 +84,10 @@ class StreamConnection:
         raw = getattr(sock, "_sock", None)
         # Plain gevent sockets wrap a non-blocking OS socket we can write to directly from
         # a hub callback; TLS sockets cannot, so they always write from a greenlet.
+        # gevent's SSLSocket subclasses gevent's socket, yet its ``_sock`` carries ciphertext:
+        # writing or reading it directly would bypass TLS, so it is excluded here.
         self._raw_send = raw.send if isinstance(sock, gsocket.socket) and raw is not None \
-            else None
+            and not isinstance(sock, SSLSocket) else None
         self._wbuf: list[bytes] = []
         self._wbytes = 0          # bytes in _wbuf
         self._pending = 0         # bytes accepted and not yet taken by the kernel
