@@ -1,0 +1,1006 @@
+"""The ``geventipc`` command line: serve, emit, request, listen and describe from a shell.
+
+A thin layer over the public API (:class:`~geventipc.IPC`, its clients and servers): it
+turns arguments into one IPC instance's config, makes one server or one client, and
+prints what arrives. Events go to stdout (coloured text on a terminal, JSON lines when
+piped or with ``--json``); the library's log and progress go to stderr.
+
+Exit status: 0 success; 1 remote error, timeout or no connection; 2 usage (bad arguments
+or input). Every error is one line on stderr. See docs/cli.md.
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import math
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, NoReturn, Sequence, TextIO
+
+import gevent
+from gevent.event import Event
+
+from . import __version__
+from .config import Config
+from .errors import (
+    ConfigError, ConnectError, IPCError, NotConnectedError, RemoteError, Timeout, UsageError,
+)
+from .ipc import IPC
+
+OK, FAILED, USAGE = 0, 1, 2
+
+#: seconds a one-shot command (emit, request, describe) waits in all, unless --timeout
+DEFAULT_TIMEOUT = 5.0
+#: milliseconds between connection attempts: short, since a shell user is waiting
+RETRY_MS = 100
+#: the JSON form of bytes, both ways (msgpack carries bytes, JSON does not)
+BYTES_KEY = "$hex"
+
+PROG = "geventipc"
+
+# --- targets -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a server is (or will listen): a Unix socket path, or a host and port."""
+
+    kind: str                 # "unix", "tcp", "tls" or "udp"
+    path: str | None = None
+    host: str | None = None
+    port: int | None = None
+    name: str | None = None   # the server id, when given by id
+
+    def __str__(self) -> str:
+        if self.kind == "unix":
+            return f"unix://{self.path}"
+        host = f"[{self.host}]" if self.host and ":" in self.host else self.host
+        return f"{self.kind}://{host}:{self.port}"
+
+    @property
+    def id(self) -> str:
+        """The id the facade files the client under (``ipc.of[id]``)."""
+        return self.name or str(self)
+
+    @property
+    def udp_type(self) -> str:
+        """``udp6`` for an IPv6 host, else ``udp4``."""
+        return "udp6" if self.host and ":" in self.host else "udp4"
+
+
+_SCHEMES = ("tcp", "tls", "udp")
+
+
+def parse_host_port(text: str, what: str, allow_zero: bool = False) -> tuple[str, int]:
+    """``HOST:PORT`` or ``[V6HOST]:PORT`` (or ``:PORT`` for localhost) as (host, port)."""
+    if text.startswith("["):
+        host, sep, rest = text[1:].partition("]")
+        if not sep or not rest.startswith(":"):
+            raise UsageError(f"{what}: expected [HOST]:PORT, not {text!r}")
+        port_text = rest[1:]
+    else:
+        host, sep, port_text = text.rpartition(":")
+        if not sep:
+            raise UsageError(f"{what}: expected HOST:PORT, not {text!r}")
+        if ":" in host:
+            raise UsageError(f"{what}: write an IPv6 host in brackets, as [{host}]:{port_text}")
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise UsageError(f"{what}: port must be a number, not {port_text!r}") from None
+    if not (0 if allow_zero else 1) <= port <= 65535:
+        raise UsageError(f"{what}: port {port} is out of range")
+    return host or "localhost", port
+
+
+def parse_target(text: str, config: Config, serving: bool = False) -> Target:
+    """Read a TARGET: ``ID``, a path (``/x``, ``./x``, ``unix://PATH``), or
+    ``tcp://``, ``tls://``, ``udp://`` ``HOST:PORT``."""
+    if not text:
+        raise UsageError("the target must not be empty")
+    scheme, sep, rest = text.partition("://")
+    if sep:
+        scheme = scheme.lower()
+        if scheme == "unix":
+            if not rest:
+                raise UsageError(f"no path in {text!r}")
+            return Target("unix", path=rest)
+        if scheme not in _SCHEMES:
+            raise UsageError(f"unknown scheme {scheme!r} in {text!r} "
+                             f"(use unix://, tcp://, tls:// or udp://)")
+        host, port = parse_host_port(rest, text, allow_zero=serving)
+        return Target(scheme, host=host, port=port)
+    if "/" in text:
+        return Target("unix", path=text)
+    try:
+        path = config.socket_path(text)
+    except IPCError as exc:
+        raise UsageError(str(exc)) from None
+    return Target("unix", path=path, name=text)
+
+
+# --- data in -----------------------------------------------------------------------------
+
+
+def _from_json_object(obj: dict[str, Any]) -> Any:
+    if len(obj) == 1 and BYTES_KEY in obj and isinstance(obj[BYTES_KEY], str):
+        try:
+            return bytes.fromhex(obj[BYTES_KEY])
+        except ValueError:
+            raise UsageError(f"{{{BYTES_KEY!r}: ...}} must hold hex digits") from None
+    return obj
+
+
+def parse_value(text: str, where: str, as_text: bool = False) -> Any:
+    """One DATA value: JSON (``{"$hex": "..."}`` is bytes), or the text itself."""
+    if as_text:
+        return text
+    try:
+        return json.loads(text, object_hook=_from_json_object)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{where} is not valid JSON ({exc.msg} at column {exc.colno}); "
+                         f"quote a string as '\"text\"' or pass --text") from None
+
+
+def stdin_lines(stream: Any = None) -> Iterator[str]:
+    """stdin's lines, without their line ends, read in a thread so that the hub (and the
+    connection's writes) keep running while the shell is slow to send more."""
+    fd = (stream or sys.stdin).fileno()
+    pool = gevent.get_hub().threadpool
+    pending = b""
+    while True:
+        chunk = pool.apply(os.read, (fd, 65536))
+        if not chunk:
+            break
+        pending += chunk
+        *lines, pending = pending.split(b"\n")
+        for line in lines:
+            yield line.decode("utf-8", "replace").rstrip("\r")
+    if pending:
+        yield pending.decode("utf-8", "replace").rstrip("\r")
+
+
+def data_values(arg: str | None, as_text: bool = False, raw: bool = False) -> Iterator[Any]:
+    """The values DATA stands for: none given (one None), JSON, ``@file``, or ``-``
+    (one per non-empty stdin line)."""
+    if arg is None:
+        yield "" if raw else None
+    elif arg == "-":
+        for number, line in enumerate(stdin_lines(), 1):
+            if line.strip() or (raw and line):
+                yield parse_value(line, f"stdin line {number}", as_text or raw)
+    elif arg.startswith("@"):
+        try:
+            with open(arg[1:], encoding="utf-8") as handle:
+                text = handle.read()
+        except OSError as exc:
+            raise UsageError(f"cannot read {arg}: {exc.strerror or exc}") from None
+        except UnicodeDecodeError:
+            raise UsageError(f"{arg} is not UTF-8 text") from None
+        yield parse_value(text, arg, as_text or raw)
+    else:
+        yield parse_value(arg, "DATA", as_text or raw)
+
+
+# --- data out ----------------------------------------------------------------------------
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` with what JSON cannot hold made JSON-safe: bytes as ``{"$hex": ...}``,
+    non-string keys as text, tuples and sets as lists."""
+    if isinstance(value, (str, int, bool)) or value is None:
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else repr(value)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return {BYTES_KEY: bytes(value).hex()}
+    if isinstance(value, dict):
+        return {_key(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [jsonable(v) for v in value]
+    return repr(value)
+
+
+def _key(key: Any) -> str:
+    if isinstance(key, str):
+        return key
+    if isinstance(key, (bytes, bytearray)):
+        return bytes(key).hex()
+    return json.dumps(key) if isinstance(key, (int, float, bool)) or key is None else repr(key)
+
+
+def to_json(value: Any, indent: int | None = None) -> str:
+    """One JSON text (one line unless ``indent``), Unicode kept as it is."""
+    return json.dumps(jsonable(value), ensure_ascii=False, indent=indent,
+                      separators=None if indent else (",", ":"))
+
+
+def raw_text(data: bytes, encoding: str) -> str:
+    """Raw bytes shown in the ``--encoding`` the user asked for."""
+    if encoding == "hex":
+        return data.hex()
+    if encoding == "base64":
+        return base64.b64encode(data).decode("ascii")
+    codec = {"utf8": "utf-8", "ucs2": "utf-16-le", "utf16le": "utf-16-le",
+             "binary": "latin-1"}.get(encoding, encoding)
+    return data.decode(codec, "replace")
+
+
+#: ANSI colours of node-ipc's log theme (geventipc.log.DEFAULT_THEME), for stdout
+ANSI = {"good": "32", "notice": "33", "warn": "31", "error": "41", "debug": "35",
+        "variable": "36", "data": "34"}
+
+
+class Printer:
+    """Writes what arrives to stdout: JSON lines, or text (in node-ipc's theme colours on
+    a terminal). A closed pipe (``| head``) ends the command quietly."""
+
+    def __init__(self, json_mode: bool, colour: bool, out: TextIO | None = None) -> None:
+        self.json = json_mode
+        self.colour = colour and not json_mode
+        self.out = out or sys.stdout
+
+    def paint(self, style: str, text: str) -> str:
+        """``text`` in a theme colour when colour is on."""
+        return f"\x1b[{ANSI[style]}m{text}\x1b[0m" if self.colour else text
+
+    def line(self, text: str) -> None:
+        """Write one line and flush it (a reader of a pipe sees each event at once)."""
+        self.out.write(text + "\n")
+        self.out.flush()
+
+    def _from(self, record: dict[str, Any], sender: str | None) -> str:
+        if sender is None:
+            return ""
+        record["from"] = sender
+        return self.paint("debug", f"[{sender}]") + " "
+
+    def event(self, type: str, data: Any, sender: str | None = None) -> None:
+        """An event: ``{"type", "data"[, "from"]}``, or ``[from] type data``."""
+        record: dict[str, Any] = {"type": type, "data": data}
+        prefix = self._from(record, sender)
+        if self.json:
+            self.line(to_json(record))
+        else:
+            self.line(prefix + self.paint("variable", type) + " " +
+                      self.paint("data", to_json(data)))
+
+    def raw(self, data: bytes, encoding: str, sender: str | None = None) -> None:
+        """Raw-mode bytes: ``{"data": <bytes in --encoding>[, "from"]}``."""
+        shown = raw_text(data, encoding)
+        record: dict[str, Any] = {"data": shown}
+        prefix = self._from(record, sender)
+        self.line(to_json(record) if self.json else prefix + self.paint("data", shown))
+
+    def value(self, value: Any) -> None:
+        """A reply: one JSON line, or indented JSON on a terminal."""
+        self.line(to_json(value) if self.json else self.paint("data", to_json(value, 2)))
+
+    def tables(self, tables: dict[str, Any]) -> None:
+        """``describe``'s define tables: one JSON line, or two aligned lists."""
+        if self.json:
+            self.line(to_json(tables))
+            return
+        for name in ("listen", "broadcast"):
+            entries = tables.get(name) or {}
+            self.line(self.paint("good", f"{name}:") + ("" if entries else " (none)"))
+            width = max((len(str(k)) for k in entries), default=0)
+            for event, meaning in entries.items():
+                shown = meaning if isinstance(meaning, str) else to_json(meaning)
+                self.line("  " + self.paint("variable", str(event).ljust(width)) + "  " +
+                          shown)
+
+
+# --- shared set-up -----------------------------------------------------------------------
+
+
+def wants_colour(stream: TextIO) -> bool:
+    """Colour only on a terminal, and never when NO_COLOR is set (no-color.org)."""
+    return stream.isatty() and not os.environ.get("NO_COLOR")
+
+
+def make_ipc(args: argparse.Namespace, server_id: str | None = None) -> IPC:
+    """One IPC instance configured from the common options."""
+    values: dict[str, Any] = {
+        "silent": args.silent,
+        "retry": RETRY_MS,
+        "wire": args.wire,
+        "log_in_color": wants_colour(sys.stderr),
+        "id": server_id or args.id or f"geventipc-cli-{os.getpid()}",
+    }
+    if args.socket_root is not None:
+        values["socket_root"] = args.socket_root
+    if args.appspace is not None:
+        values["appspace"] = args.appspace
+    if args.raw:
+        values["raw_buffer"] = True
+    if args.encoding is not None:
+        values["encoding"] = args.encoding
+    tls = tls_settings(args)
+    if tls:
+        values["tls"] = tls
+    try:
+        return IPC(**values)
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def tls_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """``config.tls`` from ``--tls-cert/--tls-key/--tls-ca`` (node-ipc's key names)."""
+    tls: dict[str, Any] = {}
+    if args.tls_cert:
+        tls["public"] = args.tls_cert
+    if args.tls_key:
+        tls["private"] = args.tls_key
+    if args.tls_ca:
+        tls["trustedConnections"] = list(args.tls_ca)
+    if args.tls_servername:
+        tls["servername"] = args.tls_servername
+    for path in [args.tls_cert, args.tls_key, *(args.tls_ca or ())]:
+        if path and not os.path.isfile(path):
+            raise UsageError(f"TLS file {path} does not exist")
+    if bool(args.tls_cert) != bool(args.tls_key):
+        raise UsageError("--tls-cert and --tls-key go together")
+    return tls
+
+
+def uses_tls(args: argparse.Namespace, target: Target) -> bool:
+    """TLS is on for ``tls://`` targets and whenever a --tls-* option is given."""
+    return target.kind == "tls" or bool(args.tls_cert or args.tls_ca)
+
+
+def check_transport(args: argparse.Namespace, target: Target) -> None:
+    """Refuse option mixes that cannot work, before anything is opened."""
+    if target.kind == "unix" and uses_tls(args, target):
+        raise UsageError("TLS works over TCP only: use a tls://HOST:PORT target")
+    if target.kind == "udp" and uses_tls(args, target):
+        raise UsageError("TLS does not work over UDP")
+    if target.kind == "tls" and not (args.tls_ca or args.tls_cert):
+        raise UsageError("a tls:// target needs --tls-ca (to verify the peer) or, to serve, "
+                         "--tls-cert and --tls-key")
+
+
+class Stopper:
+    """The end of a long-running command: SIGINT/SIGTERM, ``--count`` or ``--timeout``."""
+
+    def __init__(self, count: int | None = None) -> None:
+        self.done = Event()
+        self.count = count
+        self.seen = 0
+        self.interrupted = False
+        self._signals = [gevent.signal_handler(sig, self._interrupt)
+                         for sig in (signal.SIGINT, signal.SIGTERM)]
+
+    def _interrupt(self) -> None:
+        self.interrupted = True
+        self.done.set()
+
+    def take(self) -> bool:
+        """Count one item; False once ``--count`` items were taken (drop the rest)."""
+        if self.done.is_set():
+            return False
+        self.seen += 1
+        if self.count is not None and self.seen >= self.count:
+            self.done.set()
+        return True
+
+    def wait(self, timeout: float | None) -> bool:
+        """Block until done or ``timeout``; True unless a ``--count`` was not reached."""
+        self.done.wait(timeout)
+        for handler in self._signals:
+            handler.cancel()
+        if self.count is None or self.interrupted:
+            return True
+        return self.seen >= self.count
+
+
+def sender_of(socket: Any) -> str:
+    """How a server names the peer an event came from."""
+    peer_id = getattr(socket, "id", None)
+    if peer_id:
+        return str(peer_id)
+    address = getattr(socket, "address", socket)
+    if isinstance(address, dict):
+        address = (address.get("address"), address.get("port"))
+    if isinstance(address, tuple) and len(address) >= 2:
+        host = f"[{address[0]}]" if ":" in str(address[0]) else address[0]
+        return f"{host}:{address[1]}"
+    return str(address)
+
+
+# --- commands: serve ---------------------------------------------------------------------
+
+
+def serve_target(args: argparse.Namespace, ipc: IPC) -> Target:
+    """serve's address: ID / ADDRESS, or --path, --tcp, --udp (exactly one)."""
+    given = [x for x in (args.address, args.path, args.tcp, args.udp) if x is not None]
+    if len(given) != 1:
+        raise UsageError("serve needs exactly one of ID, ADDRESS, --path, --tcp or --udp")
+    if args.path is not None:
+        return Target("unix", path=args.path)
+    if args.tcp is not None:
+        host, port = parse_host_port(args.tcp, "--tcp", allow_zero=True)
+        return Target("tls" if args.tls_cert else "tcp", host=host, port=port)
+    if args.udp is not None:
+        host, port = parse_host_port(args.udp, "--udp", allow_zero=True)
+        return Target("udp", host=host, port=port)
+    target = parse_target(args.address, ipc.config, serving=True)
+    if target.kind == "tcp" and args.tls_cert:
+        return Target("tls", host=target.host, port=target.port)
+    return target
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Run a server that prints every event it receives, until interrupted."""
+    name = args.address if args.address and "/" not in args.address else None
+    ipc = make_ipc(args, server_id=name)
+    target = serve_target(args, ipc)
+    check_transport(args, target)
+    if target.kind == "tls" and not args.tls_cert:
+        raise UsageError("serving TLS needs --tls-cert and --tls-key")
+    printer = Printer(args.json or not sys.stdout.isatty(), wants_colour(sys.stdout))
+    stopper = Stopper(args.count)
+    encoding = ipc.config.encoding
+    if target.kind == "unix":
+        server = ipc.serve(target.path)
+    elif target.kind == "udp":
+        server = ipc.serve_net(target.host, target.port, target.udp_type)
+    else:
+        server = ipc.serve_net(target.host, target.port)
+
+    def on_event(type: str, data: Any, socket: Any) -> None:
+        if not stopper.take():
+            return
+        printer.event(type, data, sender_of(socket))
+        if args.echo:
+            server.emit(socket, type, data)
+
+    def on_raw(data: bytes, socket: Any) -> None:
+        if not stopper.take():
+            return
+        printer.raw(data, encoding, sender_of(socket))
+        if args.echo:
+            server.emit(socket, data)
+
+    server.on("data" if args.raw else "*", on_raw if args.raw else on_event)
+    server.on("error", lambda exc: ipc.log("<warn>geventipc:</warn>", one_line(exc)))
+    server.on("connect", lambda socket: ipc.log("<good>geventipc: client connected</good>"))
+    server.on("socket.disconnected", lambda socket, peer_id: ipc.log(
+        "<notice>geventipc: client disconnected:</notice>", peer_id or sender_of(socket)))
+    try:
+        server.start()
+    except OSError as exc:
+        raise ConnectError(f"cannot serve on {target}: {one_line(exc)}") from None
+    bound = Target(target.kind, path=target.path, host=target.host,
+                   port=getattr(server, "port", None) or target.port)
+    ipc.log("<good>geventipc: serving on</good>", str(bound))
+    try:
+        complete = stopper.wait(args.timeout)
+    finally:
+        server.stop()
+    if not complete:
+        raise Timeout(f"{stopper.seen} of {args.count} events within {args.timeout} s")
+    return OK
+
+
+# --- commands: clients -------------------------------------------------------------------
+
+
+def client_target(args: argparse.Namespace, ipc: IPC, words: list[str]) -> tuple[Target,
+                                                                                 list[str]]:
+    """TARGET from --path or the first word; returns it and the words after it."""
+    if args.path is not None:
+        return Target("unix", path=args.path), words
+    if not words:
+        raise UsageError("missing TARGET (a server id, a path, tcp://HOST:PORT, "
+                         "tls://HOST:PORT or udp://HOST:PORT)")
+    return parse_target(words[0], ipc.config), words[1:]
+
+
+class Connection:
+    """One client of the facade, with its last error kept for a clear failure message."""
+
+    def __init__(self, ipc: IPC, target: Target, on_ready: Callable[[Any], None] | None = None
+                 ) -> None:
+        self.ipc = ipc
+        self.target = target
+        self.errors: list[BaseException] = []
+        self.ended = Event()
+        self.connects = 0
+        self.closing = False
+
+        def setup() -> None:
+            client = ipc.of[target.id]
+            client.on("error", self._on_error)
+            client.on("destroy", self.ended.set)
+            client.on("connect", self._on_connect)
+            client.on("disconnect", self._on_disconnect)
+            if on_ready is not None:
+                on_ready(client)
+
+        if target.kind == "unix":
+            self.client = ipc.connect_to(target.id, target.path, setup)
+        else:
+            self.client = ipc.connect_to_net(target.id, target.host, target.port, setup)
+
+    def _on_error(self, exc: BaseException) -> None:
+        self.errors.append(exc)
+        del self.errors[:-1]
+        if not isinstance(exc, ConnectError):
+            self.ipc.log("<warn>geventipc:</warn>", one_line(exc))
+
+    def _on_connect(self) -> None:
+        self.connects += 1
+        if self.connects > 1:
+            self.ipc.log("<good>geventipc: reconnected to</good>", str(self.target))
+
+    def _on_disconnect(self) -> None:
+        if not self.closing:
+            self.ipc.log("<notice>geventipc: lost the connection to</notice>",
+                         str(self.target), "<notice>- reconnecting</notice>")
+
+    def wait(self, timeout: float) -> None:
+        """Block until connected; ConnectError (with the last reason) after ``timeout``."""
+        try:
+            self.client.wait_connected(timeout)
+        except (Timeout, NotConnectedError):
+            reason = f": {one_line(self.errors[-1])}" if self.errors else ""
+            raise ConnectError(f"cannot connect to {self.target} within {timeout:.3g} s"
+                               f"{reason}") from None
+
+    def close(self, timeout: float) -> None:
+        """Disconnect after sending what is queued; NotConnectedError if some was not."""
+        self.closing = True
+        self.client.disconnect()
+        if not self.ended.wait(max(timeout, 0.05)):
+            raise Timeout(f"could not finish sending to {self.target} within "
+                          f"{timeout:.3g} s")
+        if self.client.queued:
+            raise NotConnectedError(f"{self.client.queued} event(s) not delivered: the "
+                                    f"connection to {self.target} was lost")
+
+
+class Deadline:
+    """The time left of a command's ``--timeout``."""
+
+    def __init__(self, seconds: float | None) -> None:
+        self.seconds = seconds
+        self._end = None if seconds is None else time.monotonic() + seconds
+
+    def left(self) -> float | None:
+        """Seconds left (at least a sliver), or None for no bound."""
+        if self._end is None:
+            return None
+        return max(self._end - time.monotonic(), 0.001)
+
+
+def _timeout(args: argparse.Namespace, default: float | None) -> float | None:
+    return default if args.timeout is None else args.timeout
+
+
+def cmd_emit(args: argparse.Namespace) -> int:
+    """Send one event (or one per stdin line) and exit once it is sent."""
+    ipc = make_ipc(args)
+    target, words = client_target(args, ipc, args.words)
+    check_transport(args, target)
+    if args.raw:
+        if len(words) != 1:
+            raise UsageError("with --raw, emit takes TARGET and DATA (no TYPE)")
+        type_, data_arg = None, words[0]
+    else:
+        if not words or len(words) > 2:
+            raise UsageError("emit takes TARGET TYPE [DATA]")
+        type_, data_arg = words[0], words[1] if len(words) > 1 else None
+        _check_name(ipc, type_)
+    values = data_values(data_arg, args.text, args.raw)
+    deadline = Deadline(_timeout(args, DEFAULT_TIMEOUT))
+    if target.kind == "udp":
+        return _emit_udp(ipc, target, type_, values, deadline)
+    conn = Connection(ipc, target)
+    try:
+        conn.wait(deadline.left() or DEFAULT_TIMEOUT)
+        sent = 0
+        for value in values:
+            if args.raw:
+                conn.client.emit(value)
+            else:
+                conn.client.emit(type_, value)
+            sent += 1
+        conn.close(deadline.left() or DEFAULT_TIMEOUT)
+    finally:
+        ipc.disconnect(target.id)
+    ipc.log("<good>geventipc: sent</good>", str(sent), "<good>event(s) to</good>", str(target))
+    return OK
+
+
+def _emit_udp(ipc: IPC, target: Target, type_: str | None, values: Iterator[Any],
+              deadline: Deadline) -> int:
+    """UDP has no client: bind an ephemeral port, send, close."""
+    loopback = target.host in ("localhost", "127.0.0.1", "::1")
+    bind = ("::1" if target.udp_type == "udp6" else "127.0.0.1") if loopback else \
+        ("::" if target.udp_type == "udp6" else "0.0.0.0")
+    server = ipc.serve_net(bind, 0, target.udp_type)
+    try:
+        server.start()
+    except OSError as exc:
+        raise ConnectError(f"cannot bind a UDP port to send from: {one_line(exc)}") from None
+    peer = {"address": target.host, "port": target.port}
+    sent = 0
+    try:
+        for value in values:
+            if type_ is None:
+                server.emit(peer, value)
+            else:
+                server.emit(peer, type_, value)
+            sent += 1
+        gevent.sleep(0)   # let a queued datagram go out before the socket closes
+    finally:
+        server.stop()
+    ipc.log("<good>geventipc: sent</good>", str(sent), "<good>datagram(s) to</good>",
+            str(target))
+    return OK
+
+
+def _check_name(ipc: IPC, name: str) -> None:
+    from .wire import names_for  # noqa: PLC0415 - only the event-name rules
+    reason = names_for(ipc.config).problem(name)
+    if reason:
+        raise UsageError(reason)
+
+
+def _needs_requests(args: argparse.Namespace, target: Target, what: str) -> None:
+    if args.raw or args.wire != "msgpack":
+        raise UsageError(f"{what} needs the msgpack wire (request/reply is not part of "
+                         f"node-ipc's JSON wire or raw mode)")
+    if target.kind == "udp":
+        raise UsageError(f"{what} needs a stream connection (Unix socket, TCP or TLS), "
+                         f"not UDP")
+
+
+def cmd_request(args: argparse.Namespace) -> int:
+    """Send a request (or one per stdin line) and print each reply."""
+    ipc = make_ipc(args)
+    target, words = client_target(args, ipc, args.words)
+    check_transport(args, target)
+    _needs_requests(args, target, "request")
+    if not words or len(words) > 2:
+        raise UsageError("request takes TARGET TYPE [DATA]")
+    type_, data_arg = words[0], words[1] if len(words) > 1 else None
+    _check_name(ipc, type_)
+    values = data_values(data_arg, args.text)
+    timeout = _timeout(args, DEFAULT_TIMEOUT)
+    printer = Printer(args.json or not sys.stdout.isatty(), wants_colour(sys.stdout))
+    conn = Connection(ipc, target)
+    try:
+        conn.wait(timeout or DEFAULT_TIMEOUT)
+        for value in values:
+            printer.value(conn.client.request(type_, value, timeout))
+    finally:
+        ipc.disconnect(target.id)
+    return OK
+
+
+def cmd_describe(args: argparse.Namespace) -> int:
+    """Print the server's ``define`` tables."""
+    ipc = make_ipc(args)
+    target, words = client_target(args, ipc, args.words)
+    if words:
+        raise UsageError(f"describe takes only TARGET, not {' '.join(words)!r}")
+    check_transport(args, target)
+    _needs_requests(args, target, "describe")
+    timeout = _timeout(args, DEFAULT_TIMEOUT)
+    printer = Printer(args.json or not sys.stdout.isatty(), wants_colour(sys.stdout))
+    conn = Connection(ipc, target)
+    try:
+        conn.wait(timeout or DEFAULT_TIMEOUT)
+        printer.tables(conn.client.describe(timeout))
+    finally:
+        ipc.disconnect(target.id)
+    return OK
+
+
+def cmd_listen(args: argparse.Namespace) -> int:
+    """Print the events a server sends, until interrupted, ``--count`` or ``--timeout``."""
+    ipc = make_ipc(args)
+    target, types = client_target(args, ipc, args.words)
+    check_transport(args, target)
+    if target.kind == "udp":
+        raise UsageError("UDP has no connection to listen on: run 'geventipc serve --udp "
+                         "HOST:PORT' to receive datagrams")
+    if args.raw and types:
+        raise UsageError("raw mode has no event types to filter on")
+    for name in types:
+        _check_name(ipc, name)
+    wanted = frozenset(types)
+    printer = Printer(args.json or not sys.stdout.isatty(), wants_colour(sys.stdout))
+    stopper = Stopper(args.count)
+    encoding = ipc.config.encoding
+
+    def on_event(type: str, data: Any) -> None:
+        if (not wanted or type in wanted) and stopper.take():
+            printer.event(type, data)
+
+    def on_raw(data: bytes) -> None:
+        if stopper.take():
+            printer.raw(data, encoding)
+
+    def ready(client: Any) -> None:
+        client.on("data" if args.raw else "*", on_raw if args.raw else on_event)
+
+    deadline = Deadline(args.timeout)
+    conn = Connection(ipc, target, ready)
+    try:
+        conn.wait(min(deadline.left() or DEFAULT_TIMEOUT, DEFAULT_TIMEOUT))
+        ipc.log("<good>geventipc: listening to</good>", str(target))
+        complete = stopper.wait(deadline.left())
+    finally:
+        ipc.disconnect(target.id)
+    if not complete:
+        raise Timeout(f"{stopper.seen} of {args.count} events within {args.timeout:g} s")
+    return OK
+
+
+# --- the parser --------------------------------------------------------------------------
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, with usage errors as one line (UsageError) instead of a usage dump."""
+
+    #: the command parsers by name (on the top-level parser)
+    subcommands: dict[str, "Parser"] = {}
+
+    def error(self, message: str) -> NoReturn:
+        """Raise UsageError: main prints it in one line and exits with status 2."""
+        raise UsageError(f"{message} (see '{self.prog} --help')")
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not value > 0 or not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be more than 0 seconds, not {text!r}")
+    return value
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+TARGETS = """\
+TARGET is one of:
+  ID                a server id: the Unix socket SOCKET_ROOT/APPSPACE+ID
+  PATH, unix://PATH a Unix socket path (a PATH must contain a '/': ./world.sock)
+  tcp://HOST:PORT   TCP ([::1]:PORT for IPv6)
+  tls://HOST:PORT   TCP with TLS (with --tls-ca, and --tls-cert/--tls-key for mutual TLS)
+  udp://HOST:PORT   UDP (emit only)
+"""
+
+DATA = """\
+DATA is JSON ('"text"', 42, '{"a": [1, 2]}'; {"$hex": "00ff"} is bytes), @FILE (a file
+holding one JSON value), or - (stdin: one value per line, blank lines skipped). With --text,
+DATA is taken as a plain string. Without DATA the event carries null.
+"""
+
+EXIT = """\
+exit status: 0 success, 1 remote error, timeout or no connection, 2 usage error.
+"""
+
+HELP = {
+    "serve": ("run a server that prints every event it receives",
+              """\
+ADDRESS is a server id, a Unix socket path, tcp://HOST:PORT or udp://HOST:PORT (port 0:
+any free port; the chosen one is logged). Events are printed to stdout: coloured text on a
+terminal, JSON lines {"type", "data", "from"} when piped or with --json. Logs go to stderr.
+
+examples:
+  geventipc serve world                       # Unix socket, server id "world"
+  geventipc serve --tcp 127.0.0.1:8000 --echo # TCP, every event sent back to its sender
+  geventipc serve --udp [::1]:8001 --json     # UDP over IPv6, JSON lines
+  geventipc serve world --count 1 --timeout 10 > first.json
+"""),
+    "emit": ("send an event (or one per stdin line)",
+             TARGETS + "\n" + DATA + """
+examples:
+  geventipc emit world message '"hello"'
+  geventipc emit tcp://127.0.0.1:8000 job '{"id": 7}'
+  geventipc emit world message --text 'hello, no quotes needed'
+  geventipc emit world message @payload.json
+  tail -f app.log | geventipc emit world line --text -
+  geventipc emit --raw --encoding hex world 68656c6c6f   # raw mode: DATA only, no TYPE
+  geventipc emit udp://127.0.0.1:8001 ping
+"""),
+    "request": ("send a request and print the reply (msgpack wire)",
+                TARGETS + "\n" + DATA + """
+The reply is printed as JSON (indented on a terminal). A handler that raised on the server,
+no handler, or no reply within --timeout (default 5 s) prints one line on stderr: exit 1.
+
+examples:
+  geventipc request world add '[1, 2]'
+  geventipc request tcp://127.0.0.1:8000 user.get '{"id": 7}' --timeout 2
+  printf '1\\n2\\n3\\n' | geventipc request world square -   # one reply per line
+"""),
+    "listen": ("print the events a server sends",
+               TARGETS + """
+With TYPEs, only those event types are printed. Output: coloured text on a terminal, JSON
+lines {"type", "data"} when piped or with --json. Runs until interrupted, until --count
+events arrived, or for --timeout seconds (with --count: exit 1 if fewer arrived). A lost
+connection is re-made; the first must succeed within 5 s (or --timeout).
+
+examples:
+  geventipc listen world
+  geventipc listen tcp://127.0.0.1:8000 tick alarm --json
+  geventipc listen world --count 1 --timeout 10     # wait for one event, at most 10 s
+"""),
+    "describe": ("print the server's define tables (msgpack wire)",
+                 TARGETS + """
+examples:
+  geventipc describe world
+  geventipc describe tcp://127.0.0.1:8000 --json
+"""),
+}
+
+
+def _common_options() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    group = common.add_argument_group("connection options")
+    group.add_argument("--path", metavar="P", help="Unix socket path (instead of TARGET/ID)")
+    group.add_argument("--socket-root", metavar="DIR",
+                       help="directory of Unix sockets named by id (default: a per-user, "
+                            "owner-only directory)")
+    group.add_argument("--appspace", metavar="PREFIX",
+                       help="prefix of socket file names (default 'app.')")
+    group.add_argument("--id", metavar="NAME",
+                       help="this process's id, announced to servers (default "
+                            "geventipc-cli-PID)")
+    group.add_argument("--wire", choices=("msgpack", "node-ipc"), default="msgpack",
+                       help="wire format (default msgpack; node-ipc: node-ipc's JSON)")
+    group.add_argument("--raw", action="store_true",
+                       help="raw mode: bytes with no framing and no event types")
+    group.add_argument("--encoding", metavar="ENC",
+                       choices=("utf8", "utf-8", "ascii", "utf16le", "ucs2", "base64", "hex",
+                                "latin1", "binary"),
+                       help="raw mode's text encoding: utf8 (default), hex, base64, ascii, "
+                            "latin1, utf16le/ucs2")
+    group.add_argument("--tls-cert", metavar="PEM", help="certificate (config.tls 'public')")
+    group.add_argument("--tls-key", metavar="PEM", help="private key (config.tls 'private')")
+    group.add_argument("--tls-ca", metavar="PEM", action="append",
+                       help="CA to trust (config.tls 'trustedConnections'); repeatable")
+    group.add_argument("--tls-servername", metavar="NAME",
+                       help="host name to verify in the server's certificate")
+    group.add_argument("--timeout", metavar="S", type=_seconds,
+                       help="seconds to wait in all (emit, request, describe: default 5; "
+                            "serve, listen: run for S seconds)")
+    group.add_argument("--silent", action="store_true",
+                       help="no log lines on stderr (a failing command still prints its "
+                            "one-line error)")
+    group.add_argument("--json", action="store_true",
+                       help="print JSON lines even on a terminal")
+    return common
+
+
+def build_parser() -> Parser:
+    """The whole ``geventipc`` argument parser."""
+    parser = Parser(
+        prog=PROG,
+        description="Poke at IPC services from the shell: serve, emit, request, listen, "
+                    "describe. Run 'geventipc COMMAND --help' for a command's options.",
+        epilog=TARGETS + "\n" + EXIT,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True,
+                                     parser_class=Parser)
+    common = _common_options()
+    usage = {
+        "serve": "%(prog)s [options] (ID | ADDRESS | --path P | --tcp HOST:PORT | "
+                 "--udp HOST:PORT)",
+        "emit": "%(prog)s [options] TARGET TYPE [DATA]",
+        "request": "%(prog)s [options] TARGET TYPE [DATA]",
+        "listen": "%(prog)s [options] TARGET [TYPE ...]",
+        "describe": "%(prog)s [options] TARGET",
+    }
+    subs: dict[str, Parser] = {}
+    for name, (summary, epilog) in HELP.items():
+        subs[name] = commands.add_parser(
+            name, parents=[common], help=summary, description=summary[0].upper() +
+            summary[1:] + ".", epilog=epilog + "\n" + EXIT, usage=usage[name],
+            formatter_class=argparse.RawDescriptionHelpFormatter)
+    serve = subs["serve"]
+    serve.add_argument("address", nargs="?", metavar="ID|ADDRESS",
+                       help="server id, socket path, tcp://HOST:PORT or udp://HOST:PORT")
+    serve.add_argument("--tcp", metavar="HOST:PORT", help="serve TCP (TLS with --tls-cert)")
+    serve.add_argument("--udp", metavar="HOST:PORT", help="serve UDP")
+    serve.add_argument("--echo", action="store_true",
+                       help="send each event back to its sender")
+    serve.add_argument("--count", metavar="N", type=_positive,
+                       help="exit after N events")
+    for name in ("emit", "request"):
+        subs[name].add_argument("words", nargs="*", metavar="TARGET TYPE [DATA]",
+                                help="where, the event type, and its data")
+        subs[name].add_argument("--text", action="store_true",
+                                help="DATA (and each stdin line) is a plain string, not JSON")
+    subs["listen"].add_argument("words", nargs="*", metavar="TARGET [TYPE ...]",
+                                help="where, and the event types to print (default all)")
+    subs["listen"].add_argument("--count", metavar="N", type=_positive,
+                                help="exit after N events")
+    subs["describe"].add_argument("words", nargs="*", metavar="TARGET", help="where")
+    parser.subcommands = subs
+    return parser
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "serve": cmd_serve, "emit": cmd_emit, "request": cmd_request, "listen": cmd_listen,
+    "describe": cmd_describe,
+}
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception as one line of text."""
+    text = str(exc) or type(exc).__name__
+    if isinstance(exc, OSError) and exc.strerror and not isinstance(exc, IPCError):
+        text = exc.strerror + (f": {exc.filename}" if exc.filename else "")
+    return " ".join(text.split())
+
+
+def _fail(prog: str, message: str, code: int) -> int:
+    try:
+        sys.stderr.write(f"{prog}: error: {message}\n")
+        sys.stderr.flush()
+    except OSError:
+        pass
+    return code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status (the console script exits with it)."""
+    parser = build_parser()
+    words = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if words and words[0] in parser.subcommands:
+            # per command, so options and words may come in any order
+            args = parser.subcommands[words[0]].parse_intermixed_args(words[1:])
+            args.command = words[0]
+        else:
+            args = parser.parse_args(words)
+    except UsageError as exc:
+        return _fail(PROG, one_line(exc), USAGE)
+    except SystemExit as exc:  # --help and --version
+        return exc.code if isinstance(exc.code, int) else OK
+    prog = f"{PROG} {args.command}"
+    try:
+        return COMMANDS[args.command](args)
+    except UsageError as exc:
+        return _fail(prog, one_line(exc), USAGE)
+    except RemoteError as exc:
+        return _fail(prog, f"remote error: {one_line(exc)}", FAILED)
+    except (IPCError, OSError) as exc:
+        if isinstance(exc, BrokenPipeError):
+            return _quiet_broken_pipe()
+        return _fail(prog, one_line(exc), FAILED)
+    except KeyboardInterrupt:
+        return 130
+
+
+def _quiet_broken_pipe() -> int:
+    # stdout's reader went away (``| head``): that ends the command, it is not an error
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except OSError:
+        pass
+    return OK
+
+
+__all__ = ["main", "build_parser", "parse_target", "Target", "jsonable", "to_json"]
