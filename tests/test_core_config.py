@@ -1,0 +1,183 @@
+"""``ipc.config``: node-ipc's defaults, camelCase aliases, immediate errors for unknown
+keys and wrong types, and the per-user owner-only default socket root."""
+import os
+import socket
+import stat
+
+import pytest
+
+from conftest import wait_until
+from geventipc import IPC
+from geventipc.config import OPTIONS, Config, default_socket_root, option_table
+from geventipc.errors import ConfigError, InsecureSocketRootError
+
+NODE_IPC_DEFAULTS = {
+    "appspace": "app.", "network_host": "localhost", "network_port": 8000,
+    "encoding": "utf8", "raw_buffer": False, "sync": False, "silent": False,
+    "max_connections": 100, "retry": 500, "max_retries": None, "stop_retrying": False,
+    "unlink": True, "readable_all": False, "writable_all": False, "tls": False,
+}
+
+
+def test_node_ipc_defaults():
+    config = Config()
+    for key, value in NODE_IPC_DEFAULTS.items():
+        assert getattr(config, key) == value, key
+    assert config.id == socket.gethostname()
+    assert config.socket_root is None          # None = the per-user default directory
+    assert config.delimiter == "\f"
+
+
+@pytest.mark.parametrize("camel, snake", [
+    ("socketRoot", "socket_root"), ("networkHost", "network_host"),
+    ("networkPort", "network_port"), ("rawBuffer", "raw_buffer"),
+    ("maxConnections", "max_connections"), ("maxRetries", "max_retries"),
+    ("stopRetrying", "stop_retrying"), ("readableAll", "readable_all"),
+    ("writableAll", "writable_all"), ("logInColor", "log_in_color"),
+    ("logDepth", "log_depth"),
+])
+def test_camel_case_aliases(camel, snake):
+    config = Config()
+    option = {o.name: o for o in OPTIONS}[snake]
+    value = {"socket_root": "/tmp/", "network_host": "::1", "network_port": 3435,
+             "max_connections": 7, "max_retries": 3, "log_depth": 2}.get(
+        snake, not option.default if isinstance(option.default, bool) else None)
+    setattr(config, camel, value)
+    assert getattr(config, snake) == value and getattr(config, camel) == value
+    assert config[camel] == value and config[snake] == value
+    config2 = Config(**{camel: value})
+    assert getattr(config2, snake) == value
+
+
+def test_every_option_has_a_camel_alias_in_the_table():
+    for snake, camel, default, doc in option_table():
+        assert doc
+        assert Config()[camel] == default
+
+
+def test_unknown_key_raises_at_once():
+    config = Config()
+    with pytest.raises(ConfigError, match="unknown config key 'sockteRoot'"):
+        config.sockteRoot = "/tmp/"
+    with pytest.raises(AttributeError):
+        config.no_such_key
+    with pytest.raises(ConfigError):
+        IPC(no_such_key=1)
+    with pytest.raises(ConfigError):
+        config["bogus"] = 1
+    with pytest.raises(ConfigError):
+        config.update(retry=5, bogus=1)
+
+
+@pytest.mark.parametrize("key, value", [
+    ("retry", "1500"), ("network_port", "8000"), ("silent", "yes"), ("silent", 1),
+    ("max_connections", True), ("max_connections", 0), ("retry", -1),
+    ("socket_root", 5), ("appspace", None), ("max_retries", 1.5),
+    ("encoding", "klingon"), ("log_depth", 0), ("wire", "json"),
+])
+def test_wrong_type_or_value_raises_at_once(key, value):
+    config = Config()
+    before = config[key]
+    with pytest.raises(ConfigError, match=key):
+        setattr(config, key, value)
+    assert config[key] == before                # a refused value changes nothing
+
+
+def test_retry_accepts_int_and_float_milliseconds():
+    config = Config(retry=1500)
+    config.retry = 2.5
+    assert config.retry == 2.5
+
+
+def test_copy_is_a_snapshot():
+    config = Config(id="a")
+    snap = config.copy(retry=9)
+    config.id = "b"
+    assert snap.id == "a" and snap.retry == 9 and config.retry == 500
+
+
+def test_default_socket_root_is_owner_only_under_xdg(monkeypatch, tmp_path):
+    runtime = tmp_path / "run"
+    runtime.mkdir(mode=0o700)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
+    root = default_socket_root()
+    assert root == f"{runtime}/geventipc-{os.getuid()}/"
+    info = os.stat(root)
+    assert stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid()
+    assert stat.S_IMODE(info.st_mode) == 0o700
+    assert Config(id="w").socket_path("world") == root + "app.world"
+
+
+def test_default_socket_root_falls_back_to_the_temp_dir(monkeypatch, tmp_path):
+    monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    import tempfile
+    monkeypatch.setattr(tempfile, "tempdir", None)   # re-read TMPDIR
+    root = default_socket_root()
+    assert root == f"{tmp_path}/geventipc-{os.getuid()}/"
+    assert stat.S_IMODE(os.stat(root).st_mode) == 0o700
+
+
+def test_default_socket_root_refuses_an_open_directory(monkeypatch, tmp_path):
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    planted = tmp_path / f"geventipc-{os.getuid()}"
+    planted.mkdir()
+    os.chmod(planted, 0o777)
+    with pytest.raises(InsecureSocketRootError, match="owner-only"):
+        default_socket_root()
+
+
+def test_default_socket_root_refuses_a_symlink(monkeypatch, tmp_path):
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    target = tmp_path / "elsewhere"
+    target.mkdir(mode=0o700)
+    os.symlink(target, tmp_path / f"geventipc-{os.getuid()}")
+    with pytest.raises(InsecureSocketRootError):
+        default_socket_root()
+
+
+def test_serving_on_the_default_root_end_to_end(monkeypatch, tmp_path):
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    world, hello = IPC(id="world", silent=True), IPC(id="hello", silent=True, retry=50)
+    try:
+        world.serve()
+        world.server.start()
+        assert world.server.path == f"{tmp_path}/geventipc-{os.getuid()}/app.world"
+        assert stat.S_IMODE(os.stat(world.server.path).st_mode) == 0o600
+        hello.connect_to("world").wait_connected(timeout=5)
+    finally:
+        hello.disconnect("world")
+        world.server.stop()
+
+
+def test_explicit_tmp_socket_root_still_works():
+    """node-ipc 9's /tmp/ works when set explicitly (it is world-writable but sticky)."""
+    world = IPC(id=f"gipc-world-{os.getpid()}", silent=True, socket_root="/tmp/")
+    hello = IPC(id="hello", silent=True, retry=50, socketRoot="/tmp/")
+    try:
+        world.serve()
+        world.server.start()
+        assert world.server.path == f"/tmp/app.gipc-world-{os.getpid()}"
+        client = hello.connect_to(world.config.id)
+        client.wait_connected(timeout=5)
+        got = []
+        world.server.on("m", lambda d, s: got.append(d))
+        client.emit("m", "via /tmp")
+        wait_until(lambda: got == ["via /tmp"])
+    finally:
+        hello.disconnect(world.config.id)
+        if world.server is not None:
+            world.server.stop()
+    assert not os.path.exists(f"/tmp/app.gipc-world-{os.getpid()}")
+
+
+def test_a_world_writable_non_sticky_socket_dir_is_refused(tmp_path):
+    open_dir = tmp_path / "open"
+    open_dir.mkdir()
+    os.chmod(open_dir, 0o777)
+    world = IPC(id="world", silent=True, socket_root=str(open_dir))
+    with pytest.raises(InsecureSocketRootError, match="not sticky"):
+        world.serve().start()
+    world.config.check_socket_root = False     # the documented way out
+    world.serve().start()
+    world.server.stop()
