@@ -1,0 +1,245 @@
+"""node-ipc's own wire: UTF-8 JSON ``{"type": ..., "data": ...}`` then a delimiter.
+
+This is what the Node.js ``node-ipc`` package (9.x and 14.x, and its Rust and C# ports)
+puts on Unix sockets, TCP and TLS, so a geventipc process on this wire can serve node-ipc
+clients and connect to node-ipc servers. See docs/protocol.md, "The node-ipc JSON wire".
+
+Decoding differs from node-ipc 9's own parser on purpose: that one only parses when a read
+happens to end on the delimiter (and stalls otherwise); this one splits the byte stream at
+every delimiter wherever the reads fall, and decodes whole frames only, so a multi-byte
+UTF-8 character split across reads is never seen half. JSON escapes every control
+character inside strings, so the default delimiter (form feed) cannot occur inside a frame.
+
+Encoding follows node-ipc 14: ``None`` is ``null``, an empty string stays ``""`` (node-ipc 9
+would send ``{}`` for both; such a ``{}`` arrives here as an empty dict, as sent).
+"""
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from ..errors import (
+    ConfigError, EncodeError, MessageTooLargeError, ProtocolError, UnsupportedError,
+)
+from .msgpack_codec import READ_SIZE
+from .names import EventNames
+
+#: the longest prefix of a bad value quoted in an error message
+_QUOTE = 60
+#: deepest nesting ``encode_event`` accepts (deeper is almost surely a cycle)
+MAX_DEPTH = 500
+
+
+def _refuse_constant(name: str) -> Any:
+    # JSON has no NaN or Infinity; Python's json would take them, JSON.parse does not
+    raise ValueError(f"{name} is not valid JSON")
+
+
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
+_decode = _DECODER.decode
+# Compact like JSON.stringify; non-ASCII text as UTF-8 (also what JSON.stringify does).
+_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, check_circular=False,
+                            separators=(",", ":"))
+_encode = _ENCODER.encode
+# Lone surrogates cannot be UTF-8: JSON.stringify escapes them as \\udXXX, and so does this.
+_ASCII_ENCODER = json.JSONEncoder(ensure_ascii=True, allow_nan=False, check_circular=False,
+                                  separators=(",", ":"))
+
+
+def _quote(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= _QUOTE else text[:_QUOTE] + "..."
+
+
+def _fits(value: Any, depth: int = 0) -> bool:
+    """True if JSON carries ``value`` exactly (fast check, no diagnosis)."""
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or value is None:
+        return True
+    if kind is float:
+        return math.isfinite(value)
+    if depth >= MAX_DEPTH:
+        return False
+    if kind is dict:
+        for key, item in value.items():
+            if type(key) is not str:
+                return False
+            kind = type(item)
+            if kind is not str and kind is not int and not _fits(item, depth + 1):
+                return False
+        return True
+    if kind is list or kind is tuple:
+        for item in value:
+            kind = type(item)
+            if kind is not str and kind is not int and not _fits(item, depth + 1):
+                return False
+        return True
+    # subclasses (IntEnum, str enums, OrderedDict, ...) encode as their base type
+    if isinstance(value, (str, int)):
+        return True
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, dict):
+        return _fits(dict(value), depth)
+    if isinstance(value, (list, tuple)):
+        return _fits(list(value), depth)
+    return False
+
+
+def _problem(value: Any, path: str, depth: int = 0) -> str | None:
+    """Where in ``value`` JSON falls short, and why (only called once ``_fits`` failed)."""
+    if isinstance(value, (str, int)) or value is None:
+        return None
+    if isinstance(value, float):
+        return None if math.isfinite(value) else \
+            f"{path} is {value!r}, which JSON cannot carry (no NaN or Infinity in JSON)"
+    if depth >= MAX_DEPTH:
+        return f"{path} is nested deeper than {MAX_DEPTH} levels (or refers to itself)"
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                return (f"{path} has the key {_quote(key)} of type {type(key).__name__}; "
+                        f"JSON object keys must be strings")
+            found = _problem(item, f"{path}[{key!r}]", depth + 1)
+            if found:
+                return found
+        return None
+    if isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            found = _problem(item, f"{path}[{index}]", depth + 1)
+            if found:
+                return found
+        return None
+    hint = " (send bytes as a hex or base64 string, or use raw_buffer mode)" \
+        if isinstance(value, (bytes, bytearray, memoryview)) else ""
+    return (f"{path} is {_quote(value)} of type {type(value).__name__}, which JSON cannot "
+            f"carry{hint}")
+
+
+class NodeIPCCodec:
+    """Sans-IO codec of node-ipc's JSON wire for one connection.
+
+    ``delimiter`` is node-ipc's ``config.delimiter`` (default ``"\\f"``); any non-empty
+    string, multi-character ones included, as long as both ends agree.
+    """
+
+    name = "node-ipc"
+    supports_requests = False
+    framed = True
+
+    __slots__ = ("names", "delimiter", "max_message_size", "read_size", "_delim",
+                 "_dlen", "_tail", "_check_body")
+
+    def __init__(self, names: EventNames, delimiter: str = "\f",
+                 max_message_size: int = 16 * 1024 * 1024) -> None:
+        if not isinstance(delimiter, str) or not delimiter:
+            raise ConfigError(f"config.delimiter must be a non-empty string, not {delimiter!r}")
+        self.names = names
+        self.delimiter = delimiter
+        self.max_message_size = max_message_size
+        self.read_size = min(READ_SIZE, max_message_size)
+        self._delim = delimiter.encode("utf-8", "surrogatepass")
+        self._dlen = len(self._delim)
+        self._tail = bytearray()
+        # JSON escapes every control character in strings and puts none between tokens,
+        # so a delimiter made only of them can never occur inside an encoded frame; any
+        # other delimiter may, and then the frame would be cut in two at the far end.
+        self._check_body = any(ord(ch) >= 0x20 for ch in delimiter)
+
+    # --- decoding ----------------------------------------------------------------------
+
+    @property
+    def buffered(self) -> int:
+        """Bytes of an incomplete frame waiting for the rest."""
+        return len(self._tail)
+
+    def feed(self, data: bytes | bytearray | memoryview) -> list[list[Any]]:
+        """Take bytes from the peer; return the ``[type, data]`` frames they complete.
+
+        Raises :class:`ProtocolError` (good frames before the fault in ``.frames``) for a
+        frame that is not UTF-8 JSON of an object with a string ``type`` the event-name
+        rules allow, and :class:`MessageTooLargeError` past ``max_message_size``.
+        """
+        delim, dlen, tail = self._delim, self._dlen, self._tail
+        if not tail:
+            parts = bytes(data).split(delim)
+        else:
+            # search only where a delimiter could end: never rescan a long partial frame
+            start = max(0, len(tail) - dlen + 1)
+            tail += data
+            cut = tail.find(delim, start)
+            if cut < 0:
+                if len(tail) > self.max_message_size:
+                    raise MessageTooLargeError(
+                        f"frame larger than max_message_size={self.max_message_size}")
+                return []
+            parts = bytes(tail[cut + dlen:]).split(delim)
+            parts.insert(0, bytes(tail[:cut]))
+        rest = parts.pop()
+        self._tail = bytearray(rest)
+        frames: list[list[Any]] = []
+        limit = self.max_message_size
+        good = self.names.good
+        for part in parts:
+            if len(part) > limit:
+                raise MessageTooLargeError(
+                    f"frame larger than max_message_size={limit}", frames)
+            try:
+                message = _decode(part.decode("utf-8"))
+            except UnicodeDecodeError as exc:
+                raise ProtocolError(f"node-ipc frame is not valid UTF-8 ({exc.reason} at "
+                                    f"byte {exc.start})", frames) from None
+            except (ValueError, RecursionError) as exc:
+                raise ProtocolError(f"node-ipc frame is not valid JSON ({exc}): "
+                                    f"{_quote(part)}", frames) from None
+            if type(message) is not dict:
+                raise ProtocolError(f"node-ipc frame must be a JSON object, not "
+                                    f"{_quote(message)}", frames)
+            event = message.get("type")
+            if type(event) is not str or event not in good:
+                if "type" not in message:
+                    raise ProtocolError("node-ipc frame has no \"type\"", frames)
+                try:
+                    self.names.check_incoming(event)
+                except ProtocolError as exc:
+                    exc.frames = frames
+                    raise
+            frames.append([event, message.get("data")])
+        if len(rest) > limit:
+            raise MessageTooLargeError(f"frame larger than max_message_size={limit}", frames)
+        return frames
+
+    # --- encoding ----------------------------------------------------------------------
+
+    def encode_event(self, type: str, data: Any = None) -> bytes:
+        """Bytes of one frame. Raises EncodeError, naming the value, for data JSON cannot
+        carry exactly (bytes, non-string keys, NaN/Infinity, other objects)."""
+        message = {"type": type, "data": data}
+        if not _fits(data):
+            reason = _problem(data, "data") or "data cannot be encoded as JSON"
+            raise EncodeError(f"cannot send event {type!r} on the node-ipc JSON wire: "
+                              f"{reason}")
+        try:
+            body = _encode(message).encode("utf-8")
+        except UnicodeEncodeError:
+            body = _ASCII_ENCODER.encode(message).encode("ascii")
+        except (ValueError, TypeError, RecursionError) as exc:  # a subclass misbehaving
+            raise EncodeError(f"cannot send event {type!r} on the node-ipc JSON wire: "
+                              f"{exc}") from None
+        if self._check_body and self._delim in body:
+            raise EncodeError(
+                f"cannot send event {type!r} on the node-ipc JSON wire: its JSON contains "
+                f"the delimiter {self.delimiter!r}, which would cut the frame in two; pick "
+                f"a delimiter made of control characters (the default is \"\\f\")")
+        return body + self._delim
+
+    def encode_request(self, type: str, data: Any, request_id: int) -> bytes:
+        """node-ipc has no request/reply: always raises UnsupportedError."""
+        raise UnsupportedError("request/reply needs the msgpack wire; node-ipc's JSON wire "
+                               "has events only (emit a reply event instead)")
+
+    def encode_reply(self, request_id: int, status: int, data: Any) -> bytes:
+        """node-ipc has no request/reply: always raises UnsupportedError."""
+        raise UnsupportedError("request/reply needs the msgpack wire; node-ipc's JSON wire "
+                               "has events only")
