@@ -52,7 +52,10 @@ def make_ipc(sock_dir: str) -> Iterator[Callable[..., IPC]]:
     made: list[IPC] = []
 
     def factory(id: str = "world", **config: object) -> IPC:
-        inst = IPC(id=id, socket_root=sock_dir, silent=True, retry=50, **config)
+        # the test defaults (quiet, fast retries) give way to what the test asks for
+        settings: dict[str, object] = {"socket_root": sock_dir, "silent": True, "retry": 50}
+        settings.update(config)
+        inst = IPC(id=id, **settings)
         made.append(inst)
         return inst
 
