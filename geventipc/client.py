@@ -252,9 +252,11 @@ class Client(Dispatcher):
     def emit(self, type: str, data: Any = None) -> None:
         """Send one event; queued (in order) while not connected.
 
-        Raises EventNameError, EncodeError (nothing sent) or QueueFullError.
+        Raises EventNameError, EncodeError (nothing sent) or QueueFullError. In raw mode
+        (``config.raw_buffer``) it is ``emit(data)``: bytes, or str in ``config.encoding``.
         """
-        self.names.check_outgoing(type)
+        if self._encoder.framed:
+            self.names.check_outgoing(type)
         self._send(self._encoder.encode_event(type, data))
 
     def _send(self, frame: bytes) -> None:

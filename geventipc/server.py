@@ -36,7 +36,8 @@ class ServerSocket(StreamConnection):
         server = self.server
         if server._bcast:
             server._commit_broadcast()
-        self.names.check_outgoing(type)
+        if self.codec.framed:  # raw mode: emit(data), no event type
+            self.names.check_outgoing(type)
         return self.write(self.codec.encode_event(type, data))
 
 
@@ -293,12 +294,17 @@ class Server(Dispatcher):
             raise NotConnectedError(f"emit needs a client socket, not {socket!r}")
         if self._bcast:
             self._commit_broadcast()
-        self.names.check_outgoing(type)
+        if socket.codec.framed:  # raw mode: emit(socket, data), no event type
+            self.names.check_outgoing(type)
         return socket.write(socket.codec.encode_event(type, data))
 
     def broadcast(self, type: str, data: Any = None) -> None:
-        """Send one event to every connected client; never waits for a slow one."""
-        self.names.check_outgoing(type)
+        """Send one event to every connected client; never waits for a slow one.
+
+        In raw mode: ``broadcast(data)``, the bytes (or str) to send.
+        """
+        if self._encoder.framed:
+            self.names.check_outgoing(type)
         frame = self._encoder.encode_event(type, data)
         self._bcast.append(frame)
         self._bcast_bytes += len(frame)

@@ -188,8 +188,12 @@ class StreamConnection:
     # --- writing -------------------------------------------------------------------------
 
     def emit(self, type: str, data: Any = None) -> bool:
-        """Send one event to this peer. Returns False if it was dropped by policy."""
-        self.names.check_outgoing(type)
+        """Send one event to this peer. Returns False if it was dropped by policy.
+
+        In raw mode (``codec.framed`` false) there is no event type: ``emit(data)``.
+        """
+        if self.codec.framed:
+            self.names.check_outgoing(type)
         return self.write(self.codec.encode_event(type, data))
 
     def write(self, frame: bytes) -> bool:
