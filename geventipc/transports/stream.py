@@ -152,6 +152,10 @@ class StreamConnection:
                 if codec.buffered:
                     if not self._partial_since:
                         self._start_partial_timer()
+                    elif frames:
+                        # a frame finished, so what is pending now began in this read:
+                        # message_timeout counts from here, not from an older frame
+                        self._partial_since = time.monotonic()
                 else:
                     self._partial_since = 0.0
                 if n < size and wait is not None and not self._closed:
@@ -178,6 +182,12 @@ class StreamConnection:
             return
         late = time.monotonic() - self._partial_since - self.message_timeout
         if late >= -0.001:
+            # ``buffered`` may be an upper bound (msgpack): ask the codec whether a frame
+            # really is pending; an idle peer at a frame boundary is left alone
+            incomplete = getattr(self.codec, "incomplete", None)
+            if incomplete is not None and not incomplete():
+                self._partial_since = 0.0
+                return
             self.abort(IncompleteMessageTimeoutError(
                 f"a frame stayed incomplete for over {self.message_timeout:g} s "
                 f"(message_timeout)"))

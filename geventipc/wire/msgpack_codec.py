@@ -20,6 +20,9 @@ from .names import EventNames
 #: bytes the transports read per call; also the slack on top of max_message_size
 READ_SIZE = 256 * 1024
 
+#: nesting depth past which msgpack's compiled unpacker raises StackError
+MAX_DEPTH = 1024
+
 REPLY_OK = 0
 REPLY_ERROR = 1
 REPLY_NO_HANDLER = 2
@@ -38,15 +41,20 @@ def _describe(exc: Exception) -> str:
 class MsgpackCodec:
     """Sans-IO msgpack codec for one connection: ``feed`` bytes, get checked frames back.
 
-    ``buffered`` is the size of the incomplete frame held back, for the size and
-    slowloris limits.
+    ``buffered`` bounds the size of an incomplete frame, for the size and slowloris
+    limits. msgpack's unpacker is resumable: it consumes the complete elements of a frame
+    that has not finished, so how far into a frame a read ends is not observable without
+    per-frame work. ``buffered`` is therefore an upper bound (the bytes since the start of
+    the last read that finished a frame; 0 means no frame can be pending) and
+    :meth:`incomplete` gives the exact answer when the slowloris timer needs it.
     """
 
     name = "msgpack"
     supports_requests = True
     framed = True
 
-    __slots__ = ("names", "max_message_size", "read_size", "_unpacker", "_fed", "_pack")
+    __slots__ = ("names", "max_message_size", "read_size", "_unpacker", "_fed", "_pack",
+                 "_open", "_hard_limit")
 
     def __init__(self, names: EventNames, max_message_size: int = 16 * 1024 * 1024) -> None:
         self.names = names
@@ -67,56 +75,102 @@ class MsgpackCodec:
         # within the limit, so only frames spanning reads need measuring.
         self.read_size = min(READ_SIZE, max_message_size)
         self._fed = 0
+        self._open = 0
+        # ``_open`` overstates a pending frame by at most one read, so only past this is
+        # a frame certainly over the limit: frames up to the limit always pass, and a peer
+        # never makes us hold more than the limit plus one read.
+        self._hard_limit = max_message_size + self.read_size
         self._pack = _PACKER.pack
 
     # --- decoding ----------------------------------------------------------------------
 
     @property
     def buffered(self) -> int:
-        """Bytes of an incomplete frame waiting for the rest."""
-        return self._fed - self._unpacker.tell()
+        """Upper bound on the bytes of an incomplete frame (0: no frame is pending)."""
+        return self._open
+
+    def incomplete(self) -> bool:
+        """True if a frame has begun and not finished.
+
+        Exact, unlike ``buffered``. When the unpacker has consumed everything fed, the
+        answer comes from feeding one ``nil``: at a frame boundary it decodes alone and
+        changes nothing, but inside a frame it becomes part of that frame, so ask only when
+        True means closing the connection (the ``message_timeout`` check).
+        """
+        unpacker = self._unpacker
+        if not self._open:
+            return False
+        if self._fed > unpacker.tell():
+            return True   # bytes held back: a header or str/bin body is incomplete
+        unpacker.feed(b"\xc0")
+        self._fed += 1
+        try:
+            boundary = unpacker.unpack() is None
+        except Exception:
+            return True
+        if boundary:
+            self._open = 0
+        return not boundary
 
     def feed(self, data: bytes | bytearray | memoryview) -> list[list[Any]]:
         """Take bytes from the peer; return the complete frames they finish, checked.
 
         Raises :class:`ProtocolError` (with the good frames before the fault in
         ``.frames``) on malformed input, and :class:`MessageTooLargeError` when a frame
-        passes ``max_message_size``.
+        passes ``max_message_size`` (see ``_hard_limit`` for frames spanning reads).
         """
         unpacker = self._unpacker
-        start = unpacker.tell()
-        carried = self._fed - start
-        self._fed += len(data)
+        size = len(data)
+        start = self._fed
+        carried = self._open
+        self._fed += size
         frames: list[list[Any]] = []
         try:
             unpacker.feed(data)
             if carried:
                 # the first frame began in an earlier read: only now is its size known
                 for frame in unpacker:
-                    if unpacker.tell() - start > self.max_message_size:
-                        raise MessageTooLargeError(
-                            f"frame larger than max_message_size={self.max_message_size}")
+                    if carried + unpacker.tell() - start > self._hard_limit:
+                        raise MessageTooLargeError(self._too_large())
                     frames.append(frame)
                     break
             frames.extend(unpacker)
         except msgpack.BufferFull:
-            raise MessageTooLargeError(
-                f"frame larger than max_message_size={self.max_message_size}", frames
-            ) from None
+            raise MessageTooLargeError(self._too_large(), frames) from None
         except ProtocolError as exc:
             exc.frames = frames
             raise
         except Exception as exc:  # msgpack's ValueError family, StackError, TypeError
-            raise ProtocolError(f"malformed msgpack frame ({_describe(exc)})", frames) from None
+            raise self._fault(exc, frames) from None
         good = self.names.good
         for index, frame in enumerate(frames):
             if type(frame) is not list or len(frame) != 2 or frame[0] not in good:
                 self._check(frame, frames, index)
-        if self._fed - unpacker.tell() > self.max_message_size:
-            raise MessageTooLargeError(
-                f"frame larger than max_message_size={self.max_message_size}", frames
-            )
+        if frames:
+            # what is left (if anything) began in this read
+            self._open = size
+        elif carried + size > self._hard_limit:
+            raise MessageTooLargeError(self._too_large())
+        else:
+            self._open = carried + size
         return frames
+
+    def _too_large(self) -> str:
+        return f"frame larger than max_message_size={self.max_message_size}"
+
+    def _fault(self, exc: Exception, frames: list[Any]) -> ProtocolError:
+        """The library's error for an exception msgpack raised, naming the limit broken."""
+        if isinstance(exc, msgpack.StackError):
+            return ProtocolError(f"msgpack frame nested deeper than the decoder allows "
+                                 f"({MAX_DEPTH} levels)", frames)
+        if isinstance(exc, ValueError) and "max_ext_len" in str(exc):
+            return ProtocolError("msgpack ext types are not allowed on this wire", frames)
+        if isinstance(exc, ValueError) and " exceeds max_" in str(exc):
+            # a str/bin/array/map header announcing more than the limits allow
+            return MessageTooLargeError(
+                f"frame larger than max_message_size={self.max_message_size} "
+                f"({_describe(exc)})", frames)
+        return ProtocolError(f"malformed msgpack frame ({_describe(exc)})", frames)
 
     def _check(self, frame: Any, frames: list[Any], index: int) -> None:
         try:
