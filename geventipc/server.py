@@ -187,6 +187,11 @@ class Server(Dispatcher):
 
     def _handle(self, sock: Any, address: Any) -> None:
         config = self.config
+        if self._stopped.is_set():
+            # accepted just before stop() closed the listener: serving it now would leave
+            # a client talking to a server that has stopped
+            sock.close()
+            return
         if len(self._conns) >= config.max_connections:
             self.log("<notice>geventipc: max_connections</notice>", config.max_connections,
                      "<notice>reached; closing new connection</notice>")
