@@ -242,7 +242,7 @@ class UDPServer(Dispatcher):
             # the whole datagram is refused, even frames before the fault: it is one event
             self._refuse(exc, peer)
             return
-        if decoder.buffered or not frames:
+        if not frames or _leftover(decoder):
             self._refuse(ProtocolError(
                 f"datagram of {size} bytes from {peer.address}:{peer.port} is not a whole "
                 f"{decoder.name} event (truncated, empty or foreign)"), peer)
@@ -443,7 +443,8 @@ class UDPServer(Dispatcher):
         """Send one event to one peer as one datagram; True once the kernel took it.
 
         ``socket`` is a handler's socket, a ``{"address", "port"}`` dict or a
-        ``(host, port)`` tuple. One without address or port makes this a broadcast, with
+        ``(host, port)`` tuple; in raw mode it is ``emit(socket, data)`` with bytes or str,
+        one datagram each. One without address or port makes this a broadcast, with
         a logged notice, as in node-ipc. Raises DatagramTooLargeError (the encoded event
         does not fit in one datagram; nothing sent), EventNameError, EncodeError,
         AddressError, SendError, NotConnectedError. Delivery is not confirmed.
@@ -455,7 +456,8 @@ class UDPServer(Dispatcher):
                      "<notice>to every peer heard from instead</notice>")
             self.broadcast(type, data)
             return True
-        self.names.check_outgoing(type)
+        if self._encoder.framed:  # raw mode: emit(socket, data), no event type
+            self.names.check_outgoing(type)
         self._send(self._encoder.encode_event(type, data), sockaddr)
         return True
 
@@ -464,9 +466,10 @@ class UDPServer(Dispatcher):
 
         The event is encoded and size-checked once, before anything is sent. A peer the
         system refuses to send to is reported as an ``error`` event (``exc.socket``) and
-        the others still get the event.
+        the others still get the event. In raw mode: ``broadcast(data)``.
         """
-        self.names.check_outgoing(type)
+        if self._encoder.framed:
+            self.names.check_outgoing(type)
         frame = self._encoder.encode_event(type, data)
         endpoint = self._live_endpoint()
         endpoint.check_size(len(frame))
@@ -480,6 +483,16 @@ class UDPServer(Dispatcher):
                 continue
             sent += 1
         return sent
+
+
+def _leftover(decoder: Any) -> bool:
+    """True if the datagram just fed ended inside a frame.
+
+    A codec's ``buffered`` may be an upper bound (msgpack's is: its unpacker consumes the
+    finished parts of an unfinished frame); ``incomplete()``, where a codec has it, is exact.
+    """
+    incomplete = getattr(decoder, "incomplete", None)
+    return bool(incomplete()) if incomplete is not None else decoder.buffered > 0
 
 
 class _NoTimer:

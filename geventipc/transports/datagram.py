@@ -42,6 +42,15 @@ DatagramHandler = Callable[[memoryview, SockAddr], None]
 ErrorHandler = Callable[[BaseException], None]
 
 
+#: the loopback address of each family: what "localhost" means (RFC 6761), whatever
+#: /etc/hosts says (many list "localhost" for 127.0.0.1 only, so an IPv6 lookup fails)
+LOOPBACK: dict[int, str] = {gsocket.AF_INET: "127.0.0.1", gsocket.AF_INET6: "::1"}
+
+
+def _host(host: str, family: int) -> str:
+    return LOOPBACK[family] if host.lower() in ("localhost", "localhost.") else host
+
+
 def family_name(family: int) -> str:
     """``"IPv4"`` or ``"IPv6"``, as Node's dgram names them."""
     return "IPv6" if family == gsocket.AF_INET6 else "IPv4"
@@ -50,11 +59,11 @@ def family_name(family: int) -> str:
 def bind_udp(host: str, port: int, family: int) -> gsocket.socket:
     """A UDP socket of ``family`` bound to ``host``:``port`` (port 0: any free port).
 
-    ``host`` is resolved within the family, so ``"localhost"`` is 127.0.0.1 for IPv4 and
+    ``host`` is resolved within the family; ``"localhost"`` is 127.0.0.1 for IPv4 and
     ::1 for IPv6. Raises ServeError if it cannot be resolved or bound.
     """
     try:
-        infos = gsocket.getaddrinfo(host, port, family, gsocket.SOCK_DGRAM, 0,
+        infos = gsocket.getaddrinfo(_host(host, family), port, family, gsocket.SOCK_DGRAM, 0,
                                     gsocket.AI_PASSIVE)
     except OSError as exc:
         raise ServeError(errno.EADDRNOTAVAIL, f"cannot resolve {host!r} as an "
@@ -87,6 +96,7 @@ def resolve(host: Any, port: Any, family: int) -> SockAddr:
         raise AddressError(f"UDP port must be an integer from 1 to 65535, not {port!r}")
     if not isinstance(host, str) or not host:
         raise AddressError(f"UDP address must be a non-empty string, not {host!r}")
+    host = _host(host, family)
     try:
         text = _stdsocket.inet_ntop(family, _stdsocket.inet_pton(family, host))
     except OSError:
@@ -243,6 +253,6 @@ def _send_error(exc: OSError, size: int, sockaddr: Any, family: int) -> Exceptio
 
 
 __all__ = [
-    "FAMILIES", "MAX_PAYLOAD", "RECV_SIZE", "SOCKET_BUFFER", "DatagramEndpoint", "bind_udp",
+    "FAMILIES", "LOOPBACK", "MAX_PAYLOAD", "RECV_SIZE", "SOCKET_BUFFER", "DatagramEndpoint", "bind_udp",
     "family_name", "resolve",
 ]
