@@ -396,3 +396,22 @@ def test_tcp_port_in_use_is_a_serve_error(make_ipc):
     second = make_ipc("world2", network_host="127.0.0.1")
     with pytest.raises(ServeError):
         second.serve_net(first.server.port).start()
+
+
+@pytest.mark.parametrize("transport", ["unix", "tcp"])
+def test_stop_right_after_clients_dial_leaves_none_hanging(make_ipc, transport):
+    """Clients whose connection was accepted while stop() ran are closed too, so every
+    one of them sees ``disconnect`` (a stopped server never goes on serving them)."""
+    world = make_ipc("world", network_host="127.0.0.1")
+    world.serve() if transport == "unix" else world.serve_net(0)
+    world.server.start()
+    clients = []
+    for i in range(5):
+        inst = make_ipc(f"c{i}", stop_retrying=True)
+        clients.append(inst.connect_to("world") if transport == "unix" else
+                       inst.connect_to_net("world", "127.0.0.1", world.server.port))
+    for c in clients:
+        c.wait_connected(5)
+    world.server.stop()                          # some are not accepted by the server yet
+    wait_until(lambda: all(c.destroyed for c in clients), message="every client dropped")
+    assert world.server.sockets == []
