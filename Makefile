@@ -9,6 +9,7 @@ STAMP  := $(VENV)/.installed
 
 help:
 	@echo "make demo        a server and a client talking (Unix socket, then TCP), in colour"
+	@echo "make demo-udp    the seed's UDP world and hello examples talking, in colour"
 	@echo "make test        install into .venv and run the test suite"
 	@echo "make bench       the W1-W4 benchmarks against the hand-written floor"
 	@echo "make bench-quick a one-minute subset of make bench"
@@ -25,6 +26,14 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(PY) examples/demo.py
+
+# The seed's UDP World and Hello as two processes on two free UDP ports; hello exits
+# once world answers (or fails after 10 s), then world is stopped.
+demo-udp: $(STAMP)
+	@set -- $$($(PY) -c 'import socket as s; ps = [s.socket(s.AF_INET, s.SOCK_DGRAM) for _ in "ab"]; [p.bind(("127.0.0.1", 0)) for p in ps]; print(*[p.getsockname()[1] for p in ps])'); \
+	$(PY) examples/udp_world.py $$1 & world=$$!; \
+	status=0; $(PY) examples/udp_hello.py $$1 $$2 || status=$$?; \
+	kill $$world 2>/dev/null; wait $$world; exit $$status
 
 test: $(STAMP)
 	$(PY) -m pytest
