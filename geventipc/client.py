@@ -28,6 +28,7 @@ from .errors import (
 )
 from .server import DESCRIBE, HELLO
 from .transports.stream import StreamConnection, dial_tcp, dial_unix
+from .transports.tls import connect_tls, server_hostname
 from .wire import REPLY_NO_HANDLER, REPLY_OK, make_codec, names_for
 
 
@@ -126,9 +127,10 @@ class Client(Dispatcher):
         try:
             if self.path is not None:
                 return dial_unix(self.path, timeout)
-            sock = dial_tcp(self.host or self.config.network_host, self.port or
-                            self.config.network_port, timeout)
-            return sock
+            host = self.host or self.config.network_host
+            sock = dial_tcp(host, self.port or self.config.network_port, timeout)
+            if self.ssl_context is None:
+                return sock
         except FileNotFoundError:
             raise ConnectError(f"no server at {where}: the socket file does not exist") \
                 from None
@@ -143,6 +145,9 @@ class Client(Dispatcher):
             raise ConnectError(f"connecting to {where} timed out") from None
         except OSError as exc:
             raise ConnectError(f"cannot connect to {where}: {exc.strerror or exc}") from None
+        # TLSError (a ConnectError) on failure, so the retry policy applies as to any dial
+        return connect_tls(sock, self.ssl_context, server_hostname(self.config.tls, host),
+                           self.config.handshake_timeout / 1000.0, where)
 
     def _run(self) -> None:
         failures = 0

@@ -102,6 +102,9 @@ OPTIONS: tuple[Option, ...] = (
            minimum=1),
     Option("check_socket_root", True, (bool,),
            "refuse a socket root that other users can write to (and is not sticky)"),
+    Option("handshake_timeout", 10000, _num,
+           "milliseconds a TLS handshake may take before the connection is dropped",
+           minimum=1),
 )
 
 _BY_NAME: dict[str, Option] = {o.name: o for o in OPTIONS}

@@ -155,3 +155,16 @@ class SendError(IPCError, OSError):
 class UsageError(IPCError, ValueError):
     """A command-line argument or input the ``geventipc`` command cannot use (exit
     status 2): a bad TARGET, DATA that is not JSON, an option mix that cannot work."""
+
+
+class TLSError(ConnectError):
+    """A TLS handshake or session failed: a certificate not trusted, expired or for
+    another host name, no client certificate where one is required, no common protocol
+    version, or a handshake that took longer than ``handshake_timeout``.
+
+    A client reports it as an ``error`` event and retries as its config says; a server
+    reports it as an ``error`` event (``exc.address`` is the peer) and keeps serving.
+    """
+
+    #: the peer's address, where known
+    address: Any = None

@@ -20,6 +20,7 @@ from .config import Config, check_socket_dir
 from .dispatch import Dispatcher
 from .errors import IPCError, NotConnectedError, ServeError
 from .transports.stream import FLUSH_AT, StreamConnection, listen_tcp, listen_unix, tune_tcp
+from .transports.tls import TLSError, accept_tls
 from .wire import REPLY_ERROR, REPLY_NO_HANDLER, REPLY_OK, make_codec, names_for
 
 HELLO = "$ipc.hello"
@@ -93,6 +94,7 @@ class Server(Dispatcher):
         self.host = host
         self.port = port
         self.ssl_context = ssl_context
+        self._handshaking: set[Any] = set()  # greenlets still in their TLS handshake
         self.define = Definitions()
         self.names = names_for(config)
         self._encoder = make_codec(config, self.names)
@@ -163,6 +165,8 @@ class Server(Dispatcher):
             self._commit_broadcast()
         assert self._stream_server is not None
         self._stream_server.close()
+        if self._handshaking:  # accept_tls closes its socket on the way out
+            gevent.killall(list(self._handshaking), timeout=timeout)
         for conn in list(self._conns):
             conn.close()
         with gevent.Timeout(timeout, False):
@@ -198,6 +202,22 @@ class Server(Dispatcher):
             sock.close()
             return
         tune_tcp(sock)
+        if self.ssl_context is not None:
+            # in this connection's greenlet, under a timeout: a stalled handshake holds
+            # only its own greenlet, never the accept loop or other clients
+            me = gevent.getcurrent()
+            self._handshaking.add(me)
+            try:
+                sock = accept_tls(sock, self.ssl_context, config.handshake_timeout / 1000.0,
+                                  address)
+            except TLSError as exc:
+                self.report(exc)
+                return
+            finally:
+                self._handshaking.discard(me)
+            if self._stopped.is_set():
+                sock.close()
+                return
         conn = ServerSocket(
             sock, make_codec(config, self.names), self.names,
             address=address or self.path,
@@ -207,6 +227,8 @@ class Server(Dispatcher):
             on_frames=self._on_frames, on_close=self._on_close,
         )
         conn.server = self
+        if self.ssl_context is not None:
+            conn.peer_certificate = sock.getpeercert() or None
         self._conns[conn] = None
         self.fire("connect", conn)
         conn.run()
