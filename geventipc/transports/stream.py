@@ -292,6 +292,10 @@ class StreamConnection:
             except BlockingIOError:
                 sent = 0
             except OSError as exc:
+                # the kernel took none of it (EPIPE: the peer is gone): keep the frames
+                # for take_unsent, so a client resends them after reconnecting
+                self._wbuf.insert(0, data)
+                self._wbytes += len(data)
                 self.abort(exc)
                 return
         self._pending -= sent
@@ -307,7 +311,8 @@ class StreamConnection:
         try:
             while not self._closed:
                 data: Any = self._partial
-                if data is not None:
+                whole = data is None   # whole frames, not the tail of a partly sent one
+                if not whole:
                     self._partial = None
                 elif self._wbuf:
                     data = b"".join(self._wbuf)
@@ -315,8 +320,17 @@ class StreamConnection:
                     self._wbytes = 0
                 else:
                     break
-                sock.sendall(data)
-                self._pending -= len(data)
+                view = memoryview(data)
+                while view:
+                    try:
+                        sent = sock.send(view)
+                    except (OSError, ValueError):
+                        if whole and len(view) == len(data):
+                            self._wbuf.insert(0, data)   # untouched: resendable
+                            self._wbytes += len(data)
+                        raise
+                    view = view[sent:]
+                    self._pending -= sent
                 if self._drained is not None and self._pending <= self.max_pending_bytes // 2:
                     self._drained.set()
         except (OSError, ValueError) as exc:
