@@ -19,17 +19,30 @@ from typing import Any, Callable
 
 import gevent
 from gevent.event import AsyncResult, Event
+from gevent.hub import get_hub
 
 from .config import Config
 from .dispatch import Dispatcher
 from .errors import (
-    ConnectError, ConnectionLostError, IPCError, NoHandlerError, NotConnectedError,
-    QueueFullError, RemoteError, Timeout, UnsupportedError,
+    ConnectError, ConnectionLostError, DeadlockError, IPCError, NoHandlerError,
+    NotConnectedError, QueueFullError, RemoteError, Timeout, UnsupportedError,
 )
 from .server import DESCRIBE, HELLO
 from .transports.stream import StreamConnection, dial_tcp, dial_unix
 from .transports.tls import connect_tls, server_hostname
 from .wire import REPLY_NO_HANDLER, REPLY_OK, make_codec, names_for
+
+
+class _Pending:
+    """A request waiting for its reply: the caller's result, the frame (to tell whether
+    it ever left this process) and the timeout timer."""
+
+    __slots__ = ("result", "frame", "timer")
+
+    def __init__(self, result: AsyncResult, frame: bytes) -> None:
+        self.result = result
+        self.frame = frame
+        self.timer: Any = None
 
 
 class Client(Dispatcher):
@@ -61,7 +74,11 @@ class Client(Dispatcher):
         self._greenlet: gevent.Greenlet | None = None
         self._stopping = False
         self._request_ids = itertools.count(1)
-        self._waiting: dict[int, AsyncResult] = {}
+        self._waiting: dict[int, _Pending] = {}
+        # sync mode (node-ipc's config.sync): one event in flight until the server answers
+        self._awaiting = False
+        if config.sync:
+            self._send = self._send_sync  # type: ignore[method-assign]
 
     def __repr__(self) -> str:
         where = self.path or f"{self.host}:{self.port}"
@@ -182,15 +199,22 @@ class Client(Dispatcher):
             sock, make_codec(config, self.names), self.names, address=self._where(),
             max_pending_bytes=config.max_pending_bytes, overflow_policy="wait",
             message_timeout=config.message_timeout / 1000.0,
-            on_frames=self._on_frames, on_close=self._on_close,
+            on_frames=self._on_frames_sync if config.sync else self._on_frames,
+            on_close=self._on_close,
         )
         if self._encoder.supports_requests:
             conn.write(self._encoder.encode_event(HELLO, {"id": config.id}))
         queue = self._queue
-        while queue:
-            conn.write(queue.popleft())
+        if config.sync:
+            # what was in flight on the last connection is not waited for again
+            self._awaiting = False
+        else:
+            while queue:
+                conn.write(queue.popleft())
         self.conn = conn
         self._connected.set()
+        if config.sync:
+            self._pump()
         self.fire("connect")
         conn.run()
 
@@ -200,16 +224,33 @@ class Client(Dispatcher):
         self._queue.extendleft(reversed(conn.take_unsent()))
         if isinstance(reason, IPCError):
             self.report(reason)
-        lost = ConnectionLostError(f"connection to {self.id!r} closed before the reply came")
-        waiting, self._waiting = self._waiting, {}
-        for result in waiting.values():
-            result.set_exception(lost)
+        if self._waiting:
+            self._fail_sent_requests()
         self.fire("disconnect")
+
+    def _fail_sent_requests(self) -> None:
+        """Fail the requests that reached the lost connection; keep those still queued
+        here (never sent, or never taken by the kernel): they go out on reconnect."""
+        queued = {id(frame) for frame in self._queue}
+        for request_id, pending in list(self._waiting.items()):
+            if id(pending.frame) in queued:
+                continue
+            del self._waiting[request_id]
+            if pending.timer is not None:
+                pending.timer.stop()
+            pending.result.set_exception(ConnectionLostError(
+                f"connection to {self.id!r} closed before the reply came"))
 
     def _end(self) -> None:
         if self._ended.is_set():
             return
         self._ended.set()
+        waiting, self._waiting = self._waiting, {}
+        for pending in waiting.values():
+            if pending.timer is not None:
+                pending.timer.stop()
+            pending.result.set_exception(NotConnectedError(
+                f"client of {self.id!r} stopped before the request was answered"))
         self.fire("destroy")
 
     # --- receiving -----------------------------------------------------------------------
@@ -236,13 +277,23 @@ class Client(Dispatcher):
             elif type(frame[0]) is int:
                 self._on_reply(*frame)
 
+    def _on_frames_sync(self, conn: StreamConnection, frames: list) -> None:
+        """Sync mode: dispatch, then the server has answered: send the next queued event
+        (node-ipc does this once per batch of events received)."""
+        self._on_frames(conn, frames)
+        self._awaiting = False
+        self._pump()
+
     def _on_reply(self, request_id: int, status: int, data: Any) -> None:
-        result = self._waiting.pop(request_id, None)
-        if result is None:
+        pending = self._waiting.pop(request_id, None)
+        if pending is None:
             self.late_replies += 1
             self.log("<notice>geventipc: discarded a late reply to request</notice>",
                      request_id)
             return
+        if pending.timer is not None:
+            pending.timer.stop()
+        result = pending.result
         if status == REPLY_OK:
             result.set(data)
             return
@@ -276,37 +327,82 @@ class Client(Dispatcher):
                                  f"(max_queued_events)")
         self._queue.append(frame)
 
+    def _send_sync(self, frame: bytes) -> None:
+        """Sync mode's ``_send``: everything waits in the queue; one frame is sent at a
+        time, the next only once the server has sent something back."""
+        if self._ended.is_set():
+            raise NotConnectedError(f"client of {self.id!r} has stopped")
+        if len(self._queue) >= self.config.max_queued_events:
+            raise QueueFullError(f"{len(self._queue)} events already queued for {self.id!r} "
+                                 f"(max_queued_events; sync mode waits for answers)")
+        self._queue.append(frame)
+        if not self._awaiting:
+            self._pump()
+
+    def _pump(self) -> None:
+        conn = self.conn
+        if self._awaiting or conn is None or conn.closed or not self._queue:
+            return
+        self._awaiting = True
+        conn.write(self._queue.popleft())
+
+    @property
+    def in_flight(self) -> int:
+        """Requests sent (or queued) and not yet answered, failed or timed out."""
+        return len(self._waiting)
+
     def request_async(self, type: str, data: Any = None,
                       timeout: float | None = None) -> AsyncResult:
-        """Send a request; the returned AsyncResult gets the reply (or the error).
+        """Send a request; the returned gevent ``AsyncResult`` gets the reply data, or
+        the error (``RemoteError``, ``NoHandlerError``, ``Timeout``,
+        ``ConnectionLostError``, ``NotConnectedError``). Never blocks (except under the
+        ``wait`` overflow policy): start many, then ``gevent.wait`` or ``.get()`` them.
 
-        With ``timeout`` the result fails with Timeout if no reply came by then.
+        Made while not connected, the request is queued like an event and sent on
+        connect; ``timeout`` (seconds) counts from now. A reply that comes after the
+        timeout is discarded and counted in ``late_replies``.
+        Raises UnsupportedError on a wire without request/reply (node-ipc JSON, raw).
         """
-        if not self._encoder.supports_requests:
-            raise UnsupportedError(f"request/reply needs the msgpack wire, not "
-                                   f"{self._encoder.name!r}")
+        encoder = self._encoder
+        if not encoder.supports_requests:
+            raise UnsupportedError(f"request/reply needs the msgpack wire; this client uses "
+                                   f"{encoder.name!r}, which has no reply frames")
         if type != DESCRIBE:
             self.names.check_outgoing(type)
         request_id = next(self._request_ids)
-        frame = self._encoder.encode_request(type, data, request_id)
-        result = AsyncResult()
-        self._send(frame)
-        self._waiting[request_id] = result
-        if timeout is not None:
-            gevent.spawn_later(timeout, self._expire, request_id, type, timeout)
-        return result
+        frame = encoder.encode_request(type, data, request_id)
+        pending = _Pending(AsyncResult(), frame)
+        # registered before sending: a send that waits (overflow policy) yields, and the
+        # reply may be read meanwhile
+        self._waiting[request_id] = pending
+        try:
+            self._send(frame)
+        except BaseException:
+            self._waiting.pop(request_id, None)
+            raise
+        if timeout is not None and request_id in self._waiting:
+            pending.timer = timer = get_hub().loop.timer(max(timeout, 0.0))
+            timer.start(self._expire, request_id, type, timeout)
+        return pending.result
 
     def _expire(self, request_id: int, type: str, timeout: float) -> None:
-        result = self._waiting.pop(request_id, None)
-        if result is not None:
-            result.set_exception(Timeout(f"no reply to {type!r} within {timeout} s"))
+        pending = self._waiting.pop(request_id, None)
+        if pending is not None:
+            pending.result.set_exception(Timeout(f"no reply to {type!r} within {timeout} s"))
 
     def request(self, type: str, data: Any = None, timeout: float | None = 10.0) -> Any:
         """Send a request and block this greenlet until the reply; returns its data.
 
-        Raises Timeout, RemoteError (the handler raised), NoHandlerError,
-        ConnectionLostError.
+        Raises ``geventipc.errors.Timeout`` (a ``TimeoutError``; not gevent's), RemoteError
+        (the handler raised; ``remote_type``/``remote_message``), NoHandlerError,
+        ConnectionLostError, NotConnectedError, UnsupportedError, and DeadlockError
+        when called from this client's own event handlers (use ``request_async`` there).
         """
+        if gevent.getcurrent() is self._greenlet:
+            raise DeadlockError(
+                f"request({type!r}) from a handler of client {self.id!r} would wait for a "
+                f"reply that only this greenlet can read; use request_async() or "
+                f"gevent.spawn(client.request, ...)")
         return self.request_async(type, data, timeout).get()
 
     def describe(self, timeout: float | None = 10.0) -> dict[str, dict[str, Any]]:

@@ -105,6 +105,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("handshake_timeout", 10000, _num,
            "milliseconds a TLS handshake may take before the connection is dropped",
            minimum=1),
+    Option("handler_pool_size", None, (int, NoneType),
+           "run server event/request handlers in a gevent Pool of this size "
+           "(None = inline, in each connection's greenlet)", minimum=1),
 )
 
 _BY_NAME: dict[str, Option] = {o.name: o for o in OPTIONS}

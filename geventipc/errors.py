@@ -62,7 +62,11 @@ class ConnectionLostError(NotConnectedError):
 
 
 class Timeout(IPCError, TimeoutError):
-    """A bounded wait ran out (``wait_connected``, ``request``)."""
+    """A bounded wait ran out (``wait_connected``, ``request``).
+
+    This is geventipc's own class, not ``gevent.Timeout``: catch
+    ``geventipc.errors.Timeout`` (or the builtin ``TimeoutError``) around ``request()``.
+    """
 
 
 # --- peers that misbehave -------------------------------------------------------------
@@ -168,3 +172,17 @@ class TLSError(ConnectError):
 
     #: the peer's address, where known
     address: Any = None
+
+
+# --- request/reply (issue 8) ----------------------------------------------------------
+
+
+class AlreadyAnsweredError(IPCError, RuntimeError):
+    """A deferred reply (``Deferred.send`` / ``fail``) was given twice for one request."""
+
+
+class DeadlockError(IPCError, RuntimeError):
+    """A blocking ``request()`` was made from the client connection's own greenlet (inside
+    a client event handler or a ``connect`` handler): that greenlet is the one that would
+    read the reply, so the call could only time out. Use ``request_async`` there, or
+    ``gevent.spawn`` the call."""

@@ -14,14 +14,17 @@ from typing import Any, Callable
 import gevent
 from gevent.event import Event
 from gevent.hub import get_hub
+from gevent.pool import Pool
 from gevent.server import StreamServer
 
 from .config import Config, check_socket_dir
 from .dispatch import Dispatcher
-from .errors import IPCError, NotConnectedError, ServeError
+from .emitter import _Once
+from .errors import IPCError, NotConnectedError, ServeError, UnsupportedError
+from .reply import DEFAULT_POOL_SIZE, LATER, PooledHandler, outcome, resolve_pool
 from .transports.stream import FLUSH_AT, StreamConnection, listen_tcp, listen_unix, tune_tcp
 from .transports.tls import TLSError, accept_tls
-from .wire import REPLY_ERROR, REPLY_NO_HANDLER, REPLY_OK, make_codec, names_for
+from .wire import LIFECYCLE_EVENTS, REPLY_ERROR, REPLY_NO_HANDLER, REPLY_OK, make_codec, names_for
 
 HELLO = "$ipc.hello"
 DESCRIBE = "$ipc.describe"
@@ -99,7 +102,11 @@ class Server(Dispatcher):
         self.names = names_for(config)
         self._encoder = make_codec(config, self.names)
         self._conns: dict[ServerSocket, None] = {}
-        self._requests: dict[str, Callable[..., Any]] = {}
+        #: event -> (request handler, the pool it runs in or None for inline)
+        self._requests: dict[str, tuple[Callable[..., Any], Pool | None]] = {}
+        self._pool: Pool | None = (Pool(config.handler_pool_size)
+                                   if config.handler_pool_size else None)
+        self._pools: list[Pool] = [self._pool] if self._pool is not None else []
         self._bcast: list[bytes] = []
         self._bcast_bytes = 0
         self._bcast_scheduled = False
@@ -169,9 +176,13 @@ class Server(Dispatcher):
             gevent.killall(list(self._handshaking), timeout=timeout)
         for conn in list(self._conns):
             conn.close()
+        pools = self._pools
         with gevent.Timeout(timeout, False):
-            while self._conns:
+            # pooled handlers still running get the same grace as unflushed writes
+            while self._conns or any(len(pool) for pool in pools):
                 gevent.sleep(0.005)
+        for pool in pools:
+            pool.kill(block=True, timeout=timeout)
         for conn in list(self._conns):
             conn.abort()
         self._stream_server.stop(timeout=timeout)
@@ -269,37 +280,76 @@ class Server(Dispatcher):
 
     # --- request/reply -------------------------------------------------------------------
 
-    def handle(self, event: str, handler: Callable[..., Any] | None = None) -> Any:
-        """Register the request handler of ``event``; its return value is the reply.
+    def handle(self, event: str, handler: Callable[..., Any] | None = None, *,
+               pool: Any = None) -> Any:
+        """Register the request handler of ``event``: ``handler(data, socket)``.
 
-        Works as a decorator without ``handler``. A handler that raises sends the
-        exception's type name and message back; the client raises ``RemoteError``.
+        Its return value is the reply; to answer later, return a
+        :class:`~geventipc.reply.Deferred` (or any gevent ``AsyncResult``/``Greenlet``)
+        and complete it from any greenlet. A handler that raises sends the exception's
+        type name and message back; the client raises ``RemoteError``. Works as a
+        decorator without ``handler``.
+
+        ``pool``: None runs it where ``config.handler_pool_size`` says (the server's pool
+        if set, else inline in the connection's greenlet, one request after another);
+        False always inline; True the server's pool; an int a pool of its own of that
+        size; or a ``gevent.pool.Pool`` to share between chosen events.
         """
+        if not self._encoder.supports_requests:
+            raise UnsupportedError(f"request/reply needs the msgpack wire, not "
+                                   f"{self._encoder.name!r} (config.wire / raw_buffer)")
         self.names.check_outgoing(event)
         if handler is None:
             def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
-                self.handle(event, func)
+                self.handle(event, func, pool=pool)
                 return func
             return decorate
-        self._requests[event] = handler
+        if not callable(handler):
+            raise TypeError(f"handler for {event!r} must be callable, not {handler!r}")
+        self._requests[event] = (handler, self._resolve_pool(pool))
         return handler
 
+    def unhandle(self, event: str) -> None:
+        """Remove the request handler of ``event``; its callers then get NoHandlerError."""
+        self._requests.pop(event, None)
+
     def _on_request(self, conn: StreamConnection, event: str, data: Any, request_id: int) -> None:
-        if event == DESCRIBE:
-            self._reply(conn, request_id, REPLY_OK, self.define.as_dict())
-            return
-        handler = self._requests.get(event)
-        if handler is None:
+        entry = self._requests.get(event)
+        if entry is None:
+            if event == DESCRIBE:
+                self._reply(conn, request_id, REPLY_OK, self.define.as_dict())
+                return
             self._reply(conn, request_id, REPLY_NO_HANDLER,
                         {"type": "NoHandlerError", "message": f"no handler for {event!r}"})
             return
+        handler, pool = entry
+        if pool is None:
+            self._answer(conn, request_id, handler, data, event)
+        else:
+            # blocks while the pool is full, pausing this connection's reads
+            pool.spawn(self._answer, conn, request_id, handler, data, event)
+
+    def _answer(self, conn: StreamConnection, request_id: int, handler: Callable[..., Any],
+                data: Any, event: str) -> None:
         try:
             result = handler(data, conn)
         except Exception as exc:
-            self._reply(conn, request_id, REPLY_ERROR,
-                        {"type": type(exc).__name__, "message": str(exc)})
+            self.log("<notice>geventipc: request handler for</notice>", repr(event),
+                     f"<notice>raised</notice> {type(exc).__name__}: {exc}")
+            self._reply(conn, request_id, REPLY_ERROR, _error_detail(exc))
+            return
+        if isinstance(result, LATER):
+            result.rawlink(lambda done: self._settle(conn, request_id, done))
             return
         self._reply(conn, request_id, REPLY_OK, result)
+
+    def _settle(self, conn: StreamConnection, request_id: int, done: Any) -> None:
+        """A deferred reply is ready (runs in the hub)."""
+        ok, value = outcome(done)
+        if ok:
+            self._reply(conn, request_id, REPLY_OK, value)
+        else:
+            self._reply(conn, request_id, REPLY_ERROR, _error_detail(value))
 
     def _reply(self, conn: StreamConnection, request_id: int, status: int, data: Any) -> None:
         if conn.closed:
@@ -309,9 +359,65 @@ class Server(Dispatcher):
         try:
             frame = conn.codec.encode_reply(request_id, status, data)
         except IPCError as exc:
-            frame = conn.codec.encode_reply(request_id, REPLY_ERROR,
-                                            {"type": type(exc).__name__, "message": str(exc)})
-        conn.write(frame)
+            frame = conn.codec.encode_reply(request_id, REPLY_ERROR, _error_detail(exc))
+        if not conn.write(frame):
+            self.log("<warn>geventipc: reply to request</warn>", request_id,
+                     "<warn>dropped (overflow_policy drop); the caller will time out</warn>")
+
+    # --- worker pools --------------------------------------------------------------------
+
+    def on(self, event: str, handler: Callable[..., Any] | None = None, *,
+           pool: Any = None) -> Any:
+        """Call ``handler`` for every ``event``; without a handler, return a decorator.
+
+        ``pool`` is as for :meth:`handle`: client events (and ``*``) registered with a
+        pool run in it, so a slow handler does not hold up the connection's next events.
+        Lifecycle events (``connect``, ``error``...) always run inline.
+        """
+        if handler is None:
+            def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
+                self.on(event, func, pool=pool)
+                return func
+            return decorate
+        return super().on(event, self._pooled(event, handler, pool))
+
+    def once(self, event: str, handler: Callable[..., Any] | None = None, *,
+             pool: Any = None) -> Any:
+        """Like :meth:`on`, for the next ``event`` only."""
+        if handler is None:
+            def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
+                self.once(event, func, pool=pool)
+                return func
+            return decorate
+        # _Once outside the pool wrapper: removed at dispatch, before it is spawned
+        super().on(event, _Once(self, event, self._pooled(event, handler, pool)))
+        return handler
+
+    def _pooled(self, event: str, handler: Callable[..., Any], pool: Any) -> Any:
+        if not callable(handler):
+            return handler  # Emitter.on reports it
+        if event in LIFECYCLE_EVENTS and event != "*" or event.startswith("$ipc."):
+            if pool is not None and pool is not False:
+                raise ValueError(f"{event!r} is a lifecycle event; its handlers run inline")
+            return handler
+        chosen = self._resolve_pool(pool)
+        if chosen is None:
+            return handler
+        return PooledHandler(handler, chosen, event, self.handler_failed)
+
+    def _resolve_pool(self, pool: Any) -> Pool | None:
+        if pool is None:
+            return self._pool
+        chosen = resolve_pool(pool, self._shared_pool)
+        if chosen is not None and chosen not in self._pools:
+            self._pools.append(chosen)
+        return chosen
+
+    def _shared_pool(self) -> Pool:
+        if self._pool is None:
+            self._pool = Pool(DEFAULT_POOL_SIZE)
+            self._pools.append(self._pool)
+        return self._pool
 
     # --- sending -------------------------------------------------------------------------
 
@@ -354,3 +460,8 @@ class Server(Dispatcher):
         for conn in self._conns:
             if not conn._closing:
                 conn.write_many(batch, size, count)
+
+
+def _error_detail(exc: BaseException) -> dict[str, str]:
+    """The error reply body: the exception's class name and message."""
+    return {"type": type(exc).__name__, "message": str(exc)}

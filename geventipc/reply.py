@@ -1,0 +1,125 @@
+"""Request handler helpers: deferred replies and greenlet worker pools.
+
+A request handler's return value is its reply. To answer later (from another greenlet,
+after waiting on something), a handler returns a :class:`Deferred` and calls
+:meth:`Deferred.send` or :meth:`Deferred.fail` when the answer is known; returning any
+gevent ``AsyncResult`` or ``Greenlet`` works the same way.
+
+Pools: :func:`resolve_pool` turns the ``pool=`` argument of ``Server.on`` /
+``Server.handle`` into a ``gevent.pool.Pool`` (or None for inline), and
+:class:`PooledHandler` is what an event handler registered with a pool becomes. The
+server's per-frame loop calls it like any handler; it spawns the real handler into the
+pool, and ``Pool.spawn`` blocks while the pool is full, which pauses that connection's
+reading: backpressure, nothing dropped.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from gevent import GreenletExit
+from gevent.event import AsyncResult
+from gevent.greenlet import Greenlet
+from gevent.pool import Pool
+
+from .errors import AlreadyAnsweredError
+
+#: size of the server's shared pool when ``pool=True`` is asked for and
+#: ``handler_pool_size`` is not set
+DEFAULT_POOL_SIZE = 100
+
+#: what a handler may return to answer later
+LATER = (AsyncResult, Greenlet)
+
+
+class Deferred(AsyncResult):
+    """A reply that a request handler sends later, from any greenlet.
+
+    Return one from a ``Server.handle`` handler, keep it, and call :meth:`send` (the reply
+    data) or :meth:`fail` (an exception: the caller gets ``RemoteError``) exactly once.
+    It is a gevent ``AsyncResult``, so the server side can also ``wait()`` on it.
+    If the client is gone by then, the reply is dropped quietly (the client already
+    failed that request with ``ConnectionLostError``).
+    """
+
+    __slots__ = ()
+
+    def send(self, value: Any = None) -> None:
+        """Answer the request with ``value``. Raises AlreadyAnsweredError the second time."""
+        if self.ready():
+            raise AlreadyAnsweredError("this request was already answered")
+        self.set(value)
+
+    def fail(self, exc: BaseException) -> None:
+        """Answer the request with an error: the caller raises ``RemoteError`` carrying
+        ``type(exc).__name__`` and ``str(exc)``."""
+        if not isinstance(exc, BaseException):
+            raise TypeError(f"fail() needs an exception instance, not {exc!r}")
+        if self.ready():
+            raise AlreadyAnsweredError("this request was already answered")
+        self.set_exception(exc)
+
+    @property
+    def answered(self) -> bool:
+        """True once :meth:`send` or :meth:`fail` was called."""
+        return self.ready()
+
+
+def outcome(later: Any) -> tuple[bool, Any]:
+    """(ok, value or exception) of a finished ``AsyncResult`` / ``Greenlet``."""
+    if later.successful():
+        value = later.value
+        if isinstance(value, GreenletExit):  # a killed greenlet "succeeds" with this
+            return False, value
+        return True, value
+    return False, later.exception
+
+
+def resolve_pool(pool: Any, shared: Callable[[], Pool]) -> Pool | None:
+    """The pool that ``pool=`` asks for: False/None inline, True the server's shared
+    pool, an int a new pool of that size, or a ``gevent.pool.Pool`` as given."""
+    if pool is None or pool is False:
+        return None
+    if pool is True:
+        return shared()
+    if isinstance(pool, int) and not isinstance(pool, bool):
+        if pool < 1:
+            raise ValueError(f"pool size must be >= 1, not {pool}")
+        return Pool(pool)
+    if isinstance(pool, Pool):
+        return pool
+    raise TypeError(f"pool must be True, False, None, a size or a gevent.pool.Pool, "
+                    f"not {pool!r}")
+
+
+class PooledHandler:
+    """An event handler that runs in a worker pool instead of the connection's greenlet.
+
+    Compares equal to the handler it wraps, so ``off(event, handler)`` removes it.
+    """
+
+    __slots__ = ("handler", "pool", "event", "failed")
+
+    def __init__(self, handler: Callable[..., Any], pool: Pool, event: str,
+                 failed: Callable[[str, BaseException], None]) -> None:
+        self.handler = handler
+        self.pool = pool
+        self.event = event
+        self.failed = failed
+
+    def __call__(self, *args: Any) -> None:
+        # blocks while the pool is full: the caller is the connection's read loop
+        self.pool.spawn(self._run, args)
+
+    def _run(self, args: tuple[Any, ...]) -> None:
+        try:
+            self.handler(*args)
+        except Exception as exc:
+            self.failed(self.event, exc)
+
+    def __eq__(self, other: object) -> bool:
+        return other is self or self.handler == other
+
+    __hash__ = object.__hash__
+
+    def __repr__(self) -> str:
+        return f"<PooledHandler {self.handler!r} pool size={self.pool.size}>"
