@@ -166,14 +166,13 @@ def stdin_lines(stream: Any = None) -> Iterator[str]:
 
 def data_values(arg: str | None, as_text: bool = False, raw: bool = False) -> Iterator[Any]:
     """The values DATA stands for: none given (one None), JSON, ``@file``, or ``-``
-    (one per non-empty stdin line)."""
+    (one per non-empty stdin line, read lazily). All but ``-`` are checked at once, so
+    bad DATA is a usage error before anything is opened."""
+    if arg == "-":
+        return _stdin_values(as_text, raw)
     if arg is None:
-        yield "" if raw else None
-    elif arg == "-":
-        for number, line in enumerate(stdin_lines(), 1):
-            if line.strip() or (raw and line):
-                yield parse_value(line, f"stdin line {number}", as_text or raw)
-    elif arg.startswith("@"):
+        return iter(["" if raw else None])
+    if arg.startswith("@"):
         try:
             with open(arg[1:], encoding="utf-8") as handle:
                 text = handle.read()
@@ -181,9 +180,14 @@ def data_values(arg: str | None, as_text: bool = False, raw: bool = False) -> It
             raise UsageError(f"cannot read {arg}: {exc.strerror or exc}") from None
         except UnicodeDecodeError:
             raise UsageError(f"{arg} is not UTF-8 text") from None
-        yield parse_value(text, arg, as_text or raw)
-    else:
-        yield parse_value(arg, "DATA", as_text or raw)
+        return iter([parse_value(text, arg, as_text or raw)])
+    return iter([parse_value(arg, "DATA", as_text or raw)])
+
+
+def _stdin_values(as_text: bool, raw: bool) -> Iterator[Any]:
+    for number, line in enumerate(stdin_lines(), 1):
+        if line.strip() or (raw and line):
+            yield parse_value(line, f"stdin line {number}", as_text or raw)
 
 
 # --- data out ----------------------------------------------------------------------------
@@ -239,10 +243,14 @@ class Printer:
     """Writes what arrives to stdout: JSON lines, or text (in node-ipc's theme colours on
     a terminal). A closed pipe (``| head``) ends the command quietly."""
 
-    def __init__(self, json_mode: bool, colour: bool, out: TextIO | None = None) -> None:
+    def __init__(self, json_mode: bool, colour: bool, out: TextIO | None = None,
+                 on_broken: Callable[[], None] | None = None) -> None:
         self.json = json_mode
         self.colour = colour and not json_mode
         self.out = out or sys.stdout
+        #: True once stdout's reader has gone away; nothing more is written
+        self.broken = False
+        self._on_broken = on_broken
 
     def paint(self, style: str, text: str) -> str:
         """``text`` in a theme colour when colour is on."""
@@ -250,8 +258,16 @@ class Printer:
 
     def line(self, text: str) -> None:
         """Write one line and flush it (a reader of a pipe sees each event at once)."""
-        self.out.write(text + "\n")
-        self.out.flush()
+        if self.broken:
+            return
+        try:
+            self.out.write(text + "\n")
+            self.out.flush()
+        except BrokenPipeError:
+            self.broken = True
+            _quiet_broken_pipe()
+            if self._on_broken is not None:
+                self._on_broken()
 
     def _from(self, record: dict[str, Any], sender: str | None) -> str:
         if sender is None:
@@ -379,6 +395,10 @@ class Stopper:
         self.interrupted = True
         self.done.set()
 
+    def stop(self) -> None:
+        """End now, as a success (stdout's reader went away)."""
+        self._interrupt()
+
     def take(self) -> bool:
         """Count one item; False once ``--count`` items were taken (drop the rest)."""
         if self.done.is_set():
@@ -399,13 +419,14 @@ class Stopper:
 
 
 def sender_of(socket: Any) -> str:
-    """How a server names the peer an event came from."""
+    """How a server names the peer an event came from: its id, else its address."""
     peer_id = getattr(socket, "id", None)
     if peer_id:
         return str(peer_id)
     address = getattr(socket, "address", socket)
-    if isinstance(address, dict):
-        address = (address.get("address"), address.get("port"))
+    port = getattr(socket, "port", None)
+    if isinstance(address, str) and isinstance(port, int):   # a UDP peer
+        address = (address, port)
     if isinstance(address, tuple) and len(address) >= 2:
         host = f"[{address[0]}]" if ":" in str(address[0]) else address[0]
         return f"{host}:{address[1]}"
@@ -442,8 +463,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     check_transport(args, target)
     if target.kind == "tls" and not args.tls_cert:
         raise UsageError("serving TLS needs --tls-cert and --tls-key")
-    printer = Printer(args.json or not sys.stdout.isatty(), wants_colour(sys.stdout))
     stopper = Stopper(args.count)
+    printer = Printer(args.json or not sys.stdout.isatty(), wants_colour(sys.stdout),
+                      on_broken=stopper.stop)
     encoding = ipc.config.encoding
     if target.kind == "unix":
         server = ipc.serve(target.path)
@@ -619,15 +641,8 @@ def cmd_emit(args: argparse.Namespace) -> int:
 
 def _emit_udp(ipc: IPC, target: Target, type_: str | None, values: Iterator[Any],
               deadline: Deadline) -> int:
-    """UDP has no client: bind an ephemeral port, send, close."""
-    loopback = target.host in ("localhost", "127.0.0.1", "::1")
-    bind = ("::1" if target.udp_type == "udp6" else "127.0.0.1") if loopback else \
-        ("::" if target.udp_type == "udp6" else "0.0.0.0")
-    server = ipc.serve_net(bind, 0, target.udp_type)
-    try:
-        server.start()
-    except OSError as exc:
-        raise ConnectError(f"cannot bind a UDP port to send from: {one_line(exc)}") from None
+    """UDP has no client: send from an ephemeral port, then close it."""
+    server = _udp_endpoint(ipc, target)
     peer = {"address": target.host, "port": target.port}
     sent = 0
     try:
@@ -637,7 +652,6 @@ def _emit_udp(ipc: IPC, target: Target, type_: str | None, values: Iterator[Any]
             else:
                 server.emit(peer, type_, value)
             sent += 1
-        gevent.sleep(0)   # let a queued datagram go out before the socket closes
     finally:
         server.stop()
     ipc.log("<good>geventipc: sent</good>", str(sent), "<good>datagram(s) to</good>",
@@ -652,13 +666,60 @@ def _check_name(ipc: IPC, name: str) -> None:
         raise UsageError(reason)
 
 
-def _needs_requests(args: argparse.Namespace, target: Target, what: str) -> None:
+def _needs_requests(args: argparse.Namespace, what: str) -> None:
     if args.raw or args.wire != "msgpack":
         raise UsageError(f"{what} needs the msgpack wire (request/reply is not part of "
                          f"node-ipc's JSON wire or raw mode)")
-    if target.kind == "udp":
-        raise UsageError(f"{what} needs a stream connection (Unix socket, TCP or TLS), "
-                         f"not UDP")
+
+
+def _udp_endpoint(ipc: IPC, target: Target) -> Any:
+    """UDP has no client: a UDP server on an ephemeral port sends (and gets replies)."""
+    loopback = target.host in ("localhost", "127.0.0.1", "::1")
+    v6 = target.udp_type == "udp6"
+    bind = ("::1" if v6 else "127.0.0.1") if loopback else ("::" if v6 else "0.0.0.0")
+    server = ipc.serve_net(bind, 0, target.udp_type)
+    try:
+        server.start()
+    except OSError as exc:
+        raise ConnectError(f"cannot bind a UDP port to send from: {one_line(exc)}") from None
+    return server
+
+
+class Asker:
+    """``request`` and ``describe`` over a stream client or from an ephemeral UDP port."""
+
+    def __init__(self, ipc: IPC, target: Target, timeout: float) -> None:
+        self.ipc = ipc
+        self.target = target
+        self.udp: Any = None
+        self.conn: Connection | None = None
+        if target.kind == "udp":
+            self.udp = _udp_endpoint(ipc, target)
+            self.peer = {"address": target.host, "port": target.port}
+        else:
+            self.conn = Connection(ipc, target)
+            self.conn.wait(timeout)
+
+    def request(self, type: str, data: Any, timeout: float | None) -> Any:
+        """The reply to one request (raises RemoteError, NoHandlerError, Timeout)."""
+        if self.udp is not None:
+            return self.udp.request(self.peer, type, data, timeout)
+        assert self.conn is not None
+        return self.conn.client.request(type, data, timeout)
+
+    def describe(self, timeout: float | None) -> dict[str, Any]:
+        """The server's define tables."""
+        if self.udp is not None:
+            return self.udp.describe(self.peer, timeout)
+        assert self.conn is not None
+        return self.conn.client.describe(timeout)
+
+    def close(self) -> None:
+        """Drop the connection (or the UDP port)."""
+        if self.udp is not None:
+            self.udp.stop()
+        else:
+            self.ipc.disconnect(self.target.id)
 
 
 def cmd_request(args: argparse.Namespace) -> int:
@@ -666,21 +727,20 @@ def cmd_request(args: argparse.Namespace) -> int:
     ipc = make_ipc(args)
     target, words = client_target(args, ipc, args.words)
     check_transport(args, target)
-    _needs_requests(args, target, "request")
+    _needs_requests(args, "request")
     if not words or len(words) > 2:
         raise UsageError("request takes TARGET TYPE [DATA]")
     type_, data_arg = words[0], words[1] if len(words) > 1 else None
     _check_name(ipc, type_)
     values = data_values(data_arg, args.text)
-    timeout = _timeout(args, DEFAULT_TIMEOUT)
+    timeout = _timeout(args, DEFAULT_TIMEOUT) or DEFAULT_TIMEOUT
     printer = Printer(args.json or not sys.stdout.isatty(), wants_colour(sys.stdout))
-    conn = Connection(ipc, target)
+    asker = Asker(ipc, target, timeout)
     try:
-        conn.wait(timeout or DEFAULT_TIMEOUT)
         for value in values:
-            printer.value(conn.client.request(type_, value, timeout))
+            printer.value(asker.request(type_, value, timeout))
     finally:
-        ipc.disconnect(target.id)
+        asker.close()
     return OK
 
 
@@ -691,15 +751,14 @@ def cmd_describe(args: argparse.Namespace) -> int:
     if words:
         raise UsageError(f"describe takes only TARGET, not {' '.join(words)!r}")
     check_transport(args, target)
-    _needs_requests(args, target, "describe")
-    timeout = _timeout(args, DEFAULT_TIMEOUT)
+    _needs_requests(args, "describe")
+    timeout = _timeout(args, DEFAULT_TIMEOUT) or DEFAULT_TIMEOUT
     printer = Printer(args.json or not sys.stdout.isatty(), wants_colour(sys.stdout))
-    conn = Connection(ipc, target)
+    asker = Asker(ipc, target, timeout)
     try:
-        conn.wait(timeout or DEFAULT_TIMEOUT)
-        printer.tables(conn.client.describe(timeout))
+        printer.tables(asker.describe(timeout))
     finally:
-        ipc.disconnect(target.id)
+        asker.close()
     return OK
 
 
@@ -716,8 +775,9 @@ def cmd_listen(args: argparse.Namespace) -> int:
     for name in types:
         _check_name(ipc, name)
     wanted = frozenset(types)
-    printer = Printer(args.json or not sys.stdout.isatty(), wants_colour(sys.stdout))
     stopper = Stopper(args.count)
+    printer = Printer(args.json or not sys.stdout.isatty(), wants_colour(sys.stdout),
+                      on_broken=stopper.stop)
     encoding = ipc.config.encoding
 
     def on_event(type: str, data: Any) -> None:
@@ -784,7 +844,7 @@ TARGET is one of:
   PATH, unix://PATH a Unix socket path (a PATH must contain a '/': ./world.sock)
   tcp://HOST:PORT   TCP ([::1]:PORT for IPv6)
   tls://HOST:PORT   TCP with TLS (with --tls-ca, and --tls-cert/--tls-key for mutual TLS)
-  udp://HOST:PORT   UDP (emit only)
+  udp://HOST:PORT   UDP (emit, request, describe; one datagram per event)
 """
 
 DATA = """\
@@ -994,10 +1054,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _quiet_broken_pipe() -> int:
-    # stdout's reader went away (``| head``): that ends the command, it is not an error
+    # stdout's reader went away (``| head``): that ends the command, it is not an error;
+    # point stdout at /dev/null so the interpreter's final flush does not complain
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
     except OSError:
         pass
     return OK

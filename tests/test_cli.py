@@ -1,0 +1,547 @@
+"""The ``geventipc`` command line, driven as a real console script in subprocesses.
+
+Servers are either the CLI's own ``serve`` (another process) or a geventipc server in this
+test process; every wait is bounded, so a hang fails in seconds.
+"""
+from __future__ import annotations
+
+import json
+import os
+import pty
+import signal
+import subprocess
+import sys
+import time
+
+import gevent
+import pytest
+from gevent import subprocess as gsubprocess
+
+from conftest import ROOT, free_port, wait_until
+
+BIN = os.path.join(os.path.dirname(sys.executable), "geventipc")
+CLI = [BIN] if os.path.exists(BIN) else [sys.executable, "-m", "geventipc"]
+ENV = dict(os.environ, PYTHONUNBUFFERED="1", NO_COLOR="")
+ENV.pop("NO_COLOR")
+
+
+def cli(*args: str, input: str | None = None, timeout: float = 20.0,
+        env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run the console script to the end, cooperatively (in-process servers keep going)."""
+    return gsubprocess.run([*CLI, *args], input=input, capture_output=True, text=True,
+                           timeout=timeout, cwd=ROOT, env=env or ENV)
+
+
+def start_cli(*args: str, **popen: object) -> gsubprocess.Popen:
+    """Start the console script in the background; stdout and stderr piped."""
+    return gsubprocess.Popen([*CLI, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             cwd=ROOT, env=ENV, **popen)
+
+
+def read_line(proc: gsubprocess.Popen, stream: str = "stdout", timeout: float = 10.0) -> str:
+    """One line of the process's ``stream``, waiting at most ``timeout`` s."""
+    pipe = getattr(proc, stream)
+    with gevent.Timeout(timeout, AssertionError(f"no {stream} line within {timeout} s")):
+        line = pipe.readline()
+    if not line:
+        raise AssertionError(f"process ended without a {stream} line; rc={proc.poll()}")
+    return line.decode()
+
+
+def finish(proc: gsubprocess.Popen, timeout: float = 10.0) -> tuple[int, str, str]:
+    """Wait for ``proc`` to exit by itself; (returncode, stdout, stderr)."""
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        try:
+            if os.getpgid(proc.pid) == proc.pid:   # a session of its own: end it all
+                os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.kill()
+        proc.communicate(timeout=5)
+        raise AssertionError(f"process did not exit within {timeout} s") from None
+    return proc.returncode, out.decode(), err.decode()
+
+
+@pytest.fixture
+def procs():
+    """Processes a test starts; killed (and reaped) if still running at the end."""
+    started: list[gsubprocess.Popen] = []
+    yield started
+    for proc in started:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def one_error_line(result: subprocess.CompletedProcess, code: int, *words: str) -> str:
+    """Assert an exit status and exactly one stderr line naming ``words``."""
+    lines = result.stderr.splitlines()
+    assert result.returncode == code, result
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    for word in words:
+        assert word in lines[0], lines[0]
+    return lines[0]
+
+
+def one_error_line_from_end(result, code, *words):
+    """serve logs on stderr before failing: the error is its last line, and only one."""
+    assert result.returncode == code, result
+    errors = [line for line in result.stderr.splitlines() if ": error:" in line]
+    assert len(errors) == 1, result.stderr
+    assert result.stderr.splitlines()[-1] == errors[0]
+    for word in words:
+        assert word in errors[0]
+
+
+def json_lines(text: str) -> list:
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+# --- a server in this process ------------------------------------------------------------
+
+
+@pytest.fixture
+def world(make_ipc):
+    """A Unix-socket server "world" in this process: records events, answers requests."""
+    ipc = make_ipc("world")
+    got: list = []
+    server = ipc.serve()
+    server.on("*", lambda type, data, socket: got.append((type, data, socket.id)))
+
+    @server.handle("add")
+    def add(data, socket):
+        return sum(data)
+
+    @server.handle("fail")
+    def fail(data, socket):
+        raise ValueError("no good: " + str(data))
+
+    @server.handle("slow")
+    def slow(data, socket):
+        gevent.sleep(5)
+
+    server.define.listen.message = "a string to print"
+    server.define.broadcast.tick = "every 50 ms: a counter"
+    server.start()
+    server.got = got
+    return server
+
+
+def root_of(server) -> str:
+    return os.path.dirname(server.path) + os.sep
+
+
+# --- help and usage ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", ["serve", "emit", "request", "listen", "describe"])
+def test_every_command_has_help_with_examples(command):
+    result = cli(command, "--help")
+    assert result.returncode == 0, result
+    assert f"geventipc {command}" in result.stdout
+    assert "examples:" in result.stdout
+    assert "exit status" in result.stdout
+
+
+def test_top_level_help_version_and_python_dash_m():
+    top = cli("--help")
+    assert top.returncode == 0
+    for command in ("serve", "emit", "request", "listen", "describe"):
+        assert command in top.stdout
+    module = gsubprocess.run([sys.executable, "-m", "geventipc", "--version"],
+                             capture_output=True, text=True, timeout=20, cwd=ROOT)
+    assert module.returncode == 0, module
+    assert module.stdout.startswith("geventipc ")
+
+
+@pytest.mark.parametrize("args, words", [
+    ((), ["COMMAND"]),
+    (("bogus",), ["invalid choice"]),
+    (("emit",), ["missing TARGET"]),
+    (("emit", "world"), ["TARGET TYPE"]),
+    (("emit", "world", "message", "not json"), ["not valid JSON", "--text"]),
+    (("emit", "world", "message", "@/nonexistent/file.json"), ["cannot read"]),
+    (("emit", "world", "connect"), ["reserved"]),
+    (("emit", "ftp://host:1", "message"), ["unknown scheme"]),
+    (("emit", "tcp://127.0.0.1:99999", "message"), ["out of range"]),
+    (("emit", "tcp://::1:80", "message"), ["brackets"]),
+    (("emit", "tcp://localhost", "message"), ["HOST:PORT"]),
+    (("request", "world", "add", "--raw"), ["msgpack wire"]),
+    (("describe", "world", "--wire", "node-ipc"), ["msgpack wire"]),
+    (("listen", "udp://127.0.0.1:9", ), ["serve --udp"]),
+    (("emit", "world", "message", "--timeout", "0"), ["more than 0"]),
+    (("emit", "world", "message", "--wire", "json"), ["invalid choice"]),
+    (("serve",), ["exactly one"]),
+    (("serve", "world", "--tcp", "127.0.0.1:1"), ["exactly one"]),
+    (("emit", "world", "message", "--tls-ca", "/nonexistent.pem"), ["does not exist"]),
+    (("emit", "world", "message", "--tls-ca", os.path.join(ROOT, "setup.py")),
+     ["TLS works over TCP"]),
+    (("emit", "tls://127.0.0.1:1", "message"), ["--tls-ca"]),
+])
+def test_usage_errors_exit_2_with_one_line(args, words, sock_dir):
+    result = cli(*args, "--socket-root", sock_dir) if args else cli()
+    one_error_line(result, 2, *words)
+    assert result.stdout == ""
+
+
+# --- emit --------------------------------------------------------------------------------
+
+
+def test_emit_json_text_file_and_bytes_to_a_server_by_id(world, tmp_path):
+    root = root_of(world)
+    payload = tmp_path / "payload.json"
+    payload.write_text('{"nested": {"list": [1, 2.5, null, true]}, "ü": "ünïcode"}')
+    runs = [
+        ("message", '"hello"'),
+        ("message", "--text", "plain words, no quotes"),
+        ("doc", f"@{payload}"),
+        ("blob", '{"$hex": "00ff10"}'),
+        ("nothing",),
+    ]
+    for run in runs:
+        result = cli("emit", "world", *run, "--socket-root", root, "--id", "shell")
+        assert result.returncode == 0, result
+        assert "sent 1 event" in result.stderr
+    wait_until(lambda: len(world.got) == len(runs), message="5 events")
+    assert world.got == [
+        ("message", "hello", "shell"),
+        ("message", "plain words, no quotes", "shell"),
+        ("doc", {"nested": {"list": [1, 2.5, None, True]}, "ü": "ünïcode"}, "shell"),
+        ("blob", b"\x00\xff\x10", "shell"),
+        ("nothing", None, "shell"),
+    ]
+
+
+def test_emit_stdin_lines_all_arrive_in_order(world):
+    lines = "\n".join(json.dumps({"n": i, "pad": "x" * (i % 50)}) for i in range(2000))
+    result = cli("emit", "world", "count", "-", "--socket-root", root_of(world),
+                 "--silent", input=lines + "\n\n")
+    assert result.returncode == 0, result
+    assert result.stderr == ""
+    wait_until(lambda: len(world.got) >= 2000, message="2000 events")
+    gevent.sleep(0.05)
+    assert [data["n"] for _type, data, _id in world.got] == list(range(2000))
+
+
+def test_emit_stdin_text_lines_and_a_bad_json_line(world):
+    result = cli("emit", "world", "line", "--text", "-", "--socket-root", root_of(world),
+                 input="first\n  second with spaces\n\nthird")
+    assert result.returncode == 0, result
+    wait_until(lambda: len(world.got) == 3, message="3 lines")
+    assert [data for _t, data, _i in world.got] == ["first", "  second with spaces", "third"]
+    # a bad line stops the run with a usage error; the lines before it were delivered
+    world.got.clear()
+    bad = cli("emit", "world", "n", "-", "--socket-root", root_of(world),
+              input="1\n2\n{oops\n4\n")
+    one_error_line(bad, 2, "stdin line 3", "not valid JSON")
+    wait_until(lambda: len(world.got) == 2, message="the 2 good lines")
+    gevent.sleep(0.1)
+    assert [data for _t, data, _i in world.got] == [1, 2]
+
+
+def test_emit_over_tcp_with_path_and_unix_url(make_ipc, sock_dir):
+    ipc = make_ipc("tcp-world")
+    got = []
+    server = ipc.serve_net("127.0.0.1", free_port())
+    server.on("*", lambda type, data, socket: got.append((type, data)))
+    server.start()
+    unix_ipc = make_ipc("unix-world")
+    unix_server = unix_ipc.serve(sock_dir + "custom.sock")
+    unix_server.on("*", lambda type, data, socket: got.append((type, data)))
+    unix_server.start()
+
+    assert cli("emit", f"tcp://127.0.0.1:{server.port}", "t", "1").returncode == 0
+    assert cli("emit", "--path", sock_dir + "custom.sock", "p", "2").returncode == 0
+    assert cli("emit", f"unix://{sock_dir}custom.sock", "u", "3").returncode == 0
+    assert cli("emit", sock_dir + "custom.sock", "s", "4").returncode == 0
+    wait_until(lambda: len(got) == 4, message="4 events")
+    assert sorted(got) == [("p", 2), ("s", 4), ("t", 1), ("u", 3)]
+
+
+def test_emit_ipv6_tcp(make_ipc):
+    ipc = make_ipc("v6")
+    got = []
+    try:
+        server = ipc.serve_net("::1", free_port())
+        server.on("*", lambda type, data, socket: got.append(data))
+        server.start()
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    assert cli("emit", f"tcp://[::1]:{server.port}", "m", '"six"').returncode == 0
+    wait_until(lambda: got == ["six"], message="the IPv6 event")
+
+
+def test_emit_with_no_server_fails_in_bounded_time(sock_dir):
+    started = time.monotonic()
+    result = cli("emit", "nobody", "message", "--socket-root", sock_dir, "--timeout", "1")
+    elapsed = time.monotonic() - started
+    line = one_error_line(result, 1, "cannot connect", "app.nobody", "within 1 s",
+                          "does not exist")
+    assert line.startswith("geventipc emit: error:")
+    assert elapsed < 10
+    refused = cli("emit", f"tcp://127.0.0.1:{free_port()}", "m", "--timeout", "0.5")
+    one_error_line(refused, 1, "cannot connect", "refused")
+
+
+def test_emit_waits_for_a_server_that_starts_late(make_ipc, sock_dir, procs):
+    proc = start_cli("emit", "late", "message", '"waited"', "--socket-root", sock_dir,
+                     "--timeout", "10")
+    procs.append(proc)
+    gevent.sleep(0.7)
+    assert proc.poll() is None, "emit gave up before its --timeout"
+    ipc = make_ipc("late")
+    got = []
+    server = ipc.serve()
+    server.on("message", lambda data, socket: got.append(data))
+    server.start()
+    code, _out, err = finish(proc)
+    assert code == 0, err
+    wait_until(lambda: got == ["waited"], message="the late event")
+
+
+# --- request and describe ----------------------------------------------------------------
+
+
+def test_request_prints_the_reply(world):
+    result = cli("request", "world", "add", "[1, 2, 39]", "--socket-root", root_of(world))
+    assert result.returncode == 0, result
+    assert json.loads(result.stdout) == 42
+
+
+def test_request_stdin_one_reply_per_line(world):
+    result = cli("request", "world", "add", "-", "--socket-root", root_of(world),
+                 input="[1]\n[1, 1]\n[1, 1, 1]\n")
+    assert result.returncode == 0, result
+    assert json_lines(result.stdout) == [1, 2, 3]
+
+
+def test_request_remote_error_no_handler_and_timeout_exit_1(world):
+    root = root_of(world)
+    failed = cli("request", "world", "fail", '"x"', "--socket-root", root)
+    one_error_line(failed, 1, "remote error", "ValueError", "no good: x")
+    assert failed.stdout == ""
+    missing = cli("request", "world", "nope", "--socket-root", root)
+    one_error_line(missing, 1, "remote error", "NoHandlerError", "nope")
+    started = time.monotonic()
+    slow = cli("request", "world", "slow", "--socket-root", root, "--timeout", "0.5")
+    one_error_line(slow, 1, "no reply", "slow")
+    assert time.monotonic() - started < 4.5  # the handler takes 5 s; we did not wait for it
+
+
+def test_describe_prints_the_define_tables(world):
+    result = cli("describe", "world", "--socket-root", root_of(world))
+    assert result.returncode == 0, result
+    assert json.loads(result.stdout) == {
+        "listen": {"message": "a string to print"},
+        "broadcast": {"tick": "every 50 ms: a counter"},
+    }
+
+
+# --- listen ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def ticking(world):
+    """world broadcasts tick (0, 1, 2...) and tock every 20 ms."""
+    def run():
+        n = 0
+        while True:
+            world.broadcast("tick", n)
+            world.broadcast("tock", {"n": n})
+            n += 1
+            gevent.sleep(0.02)
+    greenlet = gevent.spawn(run)
+    yield world
+    greenlet.kill()
+
+
+def test_listen_count_prints_json_lines_in_order(ticking):
+    result = cli("listen", "world", "--count", "6", "--socket-root", root_of(ticking),
+                 "--timeout", "10")
+    assert result.returncode == 0, result
+    events = json_lines(result.stdout)
+    assert len(events) == 6
+    assert [e["type"] for e in events] == ["tick", "tock"] * 3
+    ticks = [e["data"] for e in events if e["type"] == "tick"]
+    assert ticks == list(range(ticks[0], ticks[0] + 3))
+
+
+def test_listen_filters_types(ticking):
+    result = cli("listen", "world", "tock", "--count", "3", "--socket-root",
+                 root_of(ticking), "--timeout", "10")
+    assert result.returncode == 0, result
+    events = json_lines(result.stdout)
+    assert [e["type"] for e in events] == ["tock"] * 3
+    assert all(set(e["data"]) == {"n"} for e in events)
+
+
+def test_listen_timeout_without_count_is_success_with_count_is_failure(world):
+    quiet = cli("listen", "world", "--timeout", "0.5", "--socket-root", root_of(world))
+    assert quiet.returncode == 0, quiet
+    assert quiet.stdout == ""
+    short = cli("listen", "world", "--count", "2", "--timeout", "0.5", "--socket-root",
+                root_of(world))
+    one_error_line_from_end(short, 1, "0 of 2 events")
+
+
+def test_listen_ends_on_sigterm_and_sigint(ticking, procs):
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        proc = start_cli("listen", "world", "--socket-root", root_of(ticking))
+        procs.append(proc)
+        assert json.loads(read_line(proc))["type"] in ("tick", "tock")
+        proc.send_signal(sig)
+        code, _out, err = finish(proc)
+        assert code == 0, err
+        assert "Traceback" not in err
+
+
+def test_listen_into_a_closed_pipe_ends_quietly(ticking, procs):
+    # `geventipc listen world | head -n 2`: the reader goes away, the listener ends
+    shell = f"{' '.join(CLI)} listen world --socket-root {root_of(ticking)} | head -n 2"
+    proc = gsubprocess.Popen(["bash", "-o", "pipefail", "-c", shell], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, cwd=ROOT, env=ENV,
+                             start_new_session=True)
+    procs.append(proc)
+    try:
+        code, out, err = finish(proc)
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)   # the listener too, if it did not end
+        except ProcessLookupError:
+            pass
+    assert len(out.splitlines()) == 2
+    assert "Traceback" not in err
+    assert code == 0, err
+
+
+# --- serve -------------------------------------------------------------------------------
+
+
+def serving_address(proc: gsubprocess.Popen) -> str:
+    """Read stderr up to the "serving on ADDRESS" line; return ADDRESS."""
+    for _ in range(20):
+        line = read_line(proc, "stderr")
+        if "serving on" in line:
+            return line.split("serving on", 1)[1].strip()
+    raise AssertionError("no 'serving on' line")
+
+
+def test_serve_and_emit_two_processes_json_lines(sock_dir, procs):
+    proc = start_cli("serve", "hub", "--socket-root", sock_dir)
+    procs.append(proc)
+    assert serving_address(proc) == f"unix://{sock_dir}app.hub"
+    assert cli("emit", "hub", "message", '{"a": 1}', "--socket-root", sock_dir,
+               "--id", "one").returncode == 0
+    assert cli("emit", "hub", "note", "--text", "hi <good>there</good>", "--socket-root",
+               sock_dir, "--id", "two").returncode == 0
+    first, second = json.loads(read_line(proc)), json.loads(read_line(proc))
+    assert first == {"type": "message", "data": {"a": 1}, "from": "one"}
+    assert second == {"type": "note", "data": "hi <good>there</good>", "from": "two"}
+    proc.send_signal(signal.SIGTERM)
+    code, _out, err = finish(proc)
+    assert code == 0, err
+    assert not os.path.exists(sock_dir + "app.hub"), "serve left its socket file behind"
+
+
+def test_serve_tcp_port_0_echo_and_count(make_ipc, procs):
+    proc = start_cli("serve", "--tcp", "127.0.0.1:0", "--echo", "--count", "2")
+    procs.append(proc)
+    address = serving_address(proc)
+    assert address.startswith("tcp://127.0.0.1:")
+    port = int(address.rsplit(":", 1)[1])
+    assert port > 0
+    ipc = make_ipc("echo-client")
+    echoed = []
+    client = ipc.connect_to_net("echo", "127.0.0.1", port)
+    client.on("*", lambda type, data: echoed.append((type, data)))
+    client.wait_connected(5)
+    client.emit("ping", [1, "two", {"3": None}])
+    client.emit("pong", b"\x00bytes")
+    code, out, err = finish(proc)
+    assert code == 0, err
+    wait_until(lambda: len(echoed) == 2, message="both echoes")
+    assert echoed == [("ping", [1, "two", {"3": None}]), ("pong", b"\x00bytes")]
+    assert [e["type"] for e in json_lines(out)] == ["ping", "pong"]
+    assert json_lines(out)[1]["data"] == {"$hex": b"\x00bytes".hex()}
+
+
+def test_serve_timeout_and_count_not_reached(sock_dir):
+    result = cli("serve", "--path", sock_dir + "short.sock", "--count", "1", "--timeout",
+                 "0.5")
+    one_error_line_from_end(result, 1, "0 of 1 events")
+
+
+def test_serve_refuses_an_address_in_use(world):
+    result = cli("serve", "world", "--socket-root", root_of(world), "--silent")
+    one_error_line(result, 1, "cannot serve", "another server is listening")
+    with __import__("socket").socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        taken = busy.getsockname()[1]
+        result = cli("serve", "--tcp", f"127.0.0.1:{taken}", "--silent")
+    one_error_line(result, 1, "cannot serve", str(taken))
+
+
+def test_serve_on_a_terminal_prints_colour_unless_no_color(sock_dir):
+    for no_color, coloured in (("", True), ("1", False)):
+        master, slave = pty.openpty()
+        env = dict(ENV, NO_COLOR=no_color) if no_color else ENV
+        proc = gsubprocess.Popen([*CLI, "serve", "tty", "--socket-root", sock_dir,
+                                  "--count", "1", "--timeout", "10"],
+                                 stdout=slave, stderr=subprocess.PIPE, cwd=ROOT, env=env)
+        os.close(slave)
+        try:
+            serving_address(proc)
+            assert cli("emit", "tty", "message", '"on a tty"', "--socket-root", sock_dir,
+                       "--id", "me").returncode == 0
+            assert proc.wait(timeout=10) == 0
+            output = b""
+            while True:
+                try:
+                    chunk = os.read(master, 4096)
+                except OSError:   # EIO: the terminal's other side is closed
+                    break
+                if not chunk:
+                    break
+                output += chunk
+        finally:
+            os.close(master)
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        text = output.decode()
+        assert "message" in text and '"on a tty"' in text and "[me]" in text, text
+        assert ("\x1b[" in text) is coloured, text
+        assert not text.lstrip().startswith("{"), "a terminal gets text, not JSON"
+
+
+# --- UDP ---------------------------------------------------------------------------------
+
+
+def test_udp_serve_emit_request_describe(make_ipc, procs):
+    pytest.importorskip("geventipc.udp")
+    proc = start_cli("serve", "--udp", "127.0.0.1:0", "--json")
+    procs.append(proc)
+    address = serving_address(proc)
+    assert address.startswith("udp://127.0.0.1:")
+    assert cli("emit", address, "dgram", '{"x": [1, 2]}').returncode == 0
+    event = json.loads(read_line(proc))
+    assert event["type"] == "dgram" and event["data"] == {"x": [1, 2]}
+    assert event["from"].startswith("127.0.0.1:")
+    described = cli("describe", address, "--timeout", "2")
+    assert described.returncode == 0, described
+    assert json.loads(described.stdout) == {"listen": {}, "broadcast": {}}
+    missing = cli("request", address, "nothing", "--timeout", "2")
+    one_error_line(missing, 1, "NoHandlerError")
+
+    # request/reply against a UDP server in this process
+    ipc = make_ipc("udp-world")
+    server = ipc.serve_net("127.0.0.1", 0, "udp4")
+    server.handle("double", lambda data, socket: data * 2)
+    server.start()
+    reply = cli("request", f"udp://127.0.0.1:{server.port}", "double", '"ab"')
+    assert reply.returncode == 0, reply
+    assert json.loads(reply.stdout) == "abab"
