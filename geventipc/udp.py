@@ -28,7 +28,7 @@ from .errors import (
 )
 from .server import DESCRIBE, Definitions
 from .transports.datagram import (
-    FAMILIES, DatagramEndpoint, SockAddr, bind_udp, family_name, resolve,
+    FAMILIES, MAX_PAYLOAD, DatagramEndpoint, SockAddr, bind_udp, family_name, resolve,
 )
 from .wire import REPLY_ERROR, REPLY_NO_HANDLER, REPLY_OK, make_codec, names_for
 
@@ -148,7 +148,7 @@ class UDPServer(Dispatcher):
     @property
     def max_payload(self) -> int:
         """The largest encoded event one datagram can carry: 65,507 (udp4) or 65,527."""
-        return 65527 if self.udp_type == "udp6" else 65507
+        return MAX_PAYLOAD[self.family]
 
     def start(self) -> "UDPServer":
         """Bind and start receiving in a greenlet; returns at once, then fires ``start``.

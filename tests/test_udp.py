@@ -556,3 +556,32 @@ def test_raw_mode_one_datagram_is_one_data_event(make_ipc):
         a.request(b_addr, "x")
     assert a.broadcast(b"to nobody yet") == 0
     assert b.broadcast(b"to a and the raw sender") == 2
+
+
+# --- the examples ------------------------------------------------------------------------
+
+
+def test_udp_examples_talk_to_each_other():
+    import os
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    world_port = free_port(socket.AF_INET, socket.SOCK_DGRAM)
+    hello_port = free_port(socket.AF_INET, socket.SOCK_DGRAM)
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    world = subprocess.Popen([sys.executable, "examples/udp_world.py", str(world_port)],
+                             cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        hello = subprocess.run([sys.executable, "examples/udp_hello.py", str(world_port),
+                                str(hello_port)], cwd=ROOT, env=env, capture_output=True,
+                               text=True, timeout=20)
+    finally:
+        stop_process(world)
+    world_log = world.stderr.read()
+    assert hello.returncode == 0, hello.stderr
+    assert "Hello world!" in hello.stderr
+    assert "hello" in world_log and "Hello" in world_log
+    assert "world stopped" in world_log  # SIGTERM stops it cleanly
