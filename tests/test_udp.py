@@ -585,3 +585,39 @@ def test_udp_examples_talk_to_each_other():
     assert "Hello world!" in hello.stderr
     assert "hello" in world_log and "Hello" in world_log
     assert "world stopped" in world_log  # SIGTERM stops it cleanly
+
+
+# --- any datagram at all -----------------------------------------------------------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def fuzz_target():
+    from geventipc import IPC
+    inst = IPC(id="fuzz", silent=True)
+    server = inst.serve_net("127.0.0.1", 0, "udp4").start()
+    yield server
+    server.stop()
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(junk=st.one_of(
+    st.binary(max_size=200),
+    st.builds(lambda good, cut: good[:cut], st.sampled_from(
+        [encoded("message", "x" * 40), encoded("m", {"a": [1, 2.5, None]}), GOOD]),
+        st.integers(0, 60)),
+    st.builds(lambda a, b: a + b, st.just(GOOD), st.binary(min_size=1, max_size=20)),
+))
+def test_no_datagram_keeps_the_next_good_one_from_being_delivered(fuzz_target, junk):
+    # the receive path itself, fed directly: thousands of sockets' worth of examples
+    got = []
+    fuzz_target.on("message", lambda data, sock: got.append(data))
+    try:
+        fuzz_target._on_datagram(memoryview(junk), ("127.0.0.1", 9))
+        got.clear()
+        fuzz_target._on_datagram(memoryview(GOOD), ("127.0.0.1", 9))
+        assert got == ["good"]
+    finally:
+        fuzz_target.off("message")
