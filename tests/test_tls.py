@@ -19,7 +19,7 @@ from geventipc import IPC
 from geventipc.errors import ConfigError, TLSError
 from geventipc.transports.tls import make_context, normalise
 
-from conftest import ROOT, free_port, python_process, read_line, stop_process, wait_until
+from conftest import free_port, python_process, read_line, stop_process, wait_until
 
 PAST = datetime.datetime(2020, 1, 1, tzinfo=datetime.timezone.utc)
 
@@ -438,15 +438,16 @@ def test_bad_tls_config_fails_at_serve_net(make_ipc: Callable[..., IPC], port: i
 
 # --- across processes -------------------------------------------------------------------
 
+RUN = "import runpy; runpy.run_path(%r, run_name='__main__')"
+
 
 def test_examples_talk_mutual_tls_across_processes(tmp_path: Any) -> None:
     port = free_port()
     env = {"GEVENTIPC_TLS_DIR": str(tmp_path), "GEVENTIPC_TLS_PORT": str(port)}
-    server = python_process(open(os.path.join(ROOT, "examples/tls/server.py")).read(),
-                            env=env)
+    server = python_process(RUN % "examples/tls/server.py", env=env)
     try:
         assert "listening" in read_line(server, 20)
-        client = python_process(open(os.path.join(ROOT, "examples/tls/client.py")).read(),
+        client = python_process(RUN % "examples/tls/client.py",
                                 env=dict(env, GEVENTIPC_TLS_COUNT="3"))
         try:
             lines = [read_line(client, 20) for _ in range(4)]
