@@ -11,7 +11,7 @@ from geventipc.config import Config
 from geventipc.errors import (
     AddressError, DatagramTooLargeError, EncodeError, EventNameError, ForbiddenEventError,
     HandlerError, MessageTooLargeError, NoHandlerError, NotConnectedError, ProtocolError,
-    RemoteError, ServeError, Timeout, UnsupportedError,
+    RemoteError, SendError, ServeError, Timeout, UnsupportedError,
 )
 from geventipc.transports.datagram import MAX_PAYLOAD
 from geventipc.udp import UDPServer, UDPSocket
@@ -467,6 +467,13 @@ def test_bad_destinations_raise_address_error(make_ipc):
         a4.emit(("::1", 8000), "message")
     with pytest.raises(AddressError):
         a4.request(None, "x")
+
+
+def test_a_send_the_system_refuses_is_a_send_error(make_ipc):
+    a = start_peer(make_ipc, "a")
+    with pytest.raises(SendError) as info:
+        a.emit(("255.255.255.255", 9), "message")  # no SO_BROADCAST: EACCES
+    assert isinstance(info.value, OSError) and info.value.errno
 
 
 def test_emit_before_start_and_after_stop(make_ipc):
