@@ -202,6 +202,8 @@ class Client(Dispatcher):
             on_frames=self._on_frames_sync if config.sync else self._on_frames,
             on_close=self._on_close,
         )
+        if self.ssl_context is not None:  # the server's certificate, verified
+            conn.peer_certificate = sock.getpeercert() or None
         if self._encoder.supports_requests:
             conn.write(self._encoder.encode_event(HELLO, {"id": config.id}))
         queue = self._queue

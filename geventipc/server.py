@@ -207,7 +207,8 @@ class Server(Dispatcher):
             # a client talking to a server that has stopped
             sock.close()
             return
-        if len(self._conns) >= config.max_connections:
+        # connections still in their TLS handshake count: they hold a socket and a greenlet
+        if len(self._conns) + len(self._handshaking) >= config.max_connections:
             self.log("<notice>geventipc: max_connections</notice>", config.max_connections,
                      "<notice>reached; closing new connection</notice>")
             sock.close()

@@ -237,6 +237,36 @@ def test_reasons_are_plain(make_ipc: Callable[..., IPC], port: int, pki: PKI) ->
     assert srec.errors[0].address[0] == "127.0.0.1"
 
 
+def test_client_sees_the_server_certificate(make_ipc: Callable[..., IPC], port: int,
+                                            pki: PKI) -> None:
+    tls_server(make_ipc, port, pki.server_tls())
+    client_ipc, rec = tls_client(make_ipc, port, pki.client_tls())
+    client_ipc.of.world.wait_connected(5)
+    cert = client_ipc.of.world.conn.peer_certificate
+    assert ("DNS", "localhost") in cert["subjectAltName"]
+
+
+def test_ipv6_loopback(make_ipc: Callable[..., IPC], pki: PKI) -> None:
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6")
+    try:
+        port = free_port(socket.AF_INET6)
+    except OSError:
+        pytest.skip("no IPv6 loopback")
+    server_ipc = make_ipc("world", tls=pki.server_tls(mutual=True))
+    server = server_ipc.serve_net("::1", port)
+    server.on("message", lambda data, sock: server.emit(sock, "echo", data))
+    server.start()
+    client_ipc = make_ipc("hello", tls=pki.client_tls("client"))
+    got: list[Any] = []
+    client_ipc.connect_to_net("world", "::1", port,
+                              lambda: client_ipc.of.world.on("echo", got.append))
+    client_ipc.of.world.wait_connected(5)
+    client_ipc.of.world.emit("message", "v6")
+    wait_until(lambda: got, message="echo over IPv6 TLS")
+    assert got == ["v6"]
+
+
 # --- the client verifies the server -----------------------------------------------------
 
 
@@ -350,6 +380,29 @@ def test_stop_ends_pending_handshakes(make_ipc: Callable[..., IPC], port: int,
         assert not srec.errors
     finally:
         silent.close()
+
+
+def test_handshakes_count_toward_max_connections(make_ipc: Callable[..., IPC], port: int,
+                                                 pki: PKI) -> None:
+    server_ipc, srec = tls_server(make_ipc, port, pki.server_tls(), max_connections=2,
+                                  handshake_timeout=600)
+    stalled = [socket.create_connection(("127.0.0.1", port)) for _ in range(2)]
+    try:
+        wait_until(lambda: len(server_ipc.server._handshaking) == 2, message="2 handshaking")
+        extra = socket.create_connection(("127.0.0.1", port))
+        extra.settimeout(5)
+        gevent.sleep(0.05)
+        try:
+            assert extra.recv(1) == b""   # closed at once: no room while two handshake
+        finally:
+            extra.close()
+        # once the stalled ones time out there is room again
+        wait_until(lambda: len(srec.errors) == 2, 5, message="handshake timeouts")
+        client_ipc, rec = tls_client(make_ipc, port, pki.client_tls())
+        client_ipc.of.world.wait_connected(5)
+    finally:
+        for sock in stalled:
+            sock.close()
 
 
 # --- config forms -----------------------------------------------------------------------
