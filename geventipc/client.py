@@ -247,6 +247,11 @@ class Client(Dispatcher):
         if self._ended.is_set():
             return
         self._ended.set()
+        if self._queue:  # never silently: say what was not sent
+            count = len(self._queue)
+            self._queue.clear()
+            self.report(NotConnectedError(
+                f"{count} queued events were never sent: the client of {self.id!r} stopped"))
         waiting, self._waiting = self._waiting, {}
         for pending in waiting.values():
             if pending.timer is not None:
@@ -322,7 +327,7 @@ class Client(Dispatcher):
         if conn is not None and not conn.closed:
             conn.write(frame)
             return
-        if self._ended.is_set():
+        if self._ended.is_set() or self._stopping:
             raise NotConnectedError(f"client of {self.id!r} has stopped")
         if len(self._queue) >= self.config.max_queued_events:
             raise QueueFullError(f"{len(self._queue)} events already queued for {self.id!r} "
@@ -332,7 +337,7 @@ class Client(Dispatcher):
     def _send_sync(self, frame: bytes) -> None:
         """Sync mode's ``_send``: everything waits in the queue; one frame is sent at a
         time, the next only once the server has sent something back."""
-        if self._ended.is_set():
+        if self._ended.is_set() or self._stopping:
             raise NotConnectedError(f"client of {self.id!r} has stopped")
         if len(self._queue) >= self.config.max_queued_events:
             raise QueueFullError(f"{len(self._queue)} events already queued for {self.id!r} "

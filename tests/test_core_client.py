@@ -248,3 +248,25 @@ def test_client_socket_path_is_checked_at_dial_time(make_ipc, sock_dir):
     wait_until(lambda: client.destroyed, message="destroy")
     assert errors and isinstance(errors[0], ConnectError)
     os.rmdir(sock_dir + "app.world")
+
+
+def test_emit_after_disconnect_raises(make_ipc):
+    serve(make_ipc)
+    hello = make_ipc("hello")
+    client = hello.connect_to("world")
+    client.wait_connected(5)
+    hello.disconnect("world")
+    with pytest.raises(NotConnectedError):
+        client.emit("late", 1)                   # never queued for a client that stopped
+
+
+def test_events_still_queued_when_the_client_gives_up_are_reported(make_ipc):
+    client = make_ipc("hello", max_retries=1, retry=10).connect_to("world")
+    errors = []
+    client.on("error", errors.append)
+    client.emit("n", 1)
+    client.emit("n", 2)
+    wait_until(lambda: client.destroyed, message="destroy")
+    unsent = [e for e in errors if "never sent" in str(e)]
+    assert len(unsent) == 1 and "2 queued events" in str(unsent[0])
+    assert client.queued == 0

@@ -345,3 +345,71 @@ print("OK", flush=True)
         assert read_line(proc) == "OK"
     finally:
         stop_process(proc)
+
+
+def test_events_emitted_before_the_client_notices_a_dead_server_are_kept(make_ipc,
+                                                                          sock_dir):
+    """Unix sockets refuse writes to a dead peer (EPIPE), so nothing emitted after the
+    server died was taken by a kernel: all of it must reach the next server."""
+    first = python_process(RECORDING_SERVER, sock_dir, "first")
+    second = None
+    try:
+        assert read_line(first) == "READY"
+        client = make_ipc("hello", retry=50).connect_to("world")
+        errors = []
+        client.on("error", errors.append)
+        client.wait_connected(5)
+        client.emit("n", 0)
+        assert read_got(first, 1) == [0]
+        first.kill()
+        first.wait(5)
+        for i in range(1, 11):
+            client.emit("n", i)                  # the client has not seen the close yet
+        wait_until(lambda: not client.connected, message="the disconnect")
+        second = python_process(RECORDING_SERVER, sock_dir, "second")
+        assert read_line(second) == "READY"
+        assert read_got(second, 10) == list(range(1, 11))
+    finally:
+        stop_process(first)
+        if second is not None:
+            stop_process(second)
+
+
+CLOSING_PEER = '''
+import socket, sys, time
+srv = socket.socket(socket.AF_UNIX)
+srv.bind(sys.argv[1])
+srv.listen(1)
+print("READY", flush=True)
+conn, _ = srv.accept()
+time.sleep(0.2)
+conn.close()
+srv.close()
+'''
+
+
+def test_a_large_emit_into_a_dead_connection_is_requeued(make_ipc, sock_dir):
+    """A write big enough to be flushed at once, into a connection whose peer has gone
+    (EPIPE: the kernel took none of it), is queued again and reaches the next server."""
+    import time
+    path = sock_dir + "app.world"
+    peer = python_process(CLOSING_PEER, path)
+    try:
+        assert read_line(peer) == "READY"
+        client = make_ipc("hello", retry=50).connect_to("world")
+        client.wait_connected(5)
+        time.sleep(0.5)      # blocks the hub: the client cannot notice the peer leaving
+        big = b"x" * 300_000
+        client.emit("big", big)
+        client.emit("n", 1)
+        peer.wait(5)
+        os.unlink(path)
+        got = []
+        world = make_ipc("world")
+        world.serve(lambda: (world.server.on("big", lambda d, s: got.append(len(d))),
+                             world.server.on("n", lambda d, s: got.append(d))))
+        world.server.start()
+        wait_until(lambda: len(got) == 2, message="the requeued events")
+        assert got == [300_000, 1]
+    finally:
+        stop_process(peer)
