@@ -27,7 +27,8 @@ from gevent.event import Event
 from . import __version__
 from .config import Config
 from .errors import (
-    ConfigError, ConnectError, IPCError, NotConnectedError, RemoteError, Timeout, UsageError,
+    ConfigError, ConnectError, EncodeError, EventNameError, IPCError, NotConnectedError,
+    RemoteError, Timeout, UsageError,
 )
 from .ipc import IPC
 
@@ -319,7 +320,8 @@ def wants_colour(stream: TextIO) -> bool:
     return stream.isatty() and not os.environ.get("NO_COLOR")
 
 
-def make_ipc(args: argparse.Namespace, server_id: str | None = None) -> IPC:
+def make_ipc(args: argparse.Namespace, server_id: str | None = None, serving: bool = False
+             ) -> IPC:
     """One IPC instance configured from the common options."""
     values: dict[str, Any] = {
         "silent": args.silent,
@@ -336,7 +338,7 @@ def make_ipc(args: argparse.Namespace, server_id: str | None = None) -> IPC:
         values["raw_buffer"] = True
     if args.encoding is not None:
         values["encoding"] = args.encoding
-    tls = tls_settings(args)
+    tls = tls_settings(args, serving)
     if tls:
         values["tls"] = tls
     try:
@@ -345,8 +347,11 @@ def make_ipc(args: argparse.Namespace, server_id: str | None = None) -> IPC:
         raise UsageError(str(exc)) from None
 
 
-def tls_settings(args: argparse.Namespace) -> dict[str, Any]:
-    """``config.tls`` from ``--tls-cert/--tls-key/--tls-ca`` (node-ipc's key names)."""
+def tls_settings(args: argparse.Namespace, serving: bool = False) -> dict[str, Any]:
+    """``config.tls`` from ``--tls-cert/--tls-key/--tls-ca`` (node-ipc's key names).
+
+    A server given ``--tls-ca`` asks clients for a certificate from that CA (mutual TLS).
+    """
     tls: dict[str, Any] = {}
     if args.tls_cert:
         tls["public"] = args.tls_cert
@@ -354,6 +359,8 @@ def tls_settings(args: argparse.Namespace) -> dict[str, Any]:
         tls["private"] = args.tls_key
     if args.tls_ca:
         tls["trustedConnections"] = list(args.tls_ca)
+        if serving:
+            tls["requestCert"] = True
     if args.tls_servername:
         tls["servername"] = args.tls_servername
     for path in [args.tls_cert, args.tls_key, *(args.tls_ca or ())]:
@@ -364,20 +371,19 @@ def tls_settings(args: argparse.Namespace) -> dict[str, Any]:
     return tls
 
 
-def uses_tls(args: argparse.Namespace, target: Target) -> bool:
-    """TLS is on for ``tls://`` targets and whenever a --tls-* option is given."""
-    return target.kind == "tls" or bool(args.tls_cert or args.tls_ca)
-
-
-def check_transport(args: argparse.Namespace, target: Target) -> None:
-    """Refuse option mixes that cannot work, before anything is opened."""
-    if target.kind == "unix" and uses_tls(args, target):
+def with_tls(args: argparse.Namespace, ipc: IPC, target: Target) -> Target:
+    """Check the transport options; TLS is on for ``tls://`` targets and whenever a
+    --tls-* option is given (a ``tcp://`` target then becomes ``tls://``)."""
+    tls_options = bool(args.tls_cert or args.tls_ca or args.tls_servername)
+    if tls_options and target.kind == "unix":
         raise UsageError("TLS works over TCP only: use a tls://HOST:PORT target")
-    if target.kind == "udp" and uses_tls(args, target):
+    if tls_options and target.kind == "udp":
         raise UsageError("TLS does not work over UDP")
-    if target.kind == "tls" and not (args.tls_ca or args.tls_cert):
-        raise UsageError("a tls:// target needs --tls-ca (to verify the peer) or, to serve, "
-                         "--tls-cert and --tls-key")
+    if target.kind == "tcp" and tls_options:
+        target = Target("tls", host=target.host, port=target.port)
+    if target.kind == "tls" and not ipc.config.tls:
+        ipc.config.tls = True   # a client verifying against the system's CAs
+    return target
 
 
 class Stopper:
@@ -445,22 +451,18 @@ def serve_target(args: argparse.Namespace, ipc: IPC) -> Target:
         return Target("unix", path=args.path)
     if args.tcp is not None:
         host, port = parse_host_port(args.tcp, "--tcp", allow_zero=True)
-        return Target("tls" if args.tls_cert else "tcp", host=host, port=port)
+        return Target("tcp", host=host, port=port)
     if args.udp is not None:
         host, port = parse_host_port(args.udp, "--udp", allow_zero=True)
         return Target("udp", host=host, port=port)
-    target = parse_target(args.address, ipc.config, serving=True)
-    if target.kind == "tcp" and args.tls_cert:
-        return Target("tls", host=target.host, port=target.port)
-    return target
+    return parse_target(args.address, ipc.config, serving=True)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Run a server that prints every event it receives, until interrupted."""
     name = args.address if args.address and "/" not in args.address else None
-    ipc = make_ipc(args, server_id=name)
-    target = serve_target(args, ipc)
-    check_transport(args, target)
+    ipc = make_ipc(args, server_id=name, serving=True)
+    target = with_tls(args, ipc, serve_target(args, ipc))
     if target.kind == "tls" and not args.tls_cert:
         raise UsageError("serving TLS needs --tls-cert and --tls-key")
     stopper = Stopper(args.count)
@@ -608,7 +610,7 @@ def cmd_emit(args: argparse.Namespace) -> int:
     """Send one event (or one per stdin line) and exit once it is sent."""
     ipc = make_ipc(args)
     target, words = client_target(args, ipc, args.words)
-    check_transport(args, target)
+    target = with_tls(args, ipc, target)
     if args.raw:
         if len(words) != 1:
             raise UsageError("with --raw, emit takes TARGET and DATA (no TYPE)")
@@ -619,28 +621,47 @@ def cmd_emit(args: argparse.Namespace) -> int:
         type_, data_arg = words[0], words[1] if len(words) > 1 else None
         _check_name(ipc, type_)
     values = data_values(data_arg, args.text, args.raw)
-    deadline = Deadline(_timeout(args, DEFAULT_TIMEOUT))
+    timeout = _timeout(args, DEFAULT_TIMEOUT) or DEFAULT_TIMEOUT
     if target.kind == "udp":
-        return _emit_udp(ipc, target, type_, values, deadline)
+        return _emit_udp(ipc, target, type_, values)
+    confirm = not (args.raw or args.no_confirm or ipc.config.wire != "msgpack")
     conn = Connection(ipc, target)
+    sent = 0
     try:
-        conn.wait(deadline.left() or DEFAULT_TIMEOUT)
-        sent = 0
+        conn.wait(timeout)
         for value in values:
             if args.raw:
                 conn.client.emit(value)
             else:
                 conn.client.emit(type_, value)
             sent += 1
-        conn.close(deadline.left() or DEFAULT_TIMEOUT)
+        # --timeout bounds connecting, then (afresh, as stdin may have run for hours)
+        # finishing: the server's confirmation and the flush before closing
+        deadline = Deadline(timeout)
+        if confirm:
+            _confirm(conn, sent, timeout)
+        conn.close(deadline.left() or timeout)
     finally:
         ipc.disconnect(target.id)
-    ipc.log("<good>geventipc: sent</good>", str(sent), "<good>event(s) to</good>", str(target))
+    ipc.log("<good>geventipc:</good>", str(sent),
+            "<good>event(s) sent to and read by</good>" if confirm else
+            "<good>event(s) sent to</good>", str(target))
     return OK
 
 
-def _emit_udp(ipc: IPC, target: Target, type_: str | None, values: Iterator[Any],
-              deadline: Deadline) -> int:
+def _confirm(conn: Connection, sent: int, timeout: float) -> None:
+    """Ask the server for its define tables: it answers in order, after reading every
+    event sent before, so a reply proves they all arrived (a plain TCP client of a TLS
+    server, say, gets no reply)."""
+    try:
+        conn.client.describe(timeout)
+    except (Timeout, NotConnectedError) as exc:
+        raise type(exc)(f"{sent} event(s) sent but {conn.target} did not confirm reading "
+                        f"them: {one_line(exc)} (a geventipc server on the msgpack wire "
+                        f"always confirms; see --wire, --no-confirm)") from None
+
+
+def _emit_udp(ipc: IPC, target: Target, type_: str | None, values: Iterator[Any]) -> int:
     """UDP has no client: send from an ephemeral port, then close it."""
     server = _udp_endpoint(ipc, target)
     peer = {"address": target.host, "port": target.port}
@@ -726,7 +747,7 @@ def cmd_request(args: argparse.Namespace) -> int:
     """Send a request (or one per stdin line) and print each reply."""
     ipc = make_ipc(args)
     target, words = client_target(args, ipc, args.words)
-    check_transport(args, target)
+    target = with_tls(args, ipc, target)
     _needs_requests(args, "request")
     if not words or len(words) > 2:
         raise UsageError("request takes TARGET TYPE [DATA]")
@@ -750,7 +771,7 @@ def cmd_describe(args: argparse.Namespace) -> int:
     target, words = client_target(args, ipc, args.words)
     if words:
         raise UsageError(f"describe takes only TARGET, not {' '.join(words)!r}")
-    check_transport(args, target)
+    target = with_tls(args, ipc, target)
     _needs_requests(args, "describe")
     timeout = _timeout(args, DEFAULT_TIMEOUT) or DEFAULT_TIMEOUT
     printer = Printer(args.json or not sys.stdout.isatty(), wants_colour(sys.stdout))
@@ -766,7 +787,7 @@ def cmd_listen(args: argparse.Namespace) -> int:
     """Print the events a server sends, until interrupted, ``--count`` or ``--timeout``."""
     ipc = make_ipc(args)
     target, types = client_target(args, ipc, args.words)
-    check_transport(args, target)
+    target = with_tls(args, ipc, target)
     if target.kind == "udp":
         raise UsageError("UDP has no connection to listen on: run 'geventipc serve --udp "
                          "HOST:PORT' to receive datagrams")
@@ -986,6 +1007,9 @@ def build_parser() -> Parser:
                        help="send each event back to its sender")
     serve.add_argument("--count", metavar="N", type=_positive,
                        help="exit after N events")
+    subs["emit"].add_argument("--no-confirm", action="store_true",
+                              help="do not wait for the server to confirm it read the "
+                                   "events (see below)")
     for name in ("emit", "request"):
         subs[name].add_argument("words", nargs="*", metavar="TARGET TYPE [DATA]",
                                 help="where, the event type, and its data")
@@ -1041,7 +1065,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     prog = f"{PROG} {args.command}"
     try:
         return COMMANDS[args.command](args)
-    except UsageError as exc:
+    except (UsageError, ConfigError, EncodeError, EventNameError) as exc:
+        # bad options or input: the config, or DATA the wire cannot carry
         return _fail(prog, one_line(exc), USAGE)
     except RemoteError as exc:
         return _fail(prog, f"remote error: {one_line(exc)}", FAILED)
