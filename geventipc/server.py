@@ -106,6 +106,7 @@ class Server(Dispatcher):
         self._requests: dict[str, tuple[Callable[..., Any], Pool | None]] = {}
         self._pool: Pool | None = (Pool(config.handler_pool_size)
                                    if config.handler_pool_size else None)
+        self._shared: Pool | None = None
         self._pools: list[Pool] = [self._pool] if self._pool is not None else []
         self._bcast: list[bytes] = []
         self._bcast_bytes = 0
@@ -230,13 +231,15 @@ class Server(Dispatcher):
             if self._stopped.is_set():
                 sock.close()
                 return
+        codec = make_codec(config, self.names)
         conn = ServerSocket(
-            sock, make_codec(config, self.names), self.names,
+            sock, codec, self.names,
             address=address or self.path,
             max_pending_bytes=config.max_pending_bytes,
             overflow_policy=config.overflow_policy,
             message_timeout=config.message_timeout / 1000.0,
-            on_frames=self._on_frames, on_close=self._on_close,
+            on_frames=self._on_frames if codec.supports_requests or not codec.framed
+            else self._on_node_ipc_frames, on_close=self._on_close,
         )
         conn.server = self
         if self.ssl_context is not None:
@@ -255,6 +258,16 @@ class Server(Dispatcher):
     def _on_hello(self, data: Any, conn: StreamConnection) -> None:
         if isinstance(data, dict) and isinstance(data.get("id"), str) and conn.id is None:
             conn.id = data["id"]
+
+    def _on_node_ipc_frames(self, conn: StreamConnection, frames: list) -> None:
+        # node-ipc has no hello: its clients put their id in the data ({"id": ..., ...})
+        # and node-ipc servers name the socket after it; the first such id names it here
+        if conn.id is None:
+            for _event, data in frames:
+                if type(data) is dict and type(data.get("id")) is str and data["id"]:
+                    conn.id = data["id"]
+                    break
+        self._on_frames(conn, frames)
 
     def _on_frames(self, conn: StreamConnection, frames: list) -> None:
         handlers = self.handlers
@@ -395,7 +408,7 @@ class Server(Dispatcher):
         return handler
 
     def _pooled(self, event: str, handler: Callable[..., Any], pool: Any) -> Any:
-        if not callable(handler):
+        if not callable(handler) or not isinstance(event, str):
             return handler  # Emitter.on reports it
         if event in LIFECYCLE_EVENTS and event != "*" or event.startswith("$ipc."):
             if pool is not None and pool is not False:
@@ -415,10 +428,14 @@ class Server(Dispatcher):
         return chosen
 
     def _shared_pool(self) -> Pool:
-        if self._pool is None:
-            self._pool = Pool(DEFAULT_POOL_SIZE)
-            self._pools.append(self._pool)
-        return self._pool
+        """``pool=True``: the ``handler_pool_size`` pool, else one of DEFAULT_POOL_SIZE
+        made on first use (which does not change where ``pool=None`` handlers run)."""
+        if self._pool is not None:
+            return self._pool
+        if self._shared is None:
+            self._shared = Pool(DEFAULT_POOL_SIZE)
+            self._pools.append(self._shared)
+        return self._shared
 
     # --- sending -------------------------------------------------------------------------
 

@@ -233,6 +233,13 @@ def test_python_server_node_client_hello_world(lib, transport, make_ipc, sock_di
     assert reply["data"] == {"reply": {"id": "nodeclient", "message": "hi"}}
     # the node-ipc peer saw nothing before the reply: no msgpack hello, nothing else
     assert [e for e in peer.seen if e["ev"] == "event"] == [reply]
+    # as node-ipc servers do, the id in the client's data names its socket
+    assert connected[0].id == "nodeclient"
+    gone: list[Any] = []
+    server.on("socket.disconnected", lambda socket, destroyed_id: gone.append(destroyed_id))
+    peer.close()
+    wait_until(lambda: gone, message="socket.disconnected")
+    assert gone == ["nodeclient"]
 
 
 @pytest.mark.parametrize("lib", LIB_PARAMS)
