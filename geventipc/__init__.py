@@ -12,6 +12,7 @@ from .client import Client
 from .config import Config
 from .errors import IPCError
 from .ipc import IPC
+from .reply import Deferred
 from .server import Server
 from .transports.stream import StreamConnection
 
@@ -21,4 +22,4 @@ __version__ = "0.1.0"
 ipc = IPC()
 
 __all__ = ["IPC", "ipc", "Config", "Client", "Server", "StreamConnection", "IPCError",
-           "errors", "__version__"]
+           "Deferred", "errors", "__version__"]

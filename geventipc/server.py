@@ -38,10 +38,12 @@ class ServerSocket(StreamConnection):
     def emit(self, type: str, data: Any = None) -> bool:
         """Send one event to this client, after any broadcast queued before it."""
         server = self.server
-        if server._bcast:
-            server._commit_broadcast()
         if self.codec.framed:  # raw mode: emit(data), no event type
             self.names.check_outgoing(type)
+        if server._bcast and not self._closing:
+            server._commit_broadcast()
+            if self._closing:
+                return False  # the broadcasts before it overflowed this peer: closed by policy
         return self.write(self.codec.encode_event(type, data))
 
 
@@ -443,10 +445,12 @@ class Server(Dispatcher):
         """Send one event to one client. Returns False if dropped by policy."""
         if not isinstance(socket, StreamConnection):
             raise NotConnectedError(f"emit needs a client socket, not {socket!r}")
-        if self._bcast:
-            self._commit_broadcast()
         if socket.codec.framed:  # raw mode: emit(socket, data), no event type
             self.names.check_outgoing(type)
+        if self._bcast and not socket.closed:
+            self._commit_broadcast()
+            if socket.closed:
+                return False  # the broadcasts before it overflowed this peer: closed by policy
         return socket.write(socket.codec.encode_event(type, data))
 
     def broadcast(self, type: str, data: Any = None) -> None:

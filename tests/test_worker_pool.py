@@ -282,8 +282,19 @@ def test_pool_argument_checks_and_off_once(make_ipc):
 
     server.on("many", collect, pool=4)
     server.once("one", collect, pool=True)
+    gauge = Gauge()
+
+    @server.handle("plain")           # pool=True elsewhere leaves the default inline
+    def plain(n, socket):
+        with gauge:
+            gevent.sleep(0.01)
+        return n
+
     server.start()
     (client,) = clients(make_ipc, 1)
+    plain_results = [client.request_async("plain", n, timeout=5) for n in range(5)]
+    gevent.wait(plain_results, timeout=5)
+    assert [r.get() for r in plain_results] == list(range(5)) and gauge.peak == 1
     for n in range(3):
         client.emit("one", n)
         client.emit("many", n)
