@@ -181,3 +181,19 @@ def test_a_world_writable_non_sticky_socket_dir_is_refused(tmp_path):
     world.config.check_socket_root = False     # the documented way out
     world.serve().start()
     world.server.stop()
+
+
+def test_readme_config_table_lists_every_key():
+    """The README's config table stays true: every key, its alias and its default."""
+    readme = open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                               "README.md"), encoding="utf-8").read()
+    rows = {line.split("|")[1].strip().strip("`"): line for line in readme.splitlines()
+            if line.startswith("| `")}
+    for snake, camel, default, _doc in option_table():
+        assert snake in rows, f"config key {snake} missing from the README table"
+        cells = [c.strip() for c in rows[snake].split("|")]
+        assert cells[2] == f"`{camel}`", snake
+        if snake != "id":
+            shown = repr(default) if not isinstance(default, str) else f'"{default}"'
+            shown = shown.replace("'\\x0c'", '"\\f"').replace('"\x0c"', '"\\f"')
+            assert cells[3].startswith(f"`{shown}`"), (snake, cells[3], shown)
