@@ -5,13 +5,14 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: node-deps help install demo demo-tcp demo-udp test bench bench-quick fuzz soak clean
+.PHONY: node-deps demo-node help install demo demo-tcp demo-udp test bench bench-quick fuzz soak clean
 
 help:
 	@echo "make demo        a server and a client talking (Unix socket, then TCP), in colour"
 	@echo "make demo-udp    the seed's UDP world and hello examples talking, in colour"
 	@echo "make test        install into .venv and run the test suite"
 	@echo "make node-deps   the real node-ipc (9.2.1, 14.0.0) for the interop tests"
+	@echo "make demo-node   Python and Node.js node-ipc talking (examples/nodejs)"
 	@echo "make bench       the W1-W4 benchmarks against the hand-written floor"
 	@echo "make bench-quick a one-minute subset of make bench"
 	@echo "make fuzz        a bounded fuzz run of the decoders"
@@ -57,6 +58,16 @@ $(NODE14_STAMP): tests/node14/package.json tests/node14/package-lock.json
 	  || echo "node-deps: node-ipc 14 / Node.js 22 not installed; those interop tests will skip"
 
 node-deps: $(NODE_STAMP) $(NODE14_STAMP)
+
+# examples/nodejs: a Node.js node-ipc client with a Python server, then a Python client
+# with a Node.js node-ipc server, in a private socket directory.
+demo-node: $(STAMP) $(NODE_STAMP)
+	@export IPC_SOCKET_ROOT=$$(mktemp -d)/; \
+	$(PY) examples/nodejs/world.py & world=$$!; sleep 1; \
+	status=0; node examples/nodejs/hello.js || status=$$?; kill $$world; wait $$world; \
+	node examples/nodejs/world.js & world=$$!; sleep 1; \
+	$(PY) examples/nodejs/hello.py || status=$$?; kill $$world; wait $$world; \
+	rmdir $$IPC_SOCKET_ROOT 2>/dev/null; exit $$status
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis

@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import socket
+import sys
 import subprocess
 from typing import Any, Callable, Iterator
 
@@ -573,3 +574,40 @@ def test_udp_python_broadcast_reaches_node_peers(lib, make_ipc, node_peer):
     # and Python emits to one node-ipc UDP peer by address
     server.emit({"address": "127.0.0.1", "port": peers[1].spec["port"]}, "payload", "one")
     assert peers[1].expect("event", type="payload")["data"] == "one"
+
+
+# --- the examples ---------------------------------------------------------------------------
+
+EXAMPLES = os.path.join(ROOT, "examples", "nodejs")
+
+
+def _run_pair(server_cmd: list[str], client_cmd: list[str], sock_dir: str
+              ) -> tuple[str, str]:
+    env = dict(os.environ, IPC_SOCKET_ROOT=sock_dir, PYTHONUNBUFFERED="1")
+    server = subprocess.Popen(server_cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              env=env, cwd=ROOT, text=True)
+    try:
+        assert server.stdout is not None
+        assert server.stdout.readline().strip() == "ready", server.stderr.read()
+        client = subprocess.run(client_cmd, capture_output=True, text=True, env=env,
+                                cwd=ROOT, timeout=20)
+        assert client.returncode == 0, client.stderr
+        return client.stdout, client.stderr
+    finally:
+        stop_process(server)
+        for stream in (server.stdout, server.stderr):
+            stream.close()  # type: ignore[union-attr]
+
+
+@pytest.mark.skipif(not _have("9"), reason="node-ipc 9 not installed: run `make node-deps`")
+def test_example_node_client_python_server(sock_dir):
+    out, _ = _run_pair([sys.executable, os.path.join(EXAMPLES, "world.py")],
+                       [LIBS["9"][0], os.path.join(EXAMPLES, "hello.js")], sock_dir)
+    assert 'got a message from world: {"id":"world","message":"hello world!"}' in out
+
+
+@pytest.mark.skipif(not _have("9"), reason="node-ipc 9 not installed: run `make node-deps`")
+def test_example_python_client_node_server(sock_dir):
+    out, _ = _run_pair([LIBS["9"][0], os.path.join(EXAMPLES, "world.js")],
+                       [sys.executable, os.path.join(EXAMPLES, "hello.py")], sock_dir)
+    assert "answer: hello world!" in out
