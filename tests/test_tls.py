@@ -405,6 +405,25 @@ def test_handshakes_count_toward_max_connections(make_ipc: Callable[..., IPC], p
             sock.close()
 
 
+def test_corrupt_record_mid_session_is_reported(make_ipc: Callable[..., IPC], port: int,
+                                                pki: PKI) -> None:
+    from gevent import socket as gsocket
+    server_ipc, srec = tls_server(make_ipc, port, pki.server_tls())
+    ctx = make_context(pki.client_tls(), "client")  # a gevent context: cooperative
+    raw = gsocket.create_connection(("127.0.0.1", port), timeout=5)
+    tls = ctx.wrap_socket(raw, server_hostname="localhost")
+    try:
+        wait_until(lambda: server_ipc.server.sockets, message="TLS client accepted")
+        # an application-data record whose authentication tag cannot be right
+        tls._sock.send(b"\x17\x03\x03\x00\x20" + b"\x00" * 32)
+        wait_until(lambda: srec.errors, message="server reports the bad record")
+        assert isinstance(srec.errors[0], TLSError)
+        assert "TLS session with client 127.0.0.1" in str(srec.errors[0])
+        wait_until(lambda: not server_ipc.server.sockets, message="connection closed")
+    finally:
+        tls.close()
+
+
 # --- config forms -----------------------------------------------------------------------
 
 

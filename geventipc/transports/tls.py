@@ -53,15 +53,15 @@ VERDICT_WAIT = 2.0
 _REASONS: dict[str, str] = {
     "PEER_DID_NOT_RETURN_A_CERTIFICATE": "the client sent no certificate and one is required",
     "TLSV13_ALERT_CERTIFICATE_REQUIRED": "the server requires a client certificate",
-    "SSLV3_ALERT_HANDSHAKE_FAILURE": "the peer refused the handshake",
-    "TLSV1_ALERT_UNKNOWN_CA": "the peer does not trust the CA that issued our certificate",
-    "SSLV3_ALERT_BAD_CERTIFICATE": "the peer rejected our certificate",
-    "SSLV3_ALERT_CERTIFICATE_EXPIRED": "the peer says our certificate has expired",
+    "SSLV3_ALERT_HANDSHAKE_FAILURE": "the {peer} refused the handshake",
+    "TLSV1_ALERT_UNKNOWN_CA": "the {peer} does not trust the CA that issued our certificate",
+    "SSLV3_ALERT_BAD_CERTIFICATE": "the {peer} rejected our certificate",
+    "SSLV3_ALERT_CERTIFICATE_EXPIRED": "the {peer} says our certificate has expired",
     "TLSV1_ALERT_PROTOCOL_VERSION": "no TLS version both sides accept",
     "UNSUPPORTED_PROTOCOL": "no TLS version both sides accept",
-    "WRONG_VERSION_NUMBER": "the peer does not speak TLS (plain TCP?)",
-    "HTTP_REQUEST": "the peer does not speak TLS (plain TCP?)",
-    "UNEXPECTED_EOF_WHILE_READING": "the peer closed the connection during the handshake",
+    "WRONG_VERSION_NUMBER": "the {peer} does not speak TLS (plain TCP?)",
+    "HTTP_REQUEST": "the {peer} does not speak TLS (plain TCP?)",
+    "UNEXPECTED_EOF_WHILE_READING": "the {peer} closed the connection during the handshake",
 }
 
 
@@ -234,7 +234,9 @@ class TLSSocket(_GeventSSLSocket):
         try:
             return super().recv_into(buffer, nbytes, flags)
         except ssl.SSLError as exc:
-            raise TLSError(f"TLS session with {_peer(self)} failed: {explain(exc)}") from exc
+            role = "client" if self.server_side else "server"
+            raise TLSError(f"TLS session with {role} {_peer(self)} failed: "
+                           f"{explain(exc, role)}") from exc
 
 
 def _peer(sock: Any) -> str:
@@ -252,9 +254,9 @@ def explain(exc: BaseException, peer: str = "peer") -> str:
         return f"the {peer}'s certificate failed verification: {detail}"
     reason = getattr(exc, "reason", None)
     if reason in _REASONS:
-        return f"{_REASONS[reason]} ({reason})"
+        return f"{_REASONS[reason].format(peer=peer)} ({reason})"
     if isinstance(exc, (ssl.SSLEOFError, ConnectionResetError, BrokenPipeError)):
-        return "the peer closed the connection during the handshake"
+        return f"the {peer} closed the connection during the handshake"
     return str(exc) or type(exc).__name__
 
 
