@@ -446,3 +446,16 @@ def test_raw_mode_python_to_python(make_ipc):
     assert bytes(back) == b"\x02\x01\xff"
     with pytest.raises(EncodeError):
         client.emit("type", "data")
+
+
+def test_the_bytes_in_docs_protocol_md_are_what_we_send():
+    import os
+    import re
+
+    from conftest import ROOT
+    with open(os.path.join(ROOT, "docs", "protocol.md"), encoding="utf-8") as doc:
+        section = doc.read().split("## The node-ipc JSON wire", 1)[1]
+    shown = re.search(r"bytes \(hex\): `([0-9a-f]+)`", section).group(1)
+    assert codec().encode_event("message", {"id": "hello", "message": "hi"}).hex() == shown
+    assert codec().feed(bytes.fromhex(shown)) == [["message", {"id": "hello",
+                                                              "message": "hi"}]]
