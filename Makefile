@@ -5,11 +5,12 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: node-deps demo-node help install demo demo-tcp demo-udp test bench bench-quick fuzz soak clean
+.PHONY: demo-tls node-deps demo-node help install demo demo-tcp demo-udp test bench bench-quick fuzz soak clean
 
 help:
 	@echo "make demo        a server and a client talking (Unix socket, then TCP), in colour"
 	@echo "make demo-udp    the seed's UDP world and hello examples talking, in colour"
+	@echo "make demo-tls    a mutual-TLS server and client talking (examples/tls)"
 	@echo "make test        install into .venv and run the test suite"
 	@echo "make node-deps   the real node-ipc (9.2.1, 14.0.0) for the interop tests"
 	@echo "make demo-node   Python and Node.js node-ipc talking (examples/nodejs)"
@@ -36,6 +37,11 @@ demo-udp: $(STAMP)
 	$(PY) examples/udp_world.py $$1 & world=$$!; \
 	status=0; $(PY) examples/udp_hello.py $$1 $$2 || status=$$?; \
 	kill $$world 2>/dev/null; wait $$world; exit $$status
+
+# The mutual-TLS server and client of examples/tls as two processes on a free port; the
+# certificates are made with trustme on first run, into an owner-only temp directory.
+demo-tls: $(STAMP)
+	$(PY) examples/tls/demo.py
 
 test: $(STAMP) node-deps
 	$(PY) -m pytest
