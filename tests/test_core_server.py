@@ -415,3 +415,15 @@ def test_stop_right_after_clients_dial_leaves_none_hanging(make_ipc, transport):
     world.server.stop()                          # some are not accepted by the server yet
     wait_until(lambda: all(c.destroyed for c in clients), message="every client dropped")
     assert world.server.sockets == []
+
+
+def test_an_ipc_instance_can_serve_again_after_stop(make_ipc):
+    world = serve(make_ipc)
+    first = world.server
+    with pytest.raises(Exception, match="already has a running server"):
+        world.serve()
+    first.stop()
+    world.serve()
+    world.server.start()
+    assert world.server is not first and world.server.started
+    make_ipc("hello").connect_to("world").wait_connected(5)
