@@ -386,3 +386,32 @@ def test_wires_without_requests_say_so_clearly(make_ipc, config):
         client.request_async("sum", [1])
     with pytest.raises(UnsupportedError):
         client.describe()
+
+
+def test_protocol_doc_request_example_is_what_the_codec_writes():
+    import os
+    from geventipc.wire import EventNames, MsgpackCodec
+    doc = open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                            "docs", "protocol.md"), encoding="utf-8").read()
+    codec = MsgpackCodec(EventNames())
+    assert codec.encode_request("sum", [1, 2, 3], 1).hex(" ") in doc
+    assert codec.encode_reply(1, 0, 6).hex(" ") in doc
+
+
+def test_killed_greenlet_reply_is_a_remote_error(make_ipc):
+    _, server = serve(make_ipc)
+    workers = []
+
+    @server.handle("work")
+    def work(data, socket):
+        workers.append(gevent.spawn(gevent.sleep, 60))
+        return workers[-1]
+
+    server.start()
+    client = client_of(make_ipc)
+    result = client.request_async("work", timeout=5)
+    wait_until(lambda: workers, message="the worker")
+    workers[0].kill()
+    with pytest.raises(RemoteError) as info:
+        result.get(timeout=5)
+    assert info.value.remote_type == "GreenletExit"
