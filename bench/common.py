@@ -1,0 +1,80 @@
+"""What the geventipc and floor workloads share: sizes, the payload, pinning, results.
+
+A workload process prints ``READY`` once it listens (servers) and one ``RESULT {json}``
+line at the end. Times are ``time.monotonic()`` readings: CLOCK_MONOTONIC is one clock for
+the whole machine, so a start stamped by the client and an end stamped by the server are
+comparable.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from typing import Any
+
+#: the 32-character string of every payload
+TEXT = "abcdefghijklmnopqrstuvwxyz012345"
+assert len(TEXT) == 32
+#: W4's blob size
+MIB = 1024 * 1024
+
+#: workload sizes as the issue defines them
+FULL = {
+    "w1": {"n": 200_000},
+    "w2": {"n": 20_000, "warm": 1_000},
+    "w3": {"n": 2_000},          # the clients count comes from the run: C = 100, 1000
+    "w4": {"n": 200, "size": MIB},
+    "idle": {"c": 10_000},
+}
+
+now = time.monotonic
+
+
+def payload(i: int) -> dict[str, Any]:
+    """P of the issue: ``{"i": <counter>, "p": <32-char str>}``."""
+    return {"i": i, "p": TEXT}
+
+
+def pin(cpu: int | None) -> None:
+    """Pin this process to one CPU (the issue: placement swings results by 2x here)."""
+    if cpu is not None and cpu >= 0 and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {cpu % os.cpu_count()})
+
+
+def ready() -> None:
+    """Tell the runner the server listens."""
+    sys.stdout.write("READY\n")
+    sys.stdout.flush()
+
+
+def result(**fields: Any) -> None:
+    """Print this process's result line for the runner."""
+    sys.stdout.write("RESULT " + json.dumps(fields) + "\n")
+    sys.stdout.flush()
+
+
+def rss_bytes() -> int:
+    """Resident set size of this process, from /proc (Linux)."""
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmRSS in /proc/self/status")
+
+
+def raise_fd_limit(need: int) -> None:
+    """Raise the soft open-files limit to fit ``need`` descriptors (up to the hard one)."""
+    import resource  # noqa: PLC0415 - Unix only, and only the idle check needs it
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = need if hard == resource.RLIM_INFINITY else min(need, hard)
+    if soft != resource.RLIM_INFINITY and soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+
+
+def parse_address(transport: str, addr: str) -> Any:
+    """``unix``: a path; ``tcp``: ``host:port`` -> (host, port)."""
+    if transport == "unix":
+        return addr
+    host, _, port = addr.rpartition(":")
+    return host, int(port)

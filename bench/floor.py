@@ -1,0 +1,267 @@
+"""The floor: a minimal hand-written gevent + msgpack loop for each workload.
+
+No API, no dispatch table, no limits, no backpressure policy: pack into a list, join and
+``sendall`` every 128 KiB; ``recv_into`` one preallocated buffer and feed a streaming
+``msgpack.Unpacker``. It checks what the geventipc workloads check (counts and order), so
+the ratio measures what the library costs on top of the same work.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import gevent
+import msgpack
+from gevent import socket
+from gevent.event import Event
+
+from .common import TEXT, now, parse_address, raise_fd_limit, ready, result, rss_bytes
+
+FLUSH_AT = 128 * 1024
+READ_SIZE = 256 * 1024
+_buf = bytearray(READ_SIZE)
+_view = memoryview(_buf)
+_pack = msgpack.Packer(use_bin_type=True).pack
+DONE = _pack(["done", None])
+
+
+def _unpacker() -> msgpack.Unpacker:
+    return msgpack.Unpacker(raw=False, max_buffer_size=64 * 1024 * 1024)
+
+
+def _listen(transport: str, addr: str) -> socket.socket:
+    where = parse_address(transport, addr)
+    family = socket.AF_UNIX if transport == "unix" else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    if transport == "tcp":
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(where)
+    sock.listen(4096)
+    return sock
+
+
+def _dial(transport: str, addr: str) -> socket.socket:
+    where = parse_address(transport, addr)
+    family = socket.AF_UNIX if transport == "unix" else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.connect(where)
+    _tune(sock, transport)
+    return sock
+
+
+def _tune(sock: socket.socket, transport: str) -> None:
+    if transport == "tcp":
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+# --- servers -----------------------------------------------------------------------------
+
+
+def server(workload: str, transport: str, addr: str, params: dict[str, Any]) -> None:
+    """Run the server side of ``workload`` and print its result."""
+    listener = _listen(transport, addr)
+    ready()
+    if workload == "w3":
+        _server_w3(listener, transport, params)
+        return
+    if workload == "idle":
+        _server_idle(listener, params)
+        return
+    sock, _ = listener.accept()
+    _tune(sock, transport)
+    if workload == "w2":
+        _server_w2(sock)
+        result()
+        return
+    n = params["n"]
+    size = params.get("size")
+    unpacker = _unpacker()
+    expected = bad = 0
+    end = 0.0
+    while expected < n:
+        got = sock.recv_into(_buf, READ_SIZE)
+        if not got:
+            break
+        unpacker.feed(_view[:got])
+        for frame in unpacker:
+            data = frame[1]
+            if size is None:
+                if data["i"] != expected:
+                    bad += 1
+            elif len(data) != size:
+                bad += 1
+            expected += 1
+    end = now()
+    sock.sendall(DONE)
+    sock.recv(1)   # the client closes once it has the answer
+    result(end=end, received=expected, bad=bad)
+
+
+def _server_w2(sock: socket.socket) -> None:
+    unpacker = _unpacker()
+    while True:
+        got = sock.recv_into(_buf, READ_SIZE)
+        if not got:
+            return
+        unpacker.feed(_view[:got])
+        out = [_pack(["r", frame[1]]) for frame in unpacker]
+        if out:
+            sock.sendall(out[0] if len(out) == 1 else b"".join(out))
+
+
+def _server_w3(listener: socket.socket, transport: str, params: dict[str, Any]) -> None:
+    clients = params["c"]
+    socks = []
+    for _ in range(clients):
+        sock, _ = listener.accept()
+        _tune(sock, transport)
+        socks.append(sock)
+    start = now()
+    # encode once, send the same bytes to every client
+    chunk = b"".join([_pack(["m", {"i": i, "p": TEXT}]) for i in range(params["n"])])
+    for sock in socks:
+        sock.sendall(chunk)
+    for sock in socks:   # the clients process closes when all have everything
+        sock.recv(1)
+    result(start=start)
+
+
+def _server_idle(listener: socket.socket, params: dict[str, Any]) -> None:
+    clients = params["c"]
+    raise_fd_limit(clients + 256)
+    socks: list[socket.socket] = []
+    hellos = [0]
+    connected = Event()
+
+    def serve(sock: socket.socket) -> None:
+        # an idle connection still has a reader waiting on it, as in any server
+        unpacker = _unpacker()
+        while True:
+            got = sock.recv_into(_buf, READ_SIZE)
+            if not got:
+                return
+            unpacker.feed(_view[:got])
+            for _frame in unpacker:
+                hellos[0] += 1
+                if hellos[0] == clients:
+                    connected.set()
+
+    import gc  # noqa: PLC0415
+    gc.collect()
+    base = rss_bytes()
+    for _ in range(clients):
+        sock, _ = listener.accept()
+        socks.append(sock)
+        gevent.spawn(serve, sock)
+    connected.wait(60)
+    gc.collect()
+    gevent.sleep(0.2)
+    held = rss_bytes()
+    result(base=base, held=held, connections=len(socks), hellos=hellos[0])
+    for sock in socks:
+        sock.close()
+
+
+# --- clients -----------------------------------------------------------------------------
+
+
+def client(workload: str, transport: str, addr: str, params: dict[str, Any]) -> None:
+    """Run the client side of ``workload`` and print its result."""
+    if workload == "w3":
+        _client_w3(transport, addr, params)
+        return
+    if workload == "idle":
+        _client_idle(transport, addr, params)
+        return
+    sock = _dial(transport, addr)
+    if workload == "w2":
+        _client_w2(sock, params)
+        return
+    n = params["n"]
+    size = params.get("size")
+    blob = b"\x00" * size if size else None
+    parts: list[bytes] = []
+    queued = 0
+    start = now()
+    for i in range(n):
+        frame = _pack(["m", {"i": i, "p": TEXT} if blob is None else blob])
+        parts.append(frame)
+        queued += len(frame)
+        if queued >= FLUSH_AT:
+            sock.sendall(parts[0] if len(parts) == 1 else b"".join(parts))
+            parts, queued = [], 0
+    if parts:
+        sock.sendall(b"".join(parts))
+    sock.recv(64)   # "done"
+    sock.close()
+    result(start=start, sent=n)
+
+
+def _client_w2(sock: socket.socket, params: dict[str, Any]) -> None:
+    unpacker = _unpacker()
+    warm, n = params["warm"], params["n"]
+    times: list[float] = []
+    bad = 0
+    for i in range(warm + n):
+        begin = now()
+        sock.sendall(_pack(["m", {"i": i, "p": TEXT}]))
+        frame = None
+        while frame is None:
+            got = sock.recv_into(_buf, READ_SIZE)
+            if not got:
+                raise ConnectionError("server closed")
+            unpacker.feed(_view[:got])
+            for frame in unpacker:
+                break
+        if frame[0] != "r" or frame[1]["i"] != i:
+            bad += 1
+        if i >= warm:
+            times.append(now() - begin)
+    sock.close()
+    result(times=times, bad=bad)
+
+
+def _client_w3(transport: str, addr: str, params: dict[str, Any]) -> None:
+    clients, n = params["c"], params["n"]
+    raise_fd_limit(clients + 256)
+    socks = [_dial(transport, addr) for _ in range(clients)]
+    finished = [0, 0]   # clients done, events out of order
+    done = Event()
+    end = [0.0]
+
+    def read(sock: socket.socket) -> None:
+        unpacker = _unpacker()
+        expected = 0
+        while expected < n:
+            got = sock.recv_into(_buf, READ_SIZE)
+            if not got:
+                return
+            unpacker.feed(_view[:got])
+            for frame in unpacker:
+                if frame[1]["i"] != expected:
+                    finished[1] += 1
+                expected += 1
+        finished[0] += 1
+        if finished[0] == clients:
+            end[0] = now()
+            done.set()
+
+    readers = [gevent.spawn(read, sock) for sock in socks]
+    done.wait(120)
+    for sock in socks:
+        sock.close()
+    gevent.killall(readers)
+    result(end=end[0], complete=finished[0], bad=finished[1])
+
+
+def _client_idle(transport: str, addr: str, params: dict[str, Any]) -> None:
+    clients = params["c"]
+    raise_fd_limit(clients + 256)
+    socks = []
+    for k in range(clients):
+        sock = _dial(transport, addr)
+        sock.sendall(_pack(["$ipc.hello", {"id": f"idle{k}"}]))
+        socks.append(sock)
+    # stay connected until the server has measured (it closes first)
+    for sock in socks:
+        sock.recv(1)
+    result(connections=len(socks))

@@ -1,0 +1,237 @@
+"""The workloads through geventipc's public API: ``IPC``, ``serve``/``serve_net``,
+``connect_to``/``connect_to_net``, ``on``, ``emit``, ``broadcast``.
+
+Default config (msgpack wire, every limit on) except ``max_connections``, raised to fit
+W3's 1,000 clients and the idle check's 10,000, and ``silent`` (no log lines).
+"""
+from __future__ import annotations
+
+import gc
+import os
+import tempfile
+from typing import Any
+
+import gevent
+from gevent.event import Event
+
+from geventipc import IPC
+
+from .common import TEXT, now, parse_address, raise_fd_limit, ready, result, rss_bytes
+from . import floor
+
+
+def _ipc(name: str, addr: str, transport: str, clients: int = 1) -> IPC:
+    root = os.path.dirname(addr) if transport == "unix" else tempfile.gettempdir()
+    return IPC(id=name, socket_root=root, silent=True, max_connections=max(100, clients + 16))
+
+
+def _serve(ipc: IPC, transport: str, addr: str) -> Any:
+    if transport == "unix":
+        return ipc.serve(addr)
+    host, port = parse_address(transport, addr)
+    return ipc.serve_net(host, port)
+
+
+def _connect(ipc: IPC, name: str, transport: str, addr: str) -> Any:
+    if transport == "unix":
+        return ipc.connect_to(name, addr)
+    host, port = parse_address(transport, addr)
+    return ipc.connect_to_net(name, host, port)
+
+
+# --- servers -----------------------------------------------------------------------------
+
+
+def server(workload: str, transport: str, addr: str, params: dict[str, Any]) -> None:
+    """Run the server side of ``workload`` and print its result."""
+    clients = params.get("c", 1)
+    if workload == "idle":
+        raise_fd_limit(clients + 256)
+    ipc = _ipc("world", addr, transport, clients)
+    server = _serve(ipc, transport, addr)
+    gone = Event()
+    server.on("socket.disconnected", lambda socket, id: gone.set() if not server.sockets
+              else None)
+    if workload == "w1" or workload == "w4":
+        _server_stream(server, params, gone)
+    elif workload == "w2":
+        server.on("m", lambda data, socket: socket.emit("r", data))
+        server.start()
+        ready()
+        gone.wait(300)
+        result()
+    elif workload == "w3":
+        _server_w3(server, params, gone)
+    elif workload == "idle":
+        _server_idle(server, params)
+    server.stop()
+
+
+def _server_stream(server: Any, params: dict[str, Any], gone: Event) -> None:
+    n = params["n"]
+    size = params.get("size")
+    state = {"expected": 0, "bad": 0, "end": 0.0}
+    done = Event()
+
+    if size is None:
+        def on_m(data: Any, socket: Any) -> None:
+            expected = state["expected"]
+            if data["i"] != expected:
+                state["bad"] += 1
+            state["expected"] = expected = expected + 1
+            if expected == n:
+                state["end"] = now()
+                socket.emit("done")
+                done.set()
+    else:
+        def on_m(data: Any, socket: Any) -> None:
+            if len(data) != size:
+                state["bad"] += 1
+            state["expected"] += 1
+            if state["expected"] == n:
+                state["end"] = now()
+                socket.emit("done")
+                done.set()
+
+    server.on("m", on_m)
+    server.start()
+    ready()
+    done.wait(300)
+    gone.wait(10)
+    result(end=state["end"], received=state["expected"], bad=state["bad"])
+
+
+def _server_w3(server: Any, params: dict[str, Any], gone: Event) -> None:
+    clients, n = params["c"], params["n"]
+    all_in = Event()
+    server.on("connect", lambda socket: all_in.set() if len(server.sockets) >= clients
+              else None)
+    server.start()
+    ready()
+    all_in.wait(120)
+    start = now()
+    broadcast = server.broadcast
+    for i in range(n):
+        broadcast("m", {"i": i, "p": TEXT})
+    gone.wait(300)
+    result(start=start, connected=clients)
+
+
+def _server_idle(server: Any, params: dict[str, Any]) -> None:
+    clients = params["c"]
+    named = Event()
+    count = [0]
+
+    def on_hello(data: Any, socket: Any) -> None:
+        count[0] += 1
+        if count[0] >= clients:
+            named.set()
+
+    # the hello handler runs after geventipc's own (which sets socket.id)
+    server.on("$ipc.hello", on_hello)
+    server.start()
+    gc.collect()
+    base = rss_bytes()
+    ready()
+    named.wait(120)
+    gc.collect()
+    gevent.sleep(0.2)
+    held = rss_bytes()
+    ids = sum(1 for socket in server.sockets if socket.id)
+    result(base=base, held=held, connections=len(server.sockets), hellos=ids)
+
+
+# --- clients -----------------------------------------------------------------------------
+
+
+def client(workload: str, transport: str, addr: str, params: dict[str, Any]) -> None:
+    """Run the client side of ``workload`` and print its result."""
+    if workload == "idle":
+        floor.client(workload, transport, addr, params)   # plain sockets saying hello
+        return
+    if workload == "w3":
+        _client_w3(transport, addr, params)
+        return
+    ipc = _ipc("hello", addr, transport)
+    client = _connect(ipc, "world", transport, addr)
+    client.wait_connected(30)
+    if workload == "w2":
+        _client_w2(client, params)
+    else:
+        _client_stream(client, params)
+    ipc.disconnect("world")
+
+
+def _client_stream(client: Any, params: dict[str, Any]) -> None:
+    n = params["n"]
+    size = params.get("size")
+    done = Event()
+    client.on("done", lambda data: done.set())
+    emit = client.emit
+    start = now()
+    if size is None:
+        for i in range(n):
+            emit("m", {"i": i, "p": TEXT})
+    else:
+        blob = b"\x00" * size
+        for _ in range(n):
+            emit("m", blob)
+    done.wait(300)
+    result(start=start, sent=n, done=done.is_set())
+
+
+def _client_w2(client: Any, params: dict[str, Any]) -> None:
+    warm, n = params["warm"], params["n"]
+    got = Event()
+    reply: list[Any] = [None]
+
+    def on_r(data: Any) -> None:
+        reply[0] = data
+        got.set()
+
+    client.on("r", on_r)
+    emit = client.emit
+    times: list[float] = []
+    bad = 0
+    for i in range(warm + n):
+        got.clear()
+        begin = now()
+        emit("m", {"i": i, "p": TEXT})
+        got.wait(10)
+        if reply[0] is None or reply[0]["i"] != i:
+            bad += 1
+        if i >= warm:
+            times.append(now() - begin)
+    result(times=times, bad=bad)
+
+
+def _client_w3(transport: str, addr: str, params: dict[str, Any]) -> None:
+    clients, n = params["c"], params["n"]
+    raise_fd_limit(clients + 256)
+    ipc = _ipc("hello", addr, transport)
+    state = [0, 0, 0.0]   # clients done, events out of order, end time
+    done = Event()
+
+    def listener() -> Any:
+        expected = [0]
+
+        def on_m(data: Any) -> None:
+            i = expected[0]
+            if data["i"] != i:
+                state[1] += 1
+            expected[0] = i = i + 1
+            if i == n:
+                state[0] += 1
+                if state[0] == clients:
+                    state[2] = now()
+                    done.set()
+        return on_m
+
+    names = [f"w{k}" for k in range(clients)]
+    for name in names:
+        _connect(ipc, name, transport, addr).on("m", listener())
+    done.wait(300)
+    result(end=state[2], complete=state[0], bad=state[1])
+    for name in names:
+        ipc.disconnect(name)
+    gevent.sleep(0.1)
