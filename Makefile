@@ -75,5 +75,20 @@ demo-node: $(STAMP) $(NODE_STAMP)
 	$(PY) examples/nodejs/hello.py || status=$$?; kill $$world; wait $$world; \
 	rmdir $$IPC_SOCKET_ROOT 2>/dev/null; exit $$status
 
+# Issue 4's W1-W4 for geventipc and the hand-written floor (bench/floor.py) in the same
+# run: separate pinned processes, Unix and TCP, median of 3; prints the table, writes
+# bench/results/latest.json and bench/report.png. matplotlib is a bench-only dependency.
+BENCH_STAMP := $(VENV)/.bench-installed
+
+$(BENCH_STAMP): $(STAMP)
+	$(PY) -m pip install -q -e '.[test,bench]'
+	touch $@
+
+bench: $(BENCH_STAMP)
+	$(PY) -m bench.run
+
+bench-quick: $(BENCH_STAMP)
+	$(PY) -m bench.run --quick
+
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis
