@@ -611,3 +611,53 @@ def test_example_python_client_node_server(sock_dir):
     out, _ = _run_pair([LIBS["9"][0], os.path.join(EXAMPLES, "world.js")],
                        [sys.executable, os.path.join(EXAMPLES, "hello.py")], sock_dir)
     assert "answer: hello world!" in out
+
+
+# --- TLS ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def tls_files(tmp_path):
+    """Mutual TLS material from trustme: one CA, a server and a client certificate."""
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    files = {"ca": tmp_path / "ca.pem"}
+    ca.cert_pem.write_to_path(str(files["ca"]))
+    for side, names in (("server", ("localhost", "127.0.0.1")), ("client", ("client",))):
+        cert = ca.issue_cert(*names)
+        files[side] = tmp_path / f"{side}.pem"
+        files[side + "_key"] = tmp_path / f"{side}.key"
+        cert.cert_chain_pems[0].write_to_path(str(files[side]))
+        cert.private_key_pem.write_to_path(str(files[side + "_key"]))
+    return {k: str(v) for k, v in files.items()}
+
+
+@pytest.mark.parametrize("lib", LIB_PARAMS)
+def test_tls_python_server_node_client(lib, tls_files, make_ipc, node_peer):
+    where = {"transport": "tcp", "host": "127.0.0.1", "port": free_port()}
+    server = _py_server(make_ipc, where, tls={
+        "public": tls_files["server"], "private": tls_files["server_key"],
+        "trustedConnections": [tls_files["ca"]], "requestCert": True})
+    server.on("hello", lambda data, socket: socket.emit("world", {"reply": data}))
+    peer = _node_client(node_peer, lib, where, tls={
+        "public": tls_files["client"], "private": tls_files["client_key"],
+        "trustedConnections": [tls_files["ca"]]})
+    peer.send(cmd="emit", type="hello", data={"id": "nodeclient", "text": "über TLS"})
+    reply = peer.expect("event", type="world")["data"]
+    assert reply["reply"] == {"id": "nodeclient", "text": "über TLS"}
+    # the node-ipc client proved itself with its certificate (mutual TLS)
+    assert server.sockets[0].peer_certificate["subjectAltName"] == (("DNS", "client"),)
+
+
+@pytest.mark.parametrize("lib", LIB_PARAMS)
+def test_tls_node_server_python_client(lib, tls_files, make_ipc, node_peer):
+    where = {"transport": "tcp", "host": "127.0.0.1", "port": free_port()}
+    _node_server(node_peer, lib, where, tls={
+        "public": tls_files["server"], "private": tls_files["server_key"]})
+    client = _py_client(make_ipc, where, tls={
+        "trustedConnections": [tls_files["ca"]], "servername": "localhost"})
+    got = _recorder(client, "world")
+    client.wait_connected(5)
+    client.emit("hello", ["über", "TLS", {"n": 1}])
+    wait_until(lambda: got, message="the reply over TLS")
+    assert got == [{"reply": ["über", "TLS", {"n": 1}]}]

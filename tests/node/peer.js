@@ -48,6 +48,9 @@ if (spec.encoding) {
 if (spec.delimiter) {
     ipc.config.delimiter = spec.delimiter;
 }
+if (spec.tls) {
+    ipc.config.tls = spec.tls;                         // {public, private, trustedConnections}
+}
 if (spec.max_message_size) {
     ipc.config.maxMessageSize = spec.max_message_size;  // node-ipc 14 only
 }
