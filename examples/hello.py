@@ -13,13 +13,15 @@ from geventipc import ipc
 ipc.config.id = "hello"
 ipc.config.retry = 1500
 done = Event()
+gone = Event()
 
 
 def ready():
     world = ipc.of.world           # also ipc.of["world"]
     world.on("connect", lambda: (ipc.log("<good>## connected to world ##</good>"),
                                  world.emit("message", "hello")))
-    world.on("disconnect", lambda: ipc.log("<notice>disconnected from world</notice>"))
+    world.on("disconnect", lambda: (ipc.log("<notice>disconnected from world</notice>"),
+                                    gone.set()))
 
     @world.on("message")
     def on_message(data):
@@ -32,3 +34,4 @@ if not done.wait(timeout=10):      # a real client would keep running; the examp
     ipc.log("<error>no answer from world within 10 s</error>")
     sys.exit(1)
 ipc.disconnect("world")
+gone.wait(timeout=5)               # the connection closes in its greenlet: let it finish

@@ -16,13 +16,15 @@ ipc.config.network_host = "127.0.0.1"
 if len(sys.argv) > 1:
     ipc.config.network_port = int(sys.argv[1])
 done = Event()
+gone = Event()
 
 
 def ready():
     world = ipc.of.world
     world.on("connect", lambda: (ipc.log("<good>## connected to world ##</good>"),
                                  world.emit("message", "hello")))
-    world.on("disconnect", lambda: ipc.log("<notice>disconnected from world</notice>"))
+    world.on("disconnect", lambda: (ipc.log("<notice>disconnected from world</notice>"),
+                                    gone.set()))
 
     @world.on("message")
     def on_message(data):
@@ -35,3 +37,4 @@ if not done.wait(timeout=10):
     ipc.log("<error>no answer from world within 10 s</error>")
     sys.exit(1)
 ipc.disconnect("world")
+gone.wait(timeout=5)               # the connection closes in its greenlet: let it finish
