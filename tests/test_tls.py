@@ -6,9 +6,12 @@ runs; none is stored in the repository.
 from __future__ import annotations
 
 import datetime
+import json
 import os
+import shutil
 import socket
 import ssl
+import subprocess
 from typing import Any, Callable
 
 import gevent
@@ -530,3 +533,76 @@ def test_examples_talk_mutual_tls_across_processes(tmp_path: Any) -> None:
             stop_process(client)
     finally:
         stop_process(server)
+
+
+# --- with Node.js node-ipc 9 ------------------------------------------------------------
+
+NODE = shutil.which("node")
+NODE_IPC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "node", "node_modules",
+                        "node-ipc")
+PEER_JS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "tls_node_peer.js")
+needs_node = pytest.mark.skipif(not (NODE and os.path.isdir(NODE_IPC)),
+                                reason="node or node-ipc 9 not installed: make node-deps")
+
+
+def node_peer(spec: dict[str, Any]) -> subprocess.Popen[str]:
+    """tests/tls_node_peer.js running node-ipc 9 with ``spec``."""
+    return subprocess.Popen([NODE or "node", PEER_JS, json.dumps(dict(spec, lib=NODE_IPC))],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@needs_node
+def test_node_ipc_client_with_mutual_tls(make_ipc: Callable[..., IPC], port: int,
+                                         pki: PKI) -> None:
+    server_ipc, srec = tls_server(make_ipc, port, pki.server_tls(mutual=True),
+                                  wire="node-ipc")
+    tls = {"public": pki.path("client.pem"), "private": pki.path("client.key"),
+           "trustedConnections": [pki.path("server-ca.pem")], "servername": "localhost"}
+    peer = node_peer({"role": "client", "host": "127.0.0.1", "port": port, "tls": tls,
+                      "message": "from node"})
+    try:
+        assert json.loads(read_line(peer, 20)) == {"ev": "connect"}
+        assert json.loads(read_line(peer, 20)) == {"ev": "echo", "data": "from node"}
+        assert peer.wait(10) == 0
+        assert not srec.errors
+    finally:
+        stop_process(peer)
+
+
+@needs_node
+def test_node_ipc_client_without_certificate_is_refused(make_ipc: Callable[..., IPC],
+                                                       port: int, pki: PKI) -> None:
+    server_ipc, srec = tls_server(make_ipc, port, pki.server_tls(mutual=True),
+                                  wire="node-ipc")
+    tls = {"trustedConnections": [pki.path("server-ca.pem")], "servername": "localhost"}
+    peer = node_peer({"role": "client", "host": "127.0.0.1", "port": port, "tls": tls,
+                      "message": "from node"})
+    try:
+        wait_until(lambda: srec.errors, 20, message="server refuses node's handshake")
+        assert isinstance(srec.errors[0], TLSError)
+        assert "no certificate" in str(srec.errors[0])
+        assert not server_ipc.server.sockets
+    finally:
+        stop_process(peer)
+
+
+@needs_node
+def test_python_client_of_node_ipc_tls_server(make_ipc: Callable[..., IPC], port: int,
+                                              pki: PKI) -> None:
+    tls = {"public": pki.path("server.pem"), "private": pki.path("server.key"),
+           "trustedConnections": [pki.path("client-ca.pem")], "requestCert": True,
+           "rejectUnauthorized": True}
+    peer = node_peer({"role": "server", "host": "127.0.0.1", "port": port, "tls": tls})
+    try:
+        assert json.loads(read_line(peer, 20)) == {"ev": "listening"}
+        client_ipc = make_ipc("hello", wire="node-ipc", tls=pki.client_tls("client"))
+        got: list[Any] = []
+        client_ipc.connect_to_net("nodesrv", "127.0.0.1", port,
+                                  lambda: client_ipc.of.nodesrv.on("echo", got.append))
+        client_ipc.of.nodesrv.wait_connected(10)
+        client_ipc.of.nodesrv.emit("message", "from python")
+        wait_until(lambda: got, 10, message="echo from node-ipc over TLS")
+        assert got == [{"data": "from python", "peer": "client-a"}]
+        client_ipc.disconnect("nodesrv")
+    finally:
+        stop_process(peer)
