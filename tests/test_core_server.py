@@ -427,3 +427,21 @@ def test_an_ipc_instance_can_serve_again_after_stop(make_ipc):
     world.server.start()
     assert world.server is not first and world.server.started
     make_ipc("hello").connect_to("world").wait_connected(5)
+
+
+def test_raw_buffer_mode_data_events(make_ipc):
+    """Raw mode: no framing, no event names; the ``data`` event carries the bytes."""
+    world = make_ipc("world", raw_buffer=True)
+    got = []
+    world.serve(lambda: world.server.on("data", lambda data, sock: (got.append(data),
+                                                                     sock.emit(data.upper()))))
+    world.server.start()
+    client = make_ipc("hello", raw_buffer=True).connect_to("world")
+    back = []
+    client.on("data", back.append)
+    client.wait_connected(5)
+    client.emit(b"hello")
+    wait_until(lambda: b"".join(back) == b"HELLO", message="the raw echo")
+    assert b"".join(got) == b"hello" and all(type(b) is bytes for b in got + back)
+    client.emit("text")                         # str is encoded with config.encoding
+    wait_until(lambda: b"".join(back) == b"HELLOTEXT", message="the second echo")
