@@ -500,6 +500,19 @@ def test_bad_settings_raise_config_error(tls: Any, side: str, message: str) -> N
     assert message in str(info.value)
 
 
+def test_key_in_the_certificate_file(make_ipc: Callable[..., IPC], port: int,
+                                     pki: PKI, tmp_path: Any) -> None:
+    combined = str(tmp_path / "server-with-key.pem")
+    with open(combined, "w") as out:
+        for name in ("server.key", "server.pem"):
+            with open(pki.path(name)) as part:
+                out.write(part.read())
+    tls_server(make_ipc, port, {"public": combined})
+    client_ipc, rec = tls_client(make_ipc, port, pki.client_tls())
+    client_ipc.of.world.wait_connected(5)
+    assert rec.connects == 1
+
+
 def test_request_cert_needs_trusted_connections(pki: PKI) -> None:
     with pytest.raises(ConfigError, match="trustedConnections"):
         make_context(dict(pki.server_tls(), requestCert=True), "server")

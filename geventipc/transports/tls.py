@@ -121,9 +121,9 @@ def make_context(tls: Any, side: str, log: Callable[..., None] | None = None
 
 
 def _server_context(opts: dict[str, Any], say: Callable[..., None]) -> ssl.SSLContext:
-    if "public" not in opts or "private" not in opts:
+    if "public" not in opts:
         raise ConfigError("a TLS server needs config.tls['public'] (its certificate) and "
-                          "config.tls['private'] (its key)")
+                          "config.tls['private'] (its key, unless 'public' holds it too)")
     ctx = _GeventSSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     _load_chain(ctx, opts)
