@@ -415,3 +415,35 @@ def test_killed_greenlet_reply_is_a_remote_error(make_ipc):
     with pytest.raises(RemoteError) as info:
         result.get(timeout=5)
     assert info.value.remote_type == "GreenletExit"
+
+
+def test_requests_never_sent_before_a_server_died_are_sent_on_reconnect(make_ipc, sock_dir):
+    code = f"""
+        import gevent
+        from geventipc import IPC
+        ipc = IPC(id="world", socket_root={sock_dir!r}, silent=True)
+        ipc.serve()
+        ipc.server.handle("echo", lambda data, socket: data)
+        ipc.server.start()
+        print("ready", flush=True)
+        gevent.sleep(60)
+    """
+    first = python_process(code)
+    second = None
+    try:
+        assert read_line(first) == "ready"
+        client = client_of(make_ipc, retry=20)
+        assert client.request("echo", "warm-up") == "warm-up"
+        first.kill()
+        first.wait(5)  # blocks the hub: the client cannot notice the close before we write
+        results = [client.request_async("echo", n, timeout=20) for n in range(5)]
+        second = python_process(code)
+        assert read_line(second) == "ready"
+        # written to a dead peer (EPIPE) or still queued at the close: either way never
+        # handed to the kernel, so sent again, once, on the next connection
+        assert [r.get(timeout=10) for r in results] == [0, 1, 2, 3, 4]
+        assert client.late_replies == 0
+    finally:
+        stop_process(first)
+        if second is not None:
+            stop_process(second)

@@ -293,8 +293,9 @@ class StreamConnection:
                 sent = 0
             except OSError as exc:
                 # the kernel took none of it (EPIPE: the peer is gone): keep the frames
-                # for take_unsent, so a client resends them after reconnecting
-                self._wbuf.insert(0, data)
+                # for take_unsent, so a client resends them after reconnecting (the
+                # frame objects themselves: the client tells its requests by identity)
+                self._wbuf[:0] = buf
                 self._wbytes += len(data)
                 self.abort(exc)
                 return
@@ -433,7 +434,9 @@ def listen_unix(path: str, *, unlink: bool = True, readable_all: bool = False,
         sock.bind(path)
     except OSError as exc:
         sock.close()
-        raise ServeError(exc.errno, f"cannot bind Unix socket {path}: {exc.strerror}") from None
+        # "AF_UNIX path too long" comes without errno or strerror: keep its text
+        raise ServeError(exc.errno or errno.EINVAL,
+                         f"cannot bind Unix socket {path}: {exc.strerror or exc}") from None
     finally:
         os.umask(old_umask)
     os.chmod(path, mode)
