@@ -445,3 +445,13 @@ def test_raw_buffer_mode_data_events(make_ipc):
     assert b"".join(got) == b"hello" and all(type(b) is bytes for b in got + back)
     client.emit("text")                         # str is encoded with config.encoding
     wait_until(lambda: b"".join(back) == b"HELLOTEXT", message="the second echo")
+
+
+def test_unusable_socket_paths_give_clear_serve_errors(make_ipc, sock_dir):
+    too_long = sock_dir + "x" * 120
+    os.mkdir(too_long, 0o700)
+    with pytest.raises(ServeError, match="path too long"):
+        make_ipc("world", socket_root=too_long).serve().start()
+    with pytest.raises(ServeError, match="No such file or directory"):
+        make_ipc("world").serve(sock_dir + "missing/dir/app.world").start()
+    os.rmdir(too_long)
