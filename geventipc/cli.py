@@ -117,11 +117,7 @@ def parse_target(text: str, config: Config, serving: bool = False) -> Target:
         return Target(scheme, host=host, port=port)
     if "/" in text:
         return Target("unix", path=text)
-    try:
-        path = config.socket_path(text)
-    except IPCError as exc:
-        raise UsageError(str(exc)) from None
-    return Target("unix", path=path, name=text)
+    return Target("unix", path=config.socket_path(text), name=text)
 
 
 # --- data in -----------------------------------------------------------------------------
