@@ -55,10 +55,13 @@ class Client(Dispatcher):
 
     def __init__(self, server_id: str, config: Config, log: Callable[..., None], *,
                  path: str | None = None, host: str | None = None, port: int | None = None,
-                 ssl_context: Any = None) -> None:
+                 ssl_context: Any = None, live_config: Config | None = None) -> None:
         super().__init__(log)
         self.id = server_id
         self.config = config
+        # the IPC's own config, read for stop_retrying: node-ipc users set
+        # ipc.config.stopRetrying at run time to stop every client's reconnecting
+        self._live_config = live_config
         self.path = path
         self.host = host
         self.port = port
@@ -189,7 +192,8 @@ class Client(Dispatcher):
 
     def _give_up(self, failures: int) -> bool:
         config = self.config
-        if self._stopping or config.stop_retrying:
+        live = self._live_config
+        if self._stopping or config.stop_retrying or (live is not None and live.stop_retrying):
             return True
         return config.max_retries is not None and failures > config.max_retries
 

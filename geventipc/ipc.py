@@ -178,7 +178,8 @@ class IPC:
             if callback is not None:
                 callback()
             return existing
-        client = Client(server_id, self.config.copy(), self.log, **where)
+        client = Client(server_id, self.config.copy(), self.log, live_config=self.config,
+                        **where)
         self.of[server_id] = client
         if callback is not None:
             callback()

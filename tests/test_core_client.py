@@ -270,3 +270,16 @@ def test_events_still_queued_when_the_client_gives_up_are_reported(make_ipc):
     unsent = [e for e in errors if "never sent" in str(e)]
     assert len(unsent) == 1 and "2 queued events" in str(unsent[0])
     assert client.queued == 0
+
+
+def test_stop_retrying_set_on_ipc_config_at_run_time(make_ipc):
+    """node-ipc: "if set to true in real time it will immediately stop trying"; code
+    ported from it sets ipc.config.stopRetrying after connectTo."""
+    hello = make_ipc("hello", retry=20)
+    client = hello.connect_to("world")
+    destroyed = []
+    client.on("destroy", lambda: destroyed.append(1))
+    gevent.sleep(0.05)
+    assert not destroyed
+    hello.config.stopRetrying = True
+    wait_until(lambda: destroyed, message="destroy after the next failed dial")
