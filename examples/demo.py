@@ -19,6 +19,7 @@ ROOT = os.path.dirname(HERE)
 
 
 def free_port() -> int:
+    """A TCP port nobody listens on right now, on 127.0.0.1."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
@@ -46,6 +47,8 @@ def wait_for_listening(world: subprocess.Popen, timeout: float = 10.0) -> None:
 
 
 def run(title: str, server: list, client: list, env: dict) -> int:
+    """Start the ``server`` script, run the ``client`` script against it, stop the
+    server; return the client's exit code."""
     print(f"\n\033[1m== {title} ==\033[0m", flush=True)
     world = subprocess.Popen([sys.executable, *server], env=env, cwd=ROOT,
                              stderr=subprocess.PIPE, text=True)
@@ -65,6 +68,7 @@ def run(title: str, server: list, client: list, env: dict) -> int:
 
 
 def main() -> int:
+    """The Unix socket pair, then the TCP pair; 0 if both exchanges worked."""
     root = tempfile.mkdtemp(prefix="geventipc-demo-")
     os.chmod(root, 0o700)
     env = dict(os.environ, XDG_RUNTIME_DIR=root, PYTHONUNBUFFERED="1")
