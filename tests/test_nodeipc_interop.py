@@ -661,3 +661,24 @@ def test_tls_node_server_python_client(lib, tls_files, make_ipc, node_peer):
     client.emit("hello", ["über", "TLS", {"n": 1}])
     wait_until(lambda: got, message="the reply over TLS")
     assert got == [{"reply": ["über", "TLS", {"n": 1}]}]
+
+
+# node-ipc 9's UDP broadcast reaches nobody (its loop starts at index 1 of a list that
+# holds only its own socket), so only 14 has a broadcast to receive
+@pytest.mark.parametrize("lib", [_lib_param("14")])
+def test_udp_node_broadcast_reaches_python_peers(lib, make_ipc, node_peer):
+    node_port = free_port(kind=socket.SOCK_DGRAM)
+    peer = node_peer(lib, role="server", transport="udp4", host="127.0.0.1", port=node_port)
+    servers, got = [], []
+    for i in range(3):
+        ipc = make_ipc(f"pyudp{i}", wire="node-ipc")
+        server = ipc.serve_net("127.0.0.1", free_port(kind=socket.SOCK_DGRAM), "udp4")
+        server.start()
+        got.append(_recorder(server, "news"))
+        server.emit({"address": "127.0.0.1", "port": node_port}, "hello", i)
+        servers.append(server)
+    for i in range(3):
+        peer.expect("event", type="hello")
+    peer.send(cmd="broadcast", type="news", data={"to": "every peer heard from"})
+    wait_until(lambda: all(got), message="the broadcast at every Python peer")
+    assert got == [[{"to": "every peer heard from"}]] * 3
