@@ -4,12 +4,17 @@ receives). Real Unix sockets; the server runs handlers in a pool so that, withou
 mode, it would take every event at once."""
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+
 import gevent
-from conftest import python_process, read_line, stop_process, wait_until
+import pytest
+from conftest import ROOT, python_process, read_line, stop_process, wait_until
 
 
-def job_server(make_ipc, log, answer=True):
-    world = make_ipc("world", handler_pool_size=20)
+def job_server(make_ipc, log, answer=True, **config):
+    world = make_ipc("world", handler_pool_size=20, **config)
     world.serve()
     server = world.server
     received = []
@@ -145,3 +150,54 @@ def test_sync_queue_survives_a_server_restart(make_ipc, sock_dir):
         stop_process(first)
         if second is not None:
             stop_process(second)
+
+
+NODE_IPC = os.path.join(ROOT, "tests", "node", "node_modules", "node-ipc")
+NODE = shutil.which("node")
+
+NODE_SYNC_CLIENT = """
+const ipc = require(process.argv[1]);
+ipc.config.id = 'nodesync';
+ipc.config.silent = true;
+ipc.config.sync = true;
+ipc.config.maxRetries = 0;
+ipc.connectTo('world', process.argv[2], () => {
+    ipc.of.world.on('connect', () => {
+        for (let n = 0; n < 5; n++) ipc.of.world.emit('job', n);
+    });
+    ipc.of.world.on('done', (n) => {
+        console.log(n);
+        if (n === 4) process.exit(0);
+    });
+});
+"""
+
+
+@pytest.mark.skipif(not NODE or not os.path.isdir(NODE_IPC),
+                    reason="node-ipc not installed: run `make node-deps`")
+def test_same_order_as_node_ipcs_own_sync_client(make_ipc, sock_dir):
+    """The reference: node-ipc's client with sync = true, against a geventipc server on
+    the node-ipc wire; then geventipc's sync client against the same server."""
+    log: list = []
+    server, received = job_server(make_ipc, log, wire="node-ipc")
+    node = subprocess.Popen([NODE, "-e", NODE_SYNC_CLIENT, NODE_IPC,
+                             server.path], stdout=subprocess.PIPE, text=True)
+    try:
+        wait_until(lambda: node.poll() is not None, timeout=20, message="the node client")
+        assert node.returncode == 0
+        assert node.stdout is not None and node.stdout.read().split() == list("01234")
+    finally:
+        stop_process(node)
+    expected = []
+    for n in range(5):
+        expected += [("recv", n, n + 1), ("answer", n)]
+    assert log == expected
+    log.clear()
+    received.clear()
+    client = make_ipc("hello", sync=True, wire="node-ipc").connect_to("world")
+    done = []
+    client.on("done", done.append)
+    for n in range(5):
+        client.emit("job", n)
+    wait_until(lambda: len(done) == 5, message="five answers")
+    assert log == expected
