@@ -249,6 +249,29 @@ def test_client_sees_the_server_certificate(make_ipc: Callable[..., IPC], port: 
     assert ("DNS", "localhost") in cert["subjectAltName"]
 
 
+@pytest.mark.parametrize("then_close", [False, True])
+def test_server_speaking_first_is_not_lost(make_ipc: Callable[..., IPC], port: int,
+                                           pki: PKI, then_close: bool) -> None:
+    # the server emits in its connect handler, so its first event can arrive while a
+    # TLS 1.3 client still waits for the verdict on its certificate
+    server_ipc = make_ipc("world", tls=pki.server_tls(mutual=True))
+    server = server_ipc.serve_net("127.0.0.1", port)
+
+    @server.on("connect")
+    def welcome(sock: Any) -> None:
+        for i in range(50):
+            sock.emit("news", i)
+        if then_close:
+            sock.close()
+
+    server.start()
+    client_ipc, rec = tls_client(make_ipc, port, pki.client_tls("client"), stop_retrying=True)
+    wait_until(lambda: len(rec.events) == 50, message="the welcome events")
+    assert rec.events == [("news", i) for i in range(50)]
+    assert rec.connects == 1
+    assert not [e for e in rec.errors if isinstance(e, TLSError)], rec.errors
+
+
 def test_ipv6_loopback(make_ipc: Callable[..., IPC], pki: PKI) -> None:
     if not socket.has_ipv6:
         pytest.skip("no IPv6")

@@ -222,6 +222,14 @@ class TLSSocket(_GeventSSLSocket):
     client waited for the server's verdict on its certificate."""
 
     _early = b""
+    _peer_cert: Any = None
+
+    def getpeercert(self, binary_form: bool = False) -> Any:
+        """As ``ssl.SSLSocket.getpeercert``; the parsed form is kept from the handshake,
+        so it stays readable after the peer closed."""
+        if not binary_form and self._peer_cert is not None:
+            return self._peer_cert
+        return super().getpeercert(binary_form)
 
     def recv_into(self, buffer: Any, nbytes: int | None = None, flags: int = 0) -> int:
         """As ``socket.recv_into``; early data first, and TLS failures as TLSError."""
@@ -276,6 +284,7 @@ def accept_tls(sock: Any, ctx: ssl.SSLContext, timeout: float, address: Any) -> 
     try:
         with gevent.Timeout(timeout, False):
             tls.do_handshake()
+            tls._peer_cert = tls.getpeercert()
             return tls
         message = f"TLS handshake with client {where} timed out after {timeout:g} s"
     except (OSError, ValueError) as exc:
@@ -304,6 +313,7 @@ def connect_tls(sock: Any, ctx: ssl.SSLContext, hostname: str, timeout: float,
     try:
         with gevent.Timeout(timeout, False):
             tls.do_handshake()
+            tls._peer_cert = tls.getpeercert()
             if tls.version() == "TLSv1.3":
                 _await_verdict(tls, min(timeout, VERDICT_WAIT))
             return tls
@@ -327,11 +337,13 @@ def _await_verdict(tls: TLSSocket, wait: float) -> None:
     while True:
         try:
             chunk = tls._sslobj.read(65536)
-        except ssl.SSLWantReadError:
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
             break
-        except ssl.SSLWantWriteError:
-            break
+        except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+            chunk = b""
         if not chunk:
+            if early:  # it sent something, then closed: the connection reads both
+                break
             raise ssl.SSLEOFError(ssl.SSL_ERROR_EOF, "the server closed the connection")
         early += chunk
     tls._early = bytes(early)
