@@ -246,6 +246,40 @@ def test_nothing_readable_on_the_wire(make_ipc: Callable[..., IPC], port: int, p
         tap.stop()
 
 
+def test_both_directions_at_once(make_ipc: Callable[..., IPC], port: int, pki: PKI) -> None:
+    # reads and writes interleave on one TLS object (reader greenlet + writer greenlet)
+    server_ipc, srec = tls_server(make_ipc, port, pki.server_tls(mutual=True))
+    got: list[Any] = []
+    server_ipc.server.on("item", lambda data, sock: got.append(data))
+    client_ipc, crec = tls_client(make_ipc, port, pki.client_tls("client"))
+    client = client_ipc.of.world
+    client.wait_connected(5)
+    wait_until(lambda: server_ipc.server.sockets, message="server side")
+    sock = server_ipc.server.sockets[0]
+    blob = os.urandom(200_000)
+
+    def from_client() -> None:
+        for i in range(2000):
+            client.emit("item", [i, blob] if i % 100 == 0 else i)
+            if i % 50 == 0:
+                gevent.sleep(0)
+
+    def from_server() -> None:
+        for i in range(2000):
+            sock.emit("news", [i, blob] if i % 100 == 0 else i)
+            if i % 50 == 0:
+                gevent.sleep(0)
+
+    gevent.joinall([gevent.spawn(from_client), gevent.spawn(from_server)], timeout=20,
+                   raise_error=True)
+    wait_until(lambda: len(got) == 2000 and len(crec.events) == 2000, 20,
+               message="both streams complete")
+    assert got == [[i, blob] if i % 100 == 0 else i for i in range(2000)]
+    assert [d for _, d in crec.events] == [[i, blob] if i % 100 == 0 else i
+                                          for i in range(2000)]
+    assert not srec.errors and not crec.errors
+
+
 # --- mutual TLS -------------------------------------------------------------------------
 
 
