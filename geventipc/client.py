@@ -343,12 +343,16 @@ class Client(Dispatcher):
         time, the next only once the server has sent something back."""
         if self._ended.is_set() or self._stopping:
             raise NotConnectedError(f"client of {self.id!r} has stopped")
+        conn = self.conn
+        if not self._awaiting and not self._queue and conn is not None and not conn.closed:
+            self._awaiting = True
+            conn.write(frame)
+            return
         if len(self._queue) >= self.config.max_queued_events:
             raise QueueFullError(f"{len(self._queue)} events already queued for {self.id!r} "
                                  f"(max_queued_events; sync mode waits for answers)")
         self._queue.append(frame)
-        if not self._awaiting:
-            self._pump()
+        self._pump()
 
     def _pump(self) -> None:
         conn = self.conn

@@ -12,6 +12,8 @@ import gevent
 import pytest
 from conftest import ROOT, python_process, read_line, stop_process, wait_until
 
+from geventipc.errors import QueueFullError
+
 
 def job_server(make_ipc, log, answer=True, **config):
     world = make_ipc("world", handler_pool_size=20, **config)
@@ -201,3 +203,19 @@ def test_same_order_as_node_ipcs_own_sync_client(make_ipc, sock_dir):
         client.emit("job", n)
     wait_until(lambda: len(done) == 5, message="five answers")
     assert log == expected
+
+
+def test_sync_queue_is_bounded_by_max_queued_events(make_ipc):
+    log: list = []
+    server, received = job_server(make_ipc, log, answer=False)
+    client = make_ipc("hello", sync=True, max_queued_events=1).connect_to("world")
+    client.wait_connected(5)
+    client.emit("job", 0)            # sent at once: nothing in flight
+    client.emit("job", 1)            # held back: the one queue slot
+    with pytest.raises(QueueFullError):
+        client.emit("job", 2)
+    wait_until(lambda: received == [0], message="the first job")
+    server.broadcast("nudge")
+    wait_until(lambda: received == [0, 1], message="the held job")
+    client.emit("job", 2)            # room again
+    assert client.queued == 1
