@@ -447,3 +447,18 @@ def test_requests_never_sent_before_a_server_died_are_sent_on_reconnect(make_ipc
         stop_process(first)
         if second is not None:
             stop_process(second)
+
+
+def test_the_example_runs_and_exits_by_itself():
+    import os
+    import subprocess
+    import sys
+    from conftest import ROOT
+    done = subprocess.run([sys.executable, os.path.join(ROOT, "examples", "request_reply.py")],
+                          capture_output=True, text=True, timeout=30, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert "sum([1, 2, 3])              -> 6" in out
+    assert "RemoteError: ZeroDivisionError / division by zero" in out
+    assert "late_replies=1" in out
+    assert "sync: answers, one at a time: [0, 1, 2, 3, 4]" in out

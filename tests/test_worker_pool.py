@@ -404,3 +404,17 @@ def test_monkey_patched_process_with_blocking_handlers(make_ipc, sock_dir):
         assert elapsed < 4 * SLOW, elapsed
     finally:
         stop_process(proc)
+
+
+def test_the_example_runs_and_exits_by_itself():
+    import os
+    import subprocess
+    import sys
+    from conftest import ROOT
+    done = subprocess.run([sys.executable, os.path.join(ROOT, "examples", "worker_pool.py")],
+                          capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert len(lines) == 3 and all(line.endswith("all replies right: True") for line in lines)
+    assert "at most 100 handlers at once" in lines[1]
+    assert "at most   5 handlers at once" in lines[2]
