@@ -33,7 +33,7 @@ DESCRIBE = "$ipc.describe"
 class ServerSocket(StreamConnection):
     """A client's connection as server handlers see it (their ``socket`` argument)."""
 
-    __slots__ = ("server",)
+    __slots__ = ("server", "greenlet")
 
     def emit(self, type: str, data: Any = None) -> bool:
         """Send one event to this client, after any broadcast queued before it."""
@@ -118,6 +118,7 @@ class Server(Dispatcher):
         self._bound_inode: tuple[int, int] | None = None
         self._started = False
         self._stopped = Event()
+        self._done = Event()  # set once stop() has finished: socket file gone, clients closed
         self.handlers[HELLO] = (self._on_hello,)
 
     def __repr__(self) -> str:
@@ -163,7 +164,7 @@ class Server(Dispatcher):
     def serve_forever(self) -> None:
         """Start if needed, then block this greenlet until :meth:`stop`."""
         self.start()
-        self._stopped.wait()
+        self._done.wait()
 
     def stop(self, timeout: float = 2.0) -> None:
         """Close the listener and every client (after flushing what is queued to them), and
@@ -171,6 +172,12 @@ class Server(Dispatcher):
         if not self._started or self._stopped.is_set():
             return
         self._stopped.set()
+        try:
+            self._stop(timeout)
+        finally:
+            self._done.set()
+
+    def _stop(self, timeout: float) -> None:
         if self._bcast:
             self._commit_broadcast()
         assert self._stream_server is not None
@@ -180,11 +187,16 @@ class Server(Dispatcher):
         for conn in list(self._conns):
             conn.close()
         pools = self._pools
+        # stop() may run inside a handler: never wait for (or kill) the calling greenlet
+        me = gevent.getcurrent()
         with gevent.Timeout(timeout, False):
             # pooled handlers still running get the same grace as unflushed writes
-            while self._conns or any(len(pool) for pool in pools):
+            while (any(conn.greenlet is not me for conn in self._conns)
+                   or any(len(pool) - (me in pool) for pool in pools)):
                 gevent.sleep(0.005)
         for pool in pools:
+            if me in pool:
+                pool.discard(me)  # so kill() below spares the greenlet running stop()
             pool.kill(block=True, timeout=timeout)
         for conn in list(self._conns):
             conn.abort()
@@ -244,6 +256,7 @@ class Server(Dispatcher):
             else self._on_node_ipc_frames, on_close=self._on_close,
         )
         conn.server = self
+        conn.greenlet = gevent.getcurrent()
         if self.ssl_context is not None:
             conn.peer_certificate = sock.getpeercert() or None
         self._conns[conn] = None
