@@ -413,3 +413,29 @@ def test_a_large_emit_into_a_dead_connection_is_requeued(make_ipc, sock_dir):
         assert got == [300_000, 1]
     finally:
         stop_process(peer)
+
+
+def test_world_example_stops_cleanly_on_sigterm_with_clients_connected(runtime_dir):
+    """SIGTERM stops the server: clients are closed, the socket file is removed, and
+    the process exits 0 (serve_forever returns only once stop() has finished)."""
+    from geventipc import IPC
+    env = runtime_env(runtime_dir)
+    world = subprocess.Popen([sys.executable, "examples/world.py"], cwd=ROOT,
+                             env=dict(os.environ, **env), stderr=subprocess.PIPE)
+    path = f"{runtime_dir}geventipc-{os.getuid()}/app.world"
+    try:
+        wait_for_log(world, "listening")
+        hello = IPC(id="hello", socket_root=os.path.dirname(path), silent=True,
+                    stop_retrying=True)
+        client = hello.connect_to("world")
+        replies = []
+        client.on("message", replies.append)
+        client.wait_connected(5)
+        client.emit("message", "hello")
+        wait_until(lambda: replies == ["hello world!"], message="the reply")
+        world.send_signal(signal.SIGTERM)
+        assert world.wait(5) == 0
+        assert not os.path.exists(path)
+        wait_until(lambda: client.destroyed, message="the client to see the close")
+    finally:
+        stop_process(world)
