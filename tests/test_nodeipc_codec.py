@@ -459,3 +459,22 @@ def test_the_bytes_in_docs_protocol_md_are_what_we_send():
     assert codec().encode_event("message", {"id": "hello", "message": "hi"}).hex() == shown
     assert codec().feed(bytes.fromhex(shown)) == [["message", {"id": "hello",
                                                               "message": "hi"}]]
+
+
+def test_broadcast_and_server_emit_refuse_what_json_cannot_carry(make_ipc):
+    server = make_ipc("world", wire="node-ipc").serve()
+    server.start()
+    client = make_ipc("hello", wire="node-ipc").connect_to("world")
+    got = []
+    client.on("news", got.append)
+    client.wait_connected(5)
+    wait_until(lambda: server.sockets, message="the client at the server")
+    with pytest.raises(EncodeError, match=r"data\['when'\]"):
+        server.broadcast("news", {"when": object()})
+    with pytest.raises(EncodeError, match="bytes"):
+        server.emit(server.sockets[0], "news", b"raw")
+    with pytest.raises(EncodeError, match="inf"):
+        server.sockets[0].emit("news", [math.inf])
+    server.broadcast("news", "only this one")
+    wait_until(lambda: got, message="the good broadcast")
+    assert got == ["only this one"]
