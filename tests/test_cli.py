@@ -657,3 +657,148 @@ def test_raw_mode_hex_serve_echo_and_emit(make_ipc, sock_dir, procs):
     one_error_line(bad, 2, "hex")
     extra = cli("emit", "rawworld", "type", "00", "--raw", "--socket-root", sock_dir)
     one_error_line(extra, 2, "no TYPE")
+
+
+# --- against the real node-ipc (Node.js) -------------------------------------------------
+
+NODE_IPC = os.path.join(ROOT, "tests", "node", "node_modules", "node-ipc")
+NODE = __import__("shutil").which("node")
+needs_node = pytest.mark.skipif(not (NODE and os.path.isdir(NODE_IPC)),
+                                reason="node or node-ipc 9.2.1 missing: run `make node-deps`")
+
+NODE_SERVER = """
+const ipc = require(process.argv[1]);
+ipc.config.id = 'world'; ipc.config.silent = true;
+ipc.serveNet('127.0.0.1', Number(process.argv[2]), () => {
+  ipc.server.on('message', (data, socket) => {
+    console.log(JSON.stringify(data));
+    ipc.server.broadcast('news', {got: data, from: 'node'});
+  });
+});
+ipc.server.start();
+setTimeout(() => process.exit(3), 20000);
+"""
+
+NODE_CLIENT = """
+const ipc = require(process.argv[1]);
+ipc.config.id = 'node-client'; ipc.config.silent = true; ipc.config.maxRetries = 50;
+ipc.config.retry = 100;
+ipc.connectToNet('world', '127.0.0.1', Number(process.argv[2]), () => {
+  ipc.of.world.on('connect', () => {
+    ipc.of.world.emit('message', {text: 'from node', list: [0, '', false, null]});
+    setTimeout(() => process.exit(0), 300);
+  });
+});
+setTimeout(() => process.exit(3), 20000);
+"""
+
+
+@needs_node
+def test_cli_talks_to_real_nodeipc(procs):
+    # geventipc serve <- a node-ipc client
+    serve = start_cli("serve", "--tcp", "127.0.0.1:0", "--wire", "node-ipc", "--count", "1")
+    procs.append(serve)
+    port = serving_address(serve).rsplit(":", 1)[1]
+    node_client = gsubprocess.run([NODE, "-e", NODE_CLIENT, NODE_IPC, port], timeout=20,
+                                  capture_output=True, text=True)
+    assert node_client.returncode == 0, node_client.stderr
+    code, out, err = finish(serve)
+    assert code == 0, err
+    event = json_lines(out)[0]
+    assert event["type"] == "message"
+    assert event["data"] == {"text": "from node", "list": [0, "", False, None]}
+
+    # geventipc emit / listen -> a node-ipc server (it broadcasts "news" per message)
+    port = str(free_port())
+    node_server = gsubprocess.Popen([NODE, "-e", NODE_SERVER, NODE_IPC, port],
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    procs.append(node_server)
+    target = f"tcp://127.0.0.1:{port}"
+    listen = start_cli("listen", target, "news", "--wire", "node-ipc", "--count", "1",
+                       "--timeout", "15")
+    procs.append(listen)
+    while "listening to" not in read_line(listen, "stderr"):
+        pass
+    sent = cli("emit", target, "message", '{"n": 1}', "--wire", "node-ipc")
+    assert sent.returncode == 0, sent
+    assert "sent to" in sent.stderr   # no confirmation on node-ipc's wire
+    assert json.loads(read_line(node_server)) == {"n": 1}
+    code, out, err = finish(listen)
+    assert code == 0, err
+    assert json_lines(out) == [{"type": "news", "data": {"got": {"n": 1}, "from": "node"}}]
+
+
+# --- more of what a user relies on -------------------------------------------------------
+
+
+def test_listen_survives_a_server_restart(make_ipc, sock_dir, procs):
+    first = make_ipc("phoenix")
+    server = first.serve()
+    server.start()
+    listen = start_cli("listen", "phoenix", "--socket-root", sock_dir, "--count", "2",
+                       "--timeout", "20")
+    procs.append(listen)
+    wait_until(lambda: server.sockets, message="the listener")
+    server.broadcast("life", 1)
+    assert json.loads(read_line(listen)) == {"type": "life", "data": 1}
+    server.stop()
+    second = make_ipc("phoenix")
+    reborn = second.serve()
+    reborn.start()
+    wait_until(lambda: reborn.sockets, timeout=10, message="the listener to reconnect")
+    reborn.broadcast("life", 2)
+    code, out, err = finish(listen)
+    assert code == 0, err
+    assert json_lines(out) == [{"type": "life", "data": 2}]
+    assert "reconnect" in err
+
+
+def test_appspace_and_a_1_mib_file(make_ipc, sock_dir, tmp_path):
+    ipc = make_ipc("big", appspace="team.")
+    got = []
+    server = ipc.serve()
+    server.on("blob", lambda data, socket: got.append(data))
+    server.start()
+    assert server.path == sock_dir + "team.big"
+    big = "x" * (1 << 20)
+    payload = tmp_path / "big.json"
+    payload.write_text(json.dumps({"text": big}))
+    wrong = cli("emit", "big", "blob", "--socket-root", sock_dir, "--timeout", "0.5",
+                "--silent")
+    one_error_line(wrong, 1, "app.big")   # the default appspace is not this server's
+    result = cli("emit", "big", "blob", f"@{payload}", "--socket-root", sock_dir,
+                 "--appspace", "team.")
+    assert result.returncode == 0, result
+    assert len(got) == 1 and got[0]["text"] == big
+
+
+def test_describe_and_request_on_a_terminal(world):
+    def on_tty(*args: str) -> str:
+        master, slave = pty.openpty()
+        proc = gsubprocess.Popen([*CLI, *args, "--socket-root", root_of(world)],
+                                 stdout=slave, stderr=subprocess.PIPE, cwd=ROOT,
+                                 env=dict(ENV, NO_COLOR="1"))
+        os.close(slave)
+        output = b""
+        try:
+            assert proc.wait(timeout=15) == 0
+            while True:
+                try:
+                    chunk = os.read(master, 4096)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                output += chunk
+        finally:
+            os.close(master)
+        return output.decode().replace("\r\n", "\n")
+
+    tables = on_tty("describe", "world")
+    assert tables.splitlines() == [
+        "listen:",
+        "  message  a string to print",
+        "broadcast:",
+        "  tick  every 50 ms: a counter",
+    ]
+    assert on_tty("request", "world", "add", "[2, 3]").strip() == "5"
