@@ -5,6 +5,7 @@ import socket as stdsocket
 import stat
 
 import gevent
+import gevent.event
 import msgpack
 import pytest
 from gevent import socket as gsocket
@@ -477,3 +478,31 @@ def test_stop_from_a_handler_finishes_at_once(make_ipc, pool_size):
     assert runner.dead
     assert not os.path.exists(world.server.path)
     wait_until(lambda: other.destroyed and client.destroyed, message="clients closed")
+
+
+def test_one_greenlet_per_connection(make_ipc):
+    """A handler that blocks holds up only its own connection's later events."""
+    world = serve(make_ipc)
+    order = []
+    release = gevent.event.Event()
+
+    @world.server.on("slow")
+    def slow(data, sock):
+        order.append(("slow start", sock.id))
+        release.wait(5)
+        order.append(("slow end", sock.id))
+
+    world.server.on("fast", lambda data, sock: order.append(("fast", sock.id)))
+    a = make_ipc("a").connect_to("world")
+    b = make_ipc("b").connect_to("world")
+    a.wait_connected(5)
+    b.wait_connected(5)
+    a.emit("slow")
+    a.emit("fast")                               # behind a's slow handler
+    wait_until(lambda: order == [("slow start", "a")], message="a's slow handler")
+    b.emit("fast")
+    wait_until(lambda: ("fast", "b") in order, message="b served meanwhile")
+    assert ("fast", "a") not in order
+    release.set()
+    wait_until(lambda: len(order) == 4, message="a's events after release")
+    assert order == [("slow start", "a"), ("fast", "b"), ("slow end", "a"), ("fast", "a")]
