@@ -385,6 +385,8 @@ class Server(Dispatcher):
             return  # the client is gone; it fails its own request
         if self._bcast:
             self._commit_broadcast()
+            if conn.closed:
+                return  # the broadcasts before it overflowed this client: closed by policy
         try:
             frame = conn.codec.encode_reply(request_id, status, data)
         except IPCError as exc:
@@ -438,8 +440,8 @@ class Server(Dispatcher):
         if pool is None:
             return self._pool
         chosen = resolve_pool(pool, self._shared_pool)
-        if chosen is not None and chosen not in self._pools:
-            self._pools.append(chosen)
+        if type(pool) is int and chosen is not None:
+            self._pools.append(chosen)  # made here, so stop() ends it; a Pool given is yours
         return chosen
 
     def _shared_pool(self) -> Pool:
