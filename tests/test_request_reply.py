@@ -462,3 +462,21 @@ def test_the_example_runs_and_exits_by_itself():
     assert "RemoteError: ZeroDivisionError / division by zero" in out
     assert "late_replies=1" in out
     assert "sync: answers, one at a time: [0, 1, 2, 3, 4]" in out
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1"])
+def test_request_reply_over_tcp(make_ipc, host):
+    from conftest import free_port
+    import socket as _socket
+    port = free_port(_socket.AF_INET6 if ":" in host else _socket.AF_INET)
+    world = make_ipc("world", handler_pool_size=10)
+    world.serve_net(host, port)
+    world.server.handle("sum", lambda data, socket: sum(data))
+    world.server.define.listen.sum = "numbers"
+    world.server.start()
+    hello = make_ipc("hello")
+    client = hello.connect_to_net("world", host, port)
+    client.wait_connected(5)
+    results = [client.request_async("sum", [n, n], timeout=5) for n in range(50)]
+    assert [r.get(timeout=5) for r in results] == [2 * n for n in range(50)]
+    assert client.describe()["listen"] == {"sum": "numbers"}
