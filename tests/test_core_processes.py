@@ -439,3 +439,23 @@ def test_world_example_stops_cleanly_on_sigterm_with_clients_connected(runtime_d
         wait_until(lambda: client.destroyed, message="the client to see the close")
     finally:
         stop_process(world)
+
+
+def test_broadcast_example():
+    run = run_example(["examples/broadcast.py"], {})
+    assert run.returncode == 0, run.stderr
+    log = run.stderr
+    for name in ("alpha", "beta", "gamma"):
+        assert f"{name} got:\x1b[0m hello {name}" in log
+        ticks = [line for line in log.splitlines() if line.startswith(f"\x1b[34m{name} tick")]
+        assert [t.rsplit(" ", 1)[1] for t in ticks] == ["0", "1", "2"]
+        assert f"left:\x1b[0m {name}" in log
+
+
+def test_reconnect_example():
+    run = run_example(["examples/reconnect.py"], {})
+    assert run.returncode == 0, run.stderr
+    got = [line.rsplit(" ", 1)[1] for line in run.stderr.splitlines() if "server got" in line]
+    assert got == ["0", "1", "2", "3", "4"]      # once each, in order, across the restart
+    assert "queued while away: 3" in run.stderr
+    assert run.stderr.count("second server got") == 3

@@ -1,0 +1,56 @@
+"""Broadcast and per-client emit, with three clients in one process (independent ``IPC()``
+instances): the server greets each client by its id, broadcasts a few ticks to all,
+and notices each client leaving. Exits by itself.
+
+    python examples/broadcast.py
+"""
+import os
+import tempfile
+
+import gevent
+
+from geventipc import IPC
+
+root = tempfile.mkdtemp(prefix="geventipc-broadcast-")  # a private socket directory
+world = IPC(id="world", socket_root=root)
+
+
+def started():
+    @world.server.on("connect")
+    def on_connect(socket):
+        world.log("<good>clients connected:</good>", len(world.server.sockets))
+
+    @world.server.on("hi")
+    def on_hi(data, socket):                    # socket.id: the client's config.id
+        socket.emit("welcome", f"hello {socket.id}")    # to this client only
+
+    world.server.on("socket.disconnected",
+                    lambda socket, destroyed_id: world.log("<notice>left:</notice>",
+                                                           destroyed_id))
+
+
+world.serve(started)
+world.server.start()
+
+clients = []
+for name in ("alpha", "beta", "gamma"):
+    peer = IPC(id=name, socket_root=root)
+    client = peer.connect_to("world")
+    client.on("connect", lambda client=client: client.emit("hi"))
+    client.on("welcome", lambda data, log=peer.log, name=name:
+              log(f"<debug>{name} got:</debug>", data))
+    client.on("tick", lambda data, log=peer.log, name=name: log(f"<data>{name} tick</data>", data))
+    clients.append((peer, client))
+
+for _peer, client in clients:
+    client.wait_connected(timeout=5)
+gevent.sleep(0.1)                               # let the welcomes go round
+for n in range(3):
+    world.server.broadcast("tick", n)           # every connected client, in order
+    gevent.sleep(0.05)
+
+for peer, _client in clients:
+    peer.disconnect("world")
+gevent.sleep(0.1)
+world.server.stop()
+os.rmdir(root)
