@@ -182,7 +182,13 @@ class IPC:
                         **where)
         self.of[server_id] = client
         if callback is not None:
-            callback()
+            try:
+                callback()
+            except BaseException:
+                # a client that never starts must not stay in ipc.of, where connect_to
+                # would hand it back instead of making one that connects
+                del self.of[server_id]
+                raise
         client.start()
         return client
 

@@ -280,3 +280,18 @@ def test_emit_refuses_reserved_and_bad_names(pair):
             client.emit(bad, None)
         with pytest.raises(EventNameError):
             server.broadcast(bad)
+
+
+def test_a_raising_connect_callback_leaves_no_dead_client(make_ipc):
+    world = make_ipc("world")
+    world.serve()
+    world.server.start()
+    hello = make_ipc("hello")
+
+    def broken():
+        raise RuntimeError("bug in the callback")
+
+    with pytest.raises(RuntimeError, match="bug in the callback"):
+        hello.connect_to("world", broken)
+    assert "world" not in hello.of
+    hello.connect_to("world").wait_connected(timeout=5)    # a fresh, working client
