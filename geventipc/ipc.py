@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from .client import Client
-from .config import Config
+from .config import Config, canonical_name
 from .errors import ConfigError
 from .log import Log
 from .server import Server
@@ -55,6 +55,14 @@ def _check_server_id(server_id: Any) -> None:
         raise TypeError(f"server id must be a non-empty string, not {server_id!r}")
 
 
+def _is_config_key(key: str) -> bool:
+    try:
+        canonical_name(key)
+    except ConfigError:
+        return False
+    return True
+
+
 def _is_str(value: Any) -> bool:
     return isinstance(value, str)
 
@@ -92,52 +100,67 @@ class IPC:
         """``serve(path=None, callback=None)``: a Unix socket server (not started yet).
 
         ``path`` defaults to ``config.socket_root + config.appspace + config.id``;
-        ``callback`` runs on ``start``. Call ``ipc.server.start()`` to listen.
+        ``callback`` runs on ``start``. Call ``ipc.server.start()`` to listen. Config keys
+        given as keyword arguments apply to this server only (``wire="node-ipc"``).
         """
+        config = self._call_config(kwargs, ("path", "callback"))
         opts = _sort_args(args, kwargs, ("path", "callback"),
                           {"path": _is_str, "callback": callable}, "serve")
-        path = opts["path"] or self.config.socket_path(self.config.id)
-        return self._new_server(opts["callback"], path=path)
+        path = opts["path"] or config.socket_path(config.id)
+        return self._new_server(opts["callback"], config, path=path)
 
     def serve_net(self, *args: Any, **kwargs: Any) -> Server:
         """``serve_net(host=None, port=None, udp_type=None, callback=None)``: a TCP server
-        (``udp4``/``udp6``: a UDP one). Arguments may be left out in order."""
+        (``udp4``/``udp6``: a UDP one). Arguments may be left out in order; config keys
+        given as keyword arguments apply to this server only."""
+        config = self._call_config(kwargs, ("host", "port", "udp_type", "callback"))
         opts = _sort_args(args, kwargs, ("host", "port", "udp_type", "callback"),
                           {"host": _is_host, "port": _is_port, "udp_type": _is_udp_type,
                            "callback": callable}, "serve_net")
-        host = opts["host"] or self.config.network_host
-        port = opts["port"] if opts["port"] is not None else self.config.network_port
+        host = opts["host"] or config.network_host
+        port = opts["port"] if opts["port"] is not None else config.network_port
         if opts["udp_type"] is not None:
-            return self._new_udp_server(opts["callback"], host, port, opts["udp_type"])
-        return self._new_server(opts["callback"], host=host, port=port,
-                                ssl_context=self._tls("server"))
+            return self._new_udp_server(opts["callback"], host, port, opts["udp_type"],
+                                        config)
+        return self._new_server(opts["callback"], config, host=host, port=port,
+                                ssl_context=self._tls("server", config))
 
-    def _new_server(self, callback: Callback | None, **where: Any) -> Server:
+    def _call_config(self, kwargs: dict[str, Any], names: tuple[str, ...]) -> Config:
+        """The config of one serve/connect call: ``ipc.config`` with the config keys among
+        ``kwargs`` (taken out of it) applied, e.g. ``connect_to("world", wire="node-ipc")``.
+        """
+        overrides = {key: kwargs.pop(key) for key in list(kwargs)
+                     if key not in names and _is_config_key(key)}
+        return self.config.copy(**overrides) if overrides else self.config
+
+    def _new_server(self, callback: Callback | None, config: Config | None = None,
+                    **where: Any) -> Server:
         if self.server is not None and self.server.started:
             raise ConfigError("this IPC instance already has a running server; stop it first")
-        server = Server(self.config.copy(), self.log, **where)
+        server = Server((config or self.config).copy(), self.log, **where)
         if callback is not None:
             server.on("start", callback)
         self.server = server
         return server
 
     def _new_udp_server(self, callback: Callback | None, host: str, port: int,
-                        udp_type: str) -> Any:
+                        udp_type: str, config: Config | None = None) -> Any:
         from .udp import UDPServer  # noqa: PLC0415 - optional transport
         if self.server is not None and self.server.started:
             raise ConfigError("this IPC instance already has a running server; stop it first")
-        server = UDPServer(self.config.copy(), self.log, host=host, port=port,
+        server = UDPServer((config or self.config).copy(), self.log, host=host, port=port,
                            udp_type=udp_type)
         if callback is not None:
             server.on("start", callback)
         self.server = server
         return server
 
-    def _tls(self, side: str) -> Any:
-        if not self.config.tls:
+    def _tls(self, side: str, config: Config | None = None) -> Any:
+        config = config or self.config
+        if not config.tls:
             return None
         from .transports.tls import make_context  # noqa: PLC0415 - only with TLS on
-        return make_context(self.config.tls, side, self.log)
+        return make_context(config.tls, side, self.log)
 
     # --- clients -------------------------------------------------------------------------
 
@@ -145,41 +168,46 @@ class IPC:
         """``connect_to(id, path=None, callback=None)``: connect to a Unix socket server.
 
         The client is ``ipc.of[id]``; ``callback`` runs at once (register handlers in it);
-        the connection is made in a greenlet.
+        the connection is made in a greenlet. Config keys given as keyword arguments apply
+        to this client only (``connect_to("world", wire="node-ipc")``).
         """
         if not args and "id" not in kwargs:
             raise TypeError("connect_to needs the server id")
         server_id, rest = (args[0], args[1:]) if args else (kwargs.pop("id"), ())
         _check_server_id(server_id)
+        config = self._call_config(kwargs, ("id", "path", "callback"))
         opts = _sort_args(rest, kwargs, ("path", "callback"),
                           {"path": _is_str, "callback": callable}, "connect_to")
-        path = opts["path"] or self.config.socket_path(server_id)
-        return self._new_client(server_id, opts["callback"], path=path)
+        path = opts["path"] or config.socket_path(server_id)
+        return self._new_client(server_id, opts["callback"], config, path=path)
 
     def connect_to_net(self, *args: Any, **kwargs: Any) -> Client:
         """``connect_to_net(id, host=None, port=None, callback=None)``: connect over TCP
-        (TLS when ``config.tls`` is set). Arguments may be left out in order."""
+        (TLS when ``config.tls`` is set). Arguments may be left out in order; config keys
+        given as keyword arguments apply to this client only."""
         if not args and "id" not in kwargs:
             raise TypeError("connect_to_net needs the server id")
         server_id, rest = (args[0], args[1:]) if args else (kwargs.pop("id"), ())
         _check_server_id(server_id)
+        config = self._call_config(kwargs, ("id", "host", "port", "callback"))
         opts = _sort_args(rest, kwargs, ("host", "port", "callback"),
                           {"host": _is_str, "port": _is_port, "callback": callable},
                           "connect_to_net")
-        host = opts["host"] or self.config.network_host
-        port = opts["port"] if opts["port"] is not None else self.config.network_port
-        return self._new_client(server_id, opts["callback"], host=host, port=port,
-                                ssl_context=self._tls("client"))
+        host = opts["host"] or config.network_host
+        port = opts["port"] if opts["port"] is not None else config.network_port
+        return self._new_client(server_id, opts["callback"], config, host=host, port=port,
+                                ssl_context=self._tls("client", config))
 
-    def _new_client(self, server_id: str, callback: Callback | None, **where: Any) -> Client:
+    def _new_client(self, server_id: str, callback: Callback | None,
+                    config: Config | None = None, **where: Any) -> Client:
         existing = self.of.get(server_id)
         if existing is not None and not existing.destroyed:
             self.log("<notice>geventipc: already connected to</notice>", server_id)
             if callback is not None:
                 callback()
             return existing
-        client = Client(server_id, self.config.copy(), self.log, live_config=self.config,
-                        **where)
+        client = Client(server_id, (config or self.config).copy(), self.log,
+                        live_config=self.config, **where)
         self.of[server_id] = client
         if callback is not None:
             try:

@@ -478,3 +478,27 @@ def test_broadcast_and_server_emit_refuse_what_json_cannot_carry(make_ipc):
     server.broadcast("news", "only this one")
     wait_until(lambda: got, message="the good broadcast")
     assert got == ["only this one"]
+
+
+def test_wire_per_call_next_to_msgpack_on_one_ipc(make_ipc, sock_dir):
+    node_side = make_ipc("nodeish", wire="node-ipc")
+    json_server = node_side.serve(sock_dir + "json")
+    json_server.start()
+    json_got = []
+    json_server.on("ping", lambda data, socket: json_got.append(data))
+    ipc = make_ipc("both")               # msgpack by default ...
+    server = ipc.serve()
+    server.start()
+    assert isinstance(server._encoder, MsgpackCodec)
+    # ... and one client on the node-ipc wire, by a keyword on the call
+    client = ipc.connect_to("json", sock_dir + "json", wire="node-ipc", delimiter="\f")
+    assert client.config.wire == "node-ipc" and ipc.config.wire == "msgpack"
+    client.emit("ping", {"over": "json"})
+    wait_until(lambda: json_got, message="the ping on the node-ipc wire")
+    assert json_got == [{"over": "json"}]
+    with pytest.raises(ConfigError):
+        ipc.connect_to("other", wire="xml")
+    with pytest.raises(TypeError):
+        ipc.connect_to("other", colour="red")
+    raw_server = make_ipc("raw").serve_net("127.0.0.1", 0, raw_buffer=True, encoding="hex")
+    assert raw_server.config.raw_buffer and not make_ipc("x").config.raw_buffer
