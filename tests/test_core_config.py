@@ -197,3 +197,9 @@ def test_readme_config_table_lists_every_key():
             shown = repr(default) if not isinstance(default, str) else f'"{default}"'
             shown = shown.replace("'\\x0c'", '"\\f"').replace('"\x0c"', '"\\f"')
             assert cells[3].startswith(f"`{shown}`"), (snake, cells[3], shown)
+
+
+def test_socket_root_with_or_without_trailing_slash():
+    assert Config(socket_root="/var/run/x/").socket_path("world") == "/var/run/x/app.world"
+    assert Config(socket_root="/var/run/x").socket_path("world") == "/var/run/x/app.world"
+    assert Config(socket_root="/tmp/", appspace="my.").socket_path("w") == "/tmp/my.w"
