@@ -248,23 +248,41 @@ class Printer:
         #: True once stdout's reader has gone away; nothing more is written
         self.broken = False
         self._on_broken = on_broken
+        self._flush_scheduled = False
 
     def paint(self, style: str, text: str) -> str:
         """``text`` in a theme colour when colour is on."""
         return f"\x1b[{ANSI[style]}m{text}\x1b[0m" if self.colour else text
 
     def line(self, text: str) -> None:
-        """Write one line and flush it (a reader of a pipe sees each event at once)."""
+        """Write one line; it is flushed as soon as this batch of events is printed, so
+        a reader of a pipe sees each event at once, for one system call per batch."""
         if self.broken:
             return
         try:
             self.out.write(text + "\n")
+        except BrokenPipeError:
+            self._broke()
+            return
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            gevent.get_hub().loop.run_callback(self.flush)
+
+    def flush(self) -> None:
+        """Flush stdout now (the commands call this before they return)."""
+        self._flush_scheduled = False
+        if self.broken:
+            return
+        try:
             self.out.flush()
         except BrokenPipeError:
-            self.broken = True
-            _quiet_broken_pipe()
-            if self._on_broken is not None:
-                self._on_broken()
+            self._broke()
+
+    def _broke(self) -> None:
+        self.broken = True
+        _quiet_broken_pipe()
+        if self._on_broken is not None:
+            self._on_broken()
 
     def _from(self, record: dict[str, Any], sender: str | None) -> str:
         if sender is None:
@@ -502,8 +520,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         complete = stopper.wait(args.timeout)
     finally:
         server.stop()
+        printer.flush()
     if not complete:
-        raise Timeout(f"{stopper.seen} of {args.count} events within {args.timeout} s")
+        raise Timeout(f"{stopper.seen} of {args.count} events within {args.timeout:g} s")
     return OK
 
 
@@ -758,6 +777,7 @@ def cmd_request(args: argparse.Namespace) -> int:
             printer.value(asker.request(type_, value, timeout))
     finally:
         asker.close()
+        printer.flush()
     return OK
 
 
@@ -776,6 +796,7 @@ def cmd_describe(args: argparse.Namespace) -> int:
         printer.tables(asker.describe(timeout))
     finally:
         asker.close()
+        printer.flush()
     return OK
 
 
@@ -816,6 +837,7 @@ def cmd_listen(args: argparse.Namespace) -> int:
         complete = stopper.wait(deadline.left())
     finally:
         ipc.disconnect(target.id)
+        printer.flush()
     if not complete:
         raise Timeout(f"{stopper.seen} of {args.count} events within {args.timeout:g} s")
     return OK
