@@ -119,18 +119,21 @@ def test_max_retries_then_destroy(make_ipc):
 def test_max_retries_counts_failures_in_a_row(make_ipc):
     """A successful connection resets the count: a server that comes and goes is
     followed for as long as each outage is shorter than max_retries retries."""
+    from geventipc.errors import ConnectError
     world = serve(make_ipc)
-    client = make_ipc("hello", max_retries=3, retry=20).connect_to("world")
-    destroyed = []
+    client = make_ipc("hello", max_retries=3, retry=50).connect_to("world")
+    destroyed, failures = [], []
     client.on("destroy", lambda: destroyed.append(1))
-    for _ in range(3):
+    client.on("error", lambda exc: failures.append(exc) if isinstance(exc, ConnectError)
+              else None)
+    for outage in range(1, 4):
         client.wait_connected(5)
         world.server.stop()
-        wait_until(lambda: not client.connected, message="the drop")
-        gevent.sleep(0.03)                       # one or two failed retries
-        world = serve(make_ipc)
+        # two failed dials in this outage (six in all, more than max_retries)...
+        wait_until(lambda: len(failures) >= 2 * outage, message="two failed dials")
+        world = serve(make_ipc)                  # ...then the server is back
     client.wait_connected(5)
-    assert not destroyed
+    assert len(failures) >= 6 and not destroyed
 
 
 def test_stop_retrying(make_ipc):
