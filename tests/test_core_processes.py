@@ -47,9 +47,10 @@ def ready():
 
 ipc.connect_to("world", ready)     # returns at once; the connection lives in a greenlet
 
-import gevent
-gevent.sleep(1.0)
-print("DONE", flush=True)
+from gevent.event import Event
+done = Event()
+ipc.of.world.on("message", lambda data: done.set())   # after the snippet's own handler
+print("DONE" if done.wait(10) else "NO REPLY", flush=True)
 '''
 
 
