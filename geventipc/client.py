@@ -402,8 +402,16 @@ class Client(Dispatcher):
 
     def _expire(self, request_id: int, type: str, timeout: float) -> None:
         pending = self._waiting.pop(request_id, None)
-        if pending is not None:
-            pending.result.set_exception(Timeout(f"no reply to {type!r} within {timeout} s"))
+        if pending is None:
+            return
+        if self._queue:
+            # still held here (offline, or behind sync mode): never send it now; request
+            # frames are unique (the id), so equality finds this one
+            try:
+                self._queue.remove(pending.frame)
+            except ValueError:
+                pass
+        pending.result.set_exception(Timeout(f"no reply to {type!r} within {timeout} s"))
 
     def request(self, type: str, data: Any = None, timeout: float | None = 10.0) -> Any:
         """Send a request and block this greenlet until the reply; returns its data.

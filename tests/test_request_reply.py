@@ -485,3 +485,20 @@ def test_request_reply_over_tcp(make_ipc, host):
     results = [client.request_async("sum", [n, n], timeout=5) for n in range(50)]
     assert [r.get(timeout=5) for r in results] == [2 * n for n in range(50)]
     assert client.describe()["listen"] == {"sum": "numbers"}
+
+
+def test_a_request_that_times_out_while_queued_is_never_sent(make_ipc):
+    hello = make_ipc("hello")
+    client = hello.connect_to("world")
+    expired = client.request_async("count", "expired", timeout=0.1)
+    kept = client.request_async("count", "kept", timeout=10)
+    with pytest.raises(Timeout):
+        expired.get(timeout=5)
+    assert client.queued == 1
+    _, server = serve(make_ipc)
+    calls = []
+    server.handle("count", lambda data, socket: calls.append(data) or len(calls))
+    server.start()
+    assert kept.get(timeout=5) == 1
+    gevent.sleep(0.1)
+    assert calls == ["kept"] and client.late_replies == 0

@@ -12,7 +12,7 @@ import gevent
 import pytest
 from conftest import ROOT, python_process, read_line, stop_process, wait_until
 
-from geventipc.errors import QueueFullError
+from geventipc.errors import QueueFullError, Timeout
 
 
 def job_server(make_ipc, log, answer=True, **config):
@@ -219,3 +219,24 @@ def test_sync_queue_is_bounded_by_max_queued_events(make_ipc):
     wait_until(lambda: received == [0, 1], message="the held job")
     client.emit("job", 2)            # room again
     assert client.queued == 1
+
+
+def test_a_request_that_times_out_behind_sync_is_never_sent(make_ipc):
+    world = make_ipc("world")
+    world.serve()
+    server = world.server
+    seen = []
+    server.on("note", lambda data, socket: seen.append(("note", data)))
+    server.handle("ask", lambda data, socket: seen.append(("ask", data)) or data)
+    server.start()
+    client = make_ipc("hello", sync=True).connect_to("world")
+    client.wait_connected(5)
+    client.emit("note", 1)                       # unanswered: holds what follows
+    asked = client.request_async("ask", "too late", timeout=0.1)
+    client.emit("note", 2)
+    with pytest.raises(Timeout):
+        asked.get(timeout=5)
+    server.broadcast("go")                       # releases the next: note 2, not the ask
+    wait_until(lambda: len(seen) == 2, message="the second note")
+    gevent.sleep(0.1)
+    assert seen == [("note", 1), ("note", 2)]
