@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import reprlib
 from typing import Any
 
 from ..errors import (
@@ -47,9 +48,18 @@ _ASCII_ENCODER = json.JSONEncoder(ensure_ascii=True, allow_nan=False, check_circ
                                   separators=(",", ":"))
 
 
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = _QUOTE
+_REPR.maxlist = _REPR.maxtuple = _REPR.maxset = _REPR.maxdict = 6
+_REPR.maxlevel = 3
+
+
 def _quote(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= _QUOTE else text[:_QUOTE] + "..."
+    """A short repr for error messages, cheap even for a huge value."""
+    if isinstance(value, (bytes, bytearray, memoryview)) and len(value) > _QUOTE:
+        return repr(bytes(value[:_QUOTE])) + "..."
+    text = _REPR.repr(value)
+    return text if len(text) <= _QUOTE + 20 else text[:_QUOTE] + "..."
 
 
 def _fits(value: Any, depth: int = 0) -> bool:
