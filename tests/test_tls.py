@@ -280,6 +280,19 @@ def test_both_directions_at_once(make_ipc: Callable[..., IPC], port: int, pki: P
     assert not srec.errors and not crec.errors
 
 
+def test_request_reply_over_mutual_tls(make_ipc: Callable[..., IPC], port: int,
+                                      pki: PKI) -> None:
+    server_ipc, srec = tls_server(make_ipc, port, pki.server_tls(mutual=True))
+
+    @server_ipc.server.handle("whoami")
+    def whoami(data: Any, sock: Any) -> str:
+        return dict(pair[0] for pair in sock.peer_certificate["subject"])["commonName"]
+
+    client_ipc, crec = tls_client(make_ipc, port, pki.client_tls("client"))
+    client_ipc.of.world.wait_connected(5)
+    assert client_ipc.of.world.request("whoami", None, timeout=5) == "client-a"
+
+
 # --- mutual TLS -------------------------------------------------------------------------
 
 
