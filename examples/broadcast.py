@@ -8,6 +8,7 @@ import os
 import tempfile
 
 import gevent
+from gevent.event import Event
 
 from geventipc import IPC
 
@@ -36,21 +37,21 @@ clients = []
 for name in ("alpha", "beta", "gamma"):
     peer = IPC(id=name, socket_root=root)
     client = peer.connect_to("world")
+    welcomed, last_tick = Event(), Event()
     client.on("connect", lambda client=client: client.emit("hi"))
-    client.on("welcome", lambda data, log=peer.log, name=name:
-              log(f"<debug>{name} got:</debug>", data))
-    client.on("tick", lambda data, log=peer.log, name=name: log(f"<data>{name} tick</data>", data))
-    clients.append((peer, client))
+    client.on("welcome", lambda data, log=peer.log, name=name, done=welcomed:
+              (log(f"<debug>{name} got:</debug>", data), done.set()))
+    client.on("tick", lambda data, log=peer.log, name=name, done=last_tick:
+              (log(f"<data>{name} tick</data>", data), data == 2 and done.set()))
+    clients.append((peer, welcomed, last_tick))
 
-for _peer, client in clients:
-    client.wait_connected(timeout=5)
-gevent.sleep(0.1)                               # let the welcomes go round
+gevent.wait([welcomed for _peer, welcomed, _tick in clients], timeout=10)
 for n in range(3):
     world.server.broadcast("tick", n)           # every connected client, in order
-    gevent.sleep(0.05)
+gevent.wait([tick for _peer, _welcomed, tick in clients], timeout=10)
 
-for peer, _client in clients:
+for peer, _welcomed, _tick in clients:
     peer.disconnect("world")
-gevent.sleep(0.1)
+gevent.sleep(0.1)                               # let the server see them leave
 world.server.stop()
 os.rmdir(root)

@@ -7,25 +7,34 @@ import os
 import tempfile
 
 import gevent
+from gevent.event import Event
 
 from geventipc import IPC
 
-root = tempfile.mkdtemp(prefix="geventipc-reconnect-")
+root = tempfile.mkdtemp(prefix="geventipc-reconnect-")   # a private socket directory
+last_count_in = Event()
 
 
 def start_server(label):
     """A world server at the same path each time; logs what it receives."""
     world = IPC(id="world", socket_root=root)
-    world.serve(lambda: world.server.on(
-        "count", lambda data, socket: world.log(f"<good>{label} server got</good>", data)))
+
+    def on_count(data, socket):
+        world.log(f"<good>{label} server got</good>", data)
+        if data == 4:
+            last_count_in.set()
+
+    world.serve(lambda: world.server.on("count", on_count))
     world.server.start()
     return world.server
 
 
 hello = IPC(id="hello", socket_root=root, retry=200)   # redial every 200 ms
 client = hello.connect_to("world")
+lost = Event()
 client.on("connect", lambda: hello.log("<notice>client: connected</notice>"))
-client.on("disconnect", lambda: hello.log("<notice>client: disconnected</notice>"))
+client.on("disconnect", lambda: (hello.log("<notice>client: disconnected</notice>"),
+                                 lost.set()))
 client.on("error", lambda exc: hello.log("<warn>client:</warn>", str(exc)))
 
 client.emit("count", 0)                 # queued: not connected yet
@@ -35,13 +44,13 @@ client.emit("count", 1)
 gevent.sleep(0.1)
 
 server.stop()                           # the server goes away...
-gevent.sleep(0.3)
+lost.wait(timeout=5)
 for n in (2, 3, 4):
     client.emit("count", n)             # ...so these wait in the client's queue
 hello.log("queued while away:", client.queued)
 
 server = start_server("second")         # same path: the client finds it again
-gevent.sleep(0.5)
+last_count_in.wait(timeout=10)
 hello.disconnect("world")
 server.stop()
 os.rmdir(root)
