@@ -137,6 +137,12 @@ class Server(Dispatcher):
         """True between :meth:`start` and :meth:`stop`."""
         return self._started and not self._stopped.is_set()
 
+    @property
+    def pool(self) -> Pool | None:
+        """The server-wide handler pool (``handler_pool_size``, or the one ``pool=True``
+        made), or None: ``len(server.pool)`` is the handlers running in it now."""
+        return self._pool if self._pool is not None else self._shared
+
     def start(self) -> "Server":
         """Bind and start accepting in greenlets; returns at once, then fires ``start``."""
         if self._started:

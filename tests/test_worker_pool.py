@@ -192,6 +192,7 @@ def test_full_pool_pauses_reading_that_connection_and_drops_nothing(make_ipc):
     gevent.sleep(0.2)
     # the sixth job waits for a slot, and with it everything after it on that connection
     assert started == [0, 1, 2, 3, 4]
+    assert len(server.pool) == 5 and server.pool.free_count() == 0
     assert not stuck_ping.ready()
     # other connections' inline handlers go on
     assert other.request("ping", timeout=5) == "pong"
@@ -329,11 +330,11 @@ def test_stop_with_a_busy_pool_is_bounded(make_ipc):
     server.start()
     (client,) = clients(make_ipc, 1)
     results = [client.request_async("forever", n) for n in range(6)]
-    wait_until(lambda: len(server._pool) == 4, message="a full pool")
+    wait_until(lambda: len(server.pool) == 4, message="a full pool")
     started = time.monotonic()
     server.stop(timeout=0.3)
     assert time.monotonic() - started < 3
-    assert len(server._pool) == 0
+    assert len(server.pool) == 0
     for result in results:
         with pytest.raises(ConnectionLostError):
             result.get(timeout=5)
