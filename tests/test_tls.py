@@ -762,3 +762,18 @@ def test_python_client_of_node_ipc_tls_server(make_ipc: Callable[..., IPC], port
         client_ipc.disconnect("nodesrv")
     finally:
         stop_process(peer)
+
+
+def test_tls_as_a_per_call_config_key(make_ipc: Callable[..., IPC], port: int,
+                                      pki: PKI) -> None:
+    server_ipc = make_ipc("world")
+    server = server_ipc.serve_net("127.0.0.1", port, tls=pki.server_tls(mutual=True))
+    server.start()
+    client_ipc = make_ipc("hello")
+    client = client_ipc.connect_to_net("world", "127.0.0.1", port,
+                                       tls=pki.client_tls("client"))
+    client.wait_connected(5)
+    assert client.conn.peer_certificate is not None
+    wait_until(lambda: server.sockets, message="server side")
+    assert server.sockets[0].peer_certificate is not None
+    assert not server_ipc.config.tls and not client_ipc.config.tls  # only those calls
