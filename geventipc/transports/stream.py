@@ -34,6 +34,8 @@ from ..wire.msgpack_codec import READ_SIZE
 
 #: queued bytes at which a write flushes at once instead of waiting for the hub
 FLUSH_AT = 128 * 1024
+#: bytes read at once between frames (see ``run``); frames larger than this read in full
+BATCH_READ = 16 * 1024
 
 _read_buffer = bytearray(READ_SIZE)
 _read_view = memoryview(_read_buffer)
@@ -130,6 +132,10 @@ class StreamConnection:
         on_frames = self._on_frames
         sock = self.sock
         size = codec.read_size
+        # Small reads keep each decoded batch small: a batch of thousands of frames alive
+        # at once costs more in cache misses and garbage-collector passes than the extra
+        # system calls. Inside a frame larger than a small read, read in full.
+        small = want = min(size, BATCH_READ)
         buf, view = _read_buffer, _read_view
         reason: BaseException | None = None
         try:
@@ -140,15 +146,19 @@ class StreamConnection:
                 recv_into, wait, read_event = sock.recv_into, None, None
             while not self._closed:
                 try:
-                    n = recv_into(buf, size)
+                    n = recv_into(buf, want)
                 except BlockingIOError:
                     wait(read_event)
                     continue
                 if not n:
                     break
+                short = n < want
                 frames = codec.feed(view[:n])
                 if frames:
+                    want = small
                     on_frames(self, frames)
+                elif not short:
+                    want = size
                 if codec.buffered:
                     if not self._partial_since:
                         self._start_partial_timer()
@@ -158,7 +168,7 @@ class StreamConnection:
                         self._partial_since = time.monotonic()
                 else:
                     self._partial_since = 0.0
-                if n < size and wait is not None and not self._closed:
+                if short and wait is not None and not self._closed:
                     # a short read means the kernel buffer is empty: wait for the next
                     # data instead of paying for a recv that would fail with EAGAIN
                     wait(read_event)
@@ -223,7 +233,7 @@ class StreamConnection:
         self._pending = pending
         self._wbuf.append(frame)
         self._wbytes += size
-        if self._wbytes >= FLUSH_AT:
+        if self._wbytes >= FLUSH_AT and self._writer is None:
             self._flush()
         elif not self._flush_scheduled:
             self._flush_scheduled = True
@@ -241,7 +251,7 @@ class StreamConnection:
         self._pending += size
         self._wbuf.extend(frames)
         self._wbytes += size
-        if self._wbytes >= FLUSH_AT:
+        if self._wbytes >= FLUSH_AT and self._writer is None:
             self._flush()
         elif not self._flush_scheduled:
             self._flush_scheduled = True
