@@ -6,17 +6,18 @@ import base64
 import json
 import math
 
+import gevent
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from conftest import wait_until
 from geventipc.errors import (
-    ConfigError, EncodeError, ForbiddenEventError, MessageTooLargeError, ProtocolError,
-    UnsupportedError,
+    ConfigError, EncodeError, ForbiddenEventError, IncompleteMessageTimeoutError,
+    MessageTooLargeError, ProtocolError, UnsupportedError,
 )
-from geventipc.wire import EventNames, MsgpackCodec, make_codec
 from geventipc.config import Config
+from geventipc.wire import EventNames, MsgpackCodec, make_codec
 from geventipc.wire.nodeipc_codec import NodeIPCCodec
 from geventipc.wire.raw_codec import RawCodec
 
@@ -502,3 +503,63 @@ def test_wire_per_call_next_to_msgpack_on_one_ipc(make_ipc, sock_dir):
         ipc.connect_to("other", colour="red")
     raw_server = make_ipc("raw").serve_net("127.0.0.1", 0, raw_buffer=True, encoding="hex")
     assert raw_server.config.raw_buffer and not make_ipc("x").config.raw_buffer
+
+
+# --- a hostile peer on the node-ipc wire, over a real socket -----------------------------------
+
+
+@pytest.fixture
+def json_server(make_ipc):
+    """A node-ipc-wire server with small limits, its errors and events, and a raw dialer."""
+    from gevent import socket as gsocket
+
+    def build(**config):
+        server = make_ipc("world", wire="node-ipc", **config).serve()
+        errors, got = [], []
+        server.on("error", errors.append)
+        server.on("message", lambda data, socket: got.append(data))
+        server.start()
+        sock = gsocket.socket(gsocket.AF_UNIX, gsocket.SOCK_STREAM)
+        sock.settimeout(5)
+        sock.connect(server.path)
+        return server, errors, got, sock
+
+    return build
+
+
+def _closed_by_server(sock) -> bool:
+    try:
+        return sock.recv(1) == b""
+    except ConnectionResetError:
+        return True
+
+
+def test_partial_frame_past_max_message_size_is_refused(json_server):
+    server, errors, got, sock = json_server(max_message_size=1000)
+    sock.sendall(b'{"type":"message","data":"ok"}\f{"type":"message","data":"')
+    sock.sendall(b"x" * 600)
+    gevent.sleep(0.05)
+    sock.sendall(b"x" * 600)
+    wait_until(lambda: errors, message="the error event")
+    assert isinstance(errors[0], MessageTooLargeError)
+    assert got == ["ok"]
+    assert _closed_by_server(sock)
+
+
+def test_slowloris_on_the_json_wire_is_refused(json_server):
+    server, errors, got, sock = json_server(message_timeout=300)
+    sock.sendall(b'{"type":"message","data":"ok"}\f{"type":"mess')
+    wait_until(lambda: errors, timeout=5, message="the timeout")
+    assert isinstance(errors[0], IncompleteMessageTimeoutError)
+    assert got == ["ok"] and _closed_by_server(sock)
+
+
+def test_server_survives_bad_json_and_serves_others(json_server, make_ipc):
+    server, errors, got, sock = json_server()
+    sock.sendall(b'{"type":"message","data":1}\f{"type":"message","data":}\f')
+    wait_until(lambda: errors, message="the error event")
+    assert type(errors[0]) is ProtocolError and "not valid JSON" in str(errors[0])
+    assert _closed_by_server(sock)
+    client = make_ipc("hello", wire="node-ipc").connect_to("world")
+    client.emit("message", 2)
+    wait_until(lambda: got == [1, 2], message="the next client's event")
