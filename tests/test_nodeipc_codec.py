@@ -512,6 +512,7 @@ def test_wire_per_call_next_to_msgpack_on_one_ipc(make_ipc, sock_dir):
 def json_server(make_ipc):
     """A node-ipc-wire server with small limits, its errors and events, and a raw dialer."""
     from gevent import socket as gsocket
+    socks = []
 
     def build(**config):
         server = make_ipc("world", wire="node-ipc", **config).serve()
@@ -522,9 +523,12 @@ def json_server(make_ipc):
         sock = gsocket.socket(gsocket.AF_UNIX, gsocket.SOCK_STREAM)
         sock.settimeout(5)
         sock.connect(server.path)
+        socks.append(sock)
         return server, errors, got, sock
 
-    return build
+    yield build
+    for sock in socks:
+        sock.close()
 
 
 def _closed_by_server(sock) -> bool:
