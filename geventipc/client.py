@@ -208,15 +208,32 @@ class Client(Dispatcher):
         )
         if self.ssl_context is not None:  # the server's certificate, verified
             conn.peer_certificate = sock.getpeercert() or None
+        hello = None
         if self._encoder.supports_requests:
-            conn.write(self._encoder.encode_event(HELLO, {"id": config.id}))
+            hello = self._encoder.encode_event(HELLO, {"id": config.id})
+            conn.write(hello)
         queue = self._queue
         if config.sync:
             # what was in flight on the last connection is not waited for again
             self._awaiting = False
         else:
-            while queue:
-                conn.write(queue.popleft())
+            try:
+                while queue:
+                    frame = queue.popleft()
+                    try:
+                        conn.write(frame)  # may wait: overflow policy "wait"
+                    except NotConnectedError:
+                        queue.appendleft(frame)
+                        raise
+            except NotConnectedError:
+                # the server went away while a long queue was being sent: keep what the
+                # kernel never took, in order, and dial again as after any lost connection
+                conn.abort()
+                queue.extendleft(reversed([f for f in conn.take_unsent() if f is not hello]))
+                self.report(ConnectionLostError(
+                    f"connection to {self.id!r} lost while sending queued events; "
+                    f"{len(queue)} are still queued"))
+                return
         self.conn = conn
         self._connected.set()
         if config.sync:

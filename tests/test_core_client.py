@@ -4,6 +4,7 @@ import os
 import time
 
 import gevent
+import gevent.event
 import pytest
 
 from conftest import wait_until
@@ -286,3 +287,37 @@ def test_stop_retrying_set_on_ipc_config_at_run_time(make_ipc):
     assert not destroyed
     hello.config.stopRetrying = True
     wait_until(lambda: destroyed, message="destroy after the next failed dial")
+
+
+def test_server_lost_while_a_long_offline_queue_is_being_sent(make_ipc):
+    """More is queued than the connection buffers (max_pending_bytes), so sending the
+    queue waits; if the server goes away meanwhile the client keeps what was never sent
+    and reconnects (it does not die): the rest arrives at the next server, in order."""
+    from geventipc.errors import ConnectionLostError
+    client = make_ipc("hello", max_pending_bytes=64 * 1024).connect_to("world")
+    errors, events = [], []
+    client.on("error", errors.append)
+    client.on("destroy", lambda: events.append("destroy"))
+    pad = b"x" * 4096
+    for i in range(2000):                        # 8 MiB queued while offline
+        client.emit("n", [i, pad])
+    first = make_ipc("world")
+    stalled = gevent.event.Event()
+
+    def stall(data, sock):                       # the first server stops reading
+        stalled.set()
+        gevent.sleep(2)
+
+    first.serve(lambda: first.server.on("n", stall))
+    first.server.start()
+    stalled.wait(5)
+    first.server.stop(timeout=0.1)
+    wait_until(lambda: any(isinstance(e, ConnectionLostError) for e in errors),
+               message="the lost connection reported")
+    got = []
+    second = make_ipc("world")
+    second.serve(lambda: second.server.on("n", lambda d, s: got.append(d[0])))
+    second.server.start()
+    wait_until(lambda: got and got[-1] == 1999, timeout=10, message="the rest of the queue")
+    assert got == list(range(got[0], 2000))      # in order, no gaps, none twice
+    assert events == [] and client.connected
