@@ -339,13 +339,15 @@ class Client(Dispatcher):
         Raises EventNameError, EncodeError (nothing sent) or QueueFullError. In raw mode
         (``config.raw_buffer``) it is ``emit(data)``: bytes, or str in ``config.encoding``.
         """
-        if self._encoder.framed:
+        encoder = self._encoder
+        # a name already found good is one set lookup, without a call
+        if encoder.framed and type not in self.names.good:
             self.names.check_outgoing(type)
-        self._send(self._encoder.encode_event(type, data))
+        self._send(encoder.encode_event(type, data))
 
     def _send(self, frame: bytes) -> None:
         conn = self.conn
-        if conn is not None and not conn.closed:
+        if conn is not None and not conn._closing:   # ``closed``, without a property call
             conn.write(frame)
             return
         if self._ended.is_set() or self._stopping:
