@@ -911,6 +911,9 @@ examples:
 """),
     "emit": ("send an event (or one per stdin line)",
              TARGETS + "\n" + DATA + """
+emit waits up to --timeout (default 5 s) for the server, sends, and on the msgpack wire
+exits 0 only once the server confirmed it read the events (--no-confirm: once sent).
+
 examples:
   geventipc emit world message '"hello"'
   geventipc emit tcp://127.0.0.1:8000 job '{"id": 7}'
@@ -1081,6 +1084,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # --help and --version
         return exc.code if isinstance(exc.code, int) else OK
     prog = f"{PROG} {args.command}"
+    watcher = None
+    if args.command not in ("serve", "listen"):   # those two end cleanly on a signal
+        watcher = gevent.signal_handler(signal.SIGINT, gevent.kill, gevent.getcurrent(),
+                                        KeyboardInterrupt)
     try:
         return COMMANDS[args.command](args)
     except (UsageError, ConfigError, EncodeError, EventNameError) as exc:
@@ -1094,6 +1101,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(prog, one_line(exc), FAILED)
     except KeyboardInterrupt:
         return 130
+    finally:
+        if watcher is not None:
+            watcher.cancel()
 
 
 def _quiet_broken_pipe() -> int:
