@@ -567,3 +567,23 @@ def test_server_survives_bad_json_and_serves_others(json_server, make_ipc):
     client = make_ipc("hello", wire="node-ipc").connect_to("world")
     client.emit("message", 2)
     wait_until(lambda: got == [1, 2], message="the next client's event")
+
+
+def test_udp_datagrams_on_the_json_wire(make_ipc):
+    import socket as stdsocket
+
+    from conftest import free_port
+    server = make_ipc("udp", wire="node-ipc").serve_net(
+        "127.0.0.1", free_port(kind=stdsocket.SOCK_DGRAM), "udp4")
+    errors, got = [], []
+    server.on("error", errors.append)
+    server.on("message", lambda data, socket: got.append(data))
+    server.start()
+    with stdsocket.socket(stdsocket.AF_INET, stdsocket.SOCK_DGRAM) as peer:
+        target = ("127.0.0.1", server.port)
+        peer.sendto(b'{"type":"message","data":1}\f{"type":"message","data":2}\f', target)
+        peer.sendto(b'{"type":"message","data":3}', target)     # no delimiter: not whole
+        wait_until(lambda: errors, message="the refused datagram")
+        peer.sendto(b'{"type":"message","data":4}\f', target)   # the next one is fine
+        wait_until(lambda: got == [1, 2, 4], message="the good datagrams")
+    assert isinstance(errors[0], ProtocolError)
