@@ -88,7 +88,8 @@ def parse_host_port(text: str, what: str, allow_zero: bool = False) -> tuple[str
         if not sep:
             raise UsageError(f"{what}: expected HOST:PORT, not {text!r}")
         if ":" in host:
-            raise UsageError(f"{what}: write an IPv6 host in brackets, as [{host}]:{port_text}")
+            raise UsageError(f"{what}: write an IPv6 host in brackets: "
+                             f"[{host}]:{port_text}")
     try:
         port = int(port_text)
     except ValueError:

@@ -802,3 +802,15 @@ def test_describe_and_request_on_a_terminal(world):
         "  tick  every 50 ms: a counter",
     ]
     assert on_tty("request", "world", "add", "[2, 3]").strip() == "5"
+
+
+def test_ctrl_c_ends_a_waiting_emit_with_130(sock_dir, procs):
+    proc = start_cli("emit", "nobody", "message", "--socket-root", sock_dir, "--timeout",
+                     "30")
+    procs.append(proc)
+    gevent.sleep(1.0)
+    assert proc.poll() is None
+    proc.send_signal(signal.SIGINT)
+    code, _out, err = finish(proc)
+    assert code == 130
+    assert "Traceback" not in err
