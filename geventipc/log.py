@@ -40,11 +40,32 @@ DEFAULT_THEME: dict[str, str] = {
 }
 
 
+#: colors.js effects that colour each letter differently: no loguru equivalent
+_EFFECTS = frozenset({"rainbow", "zebra", "america", "trap", "random"})
+#: colors.js names whose loguru spelling differs
+_COLORS_JS = {"inverse": "reverse", "hidden": "hide", "strikethrough": "strike",
+              "gray": "light-black", "grey": "light-black"}
+
+
+def _colour(name: str) -> str:
+    """A colors.js colour name (``red``, ``brightRed``, ``gray``) as loguru spells it."""
+    name = _COLORS_JS.get(name, name)
+    if name.startswith("bright") and name[6:7].isupper():
+        return "light-" + name[6:].lower()
+    return name
+
+
 def loguru_tag(style: str) -> str:
-    """Translate a colors.js style name (``redBG``, ``bold``) to a loguru tag body."""
+    """Translate a colors.js style name to a loguru tag body: ``redBG`` (node-ipc's
+    theme) and ``bgRed`` are ``bg red``, ``brightRed`` is ``light-red``, ``gray`` is
+    ``light-black``, ``inverse`` is ``reverse``; loguru's own names pass unchanged."""
     if style.endswith("BG") and style[:-2].isalpha():
-        return "bg " + style[:-2].lower()
-    return style
+        base = style[:-2]
+    elif style.startswith("bg") and style[2:3].isupper():
+        base = style[2:]
+    else:
+        return _colour(style)
+    return "bg " + _colour(base[0].lower() + base[1:])
 
 
 class Log:
@@ -73,7 +94,10 @@ class Log:
             try:
                 probe.opt(colors=True).info(f"<{loguru_tag(style)}>x</>")
             except ValueError:
-                raise ValueError(f"unknown colour style {style!r} for theme {name!r}") from None
+                hint = (" (colors.js's multi-colour effects have no single style)"
+                        if style in _EFFECTS else "")
+                raise ValueError(f"unknown colour style {style!r} for theme {name!r}"
+                                 f"{hint}") from None
         self.theme.update(styles)
         self._tags = None
 

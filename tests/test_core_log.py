@@ -136,3 +136,23 @@ print("DONE", flush=True)
         assert proc.stderr.read() == f"{ESC}32mto stderr{ESC}0m 1\n"
     finally:
         stop_process(proc)
+
+
+@pytest.mark.parametrize("style, code", [
+    ("redBG", "41"), ("bgRed", "41"), ("blueBG", "44"), ("bgBrightRed", "101"),
+    ("brightRedBG", "101"), ("brightGreen", "92"), ("gray", "90"), ("grey", "90"),
+    ("bold", "1"), ("italic", "3"), ("underline", "4"), ("inverse", "7"),
+    ("strikethrough", "9"), ("light-red", "91"), ("bg red", "41"),
+])
+def test_colors_js_and_loguru_style_names(style, code):
+    ipc, lines = make(log_in_color=True)
+    ipc.log.set_theme(good=style)
+    ipc.log("<good>x</good>")
+    assert lines == [f"{ESC}{code}mx{ESC}0m"]
+
+
+def test_colors_js_effects_are_refused_with_a_hint():
+    ipc, _lines = make()
+    with pytest.raises(ValueError, match="multi-colour effects"):
+        ipc.log.set_theme(good="zebra")          # the seed's own example
+    assert ipc.log.theme["good"] == "green"
