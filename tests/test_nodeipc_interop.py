@@ -563,8 +563,8 @@ def test_udp_python_broadcast_reaches_node_peers(lib, make_ipc, node_peer):
     peers = []
     for i in range(3):
         peer = node_peer(lib, role="server", transport="udp4", host="127.0.0.1",
-                         port=free_port(kind=socket.SOCK_DGRAM), peer_host="127.0.0.1", peer_port=py_port,
-                         id=f"udp{i}")
+                         port=free_port(kind=socket.SOCK_DGRAM), peer_host="127.0.0.1",
+                         peer_port=py_port, id=f"udp{i}")
         peer.send(cmd="emit", type="hello", data=i)
         peers.append(peer)
     wait_until(lambda: len(heard) == 3, message="three UDP peers heard from")
@@ -677,7 +677,7 @@ def test_udp_node_broadcast_reaches_python_peers(lib, make_ipc, node_peer):
         got.append(_recorder(server, "news"))
         server.emit({"address": "127.0.0.1", "port": node_port}, "hello", i)
         servers.append(server)
-    for i in range(3):
+    for _ in range(3):
         peer.expect("event", type="hello")
     peer.send(cmd="broadcast", type="news", data={"to": "every peer heard from"})
     wait_until(lambda: all(got), message="the broadcast at every Python peer")
