@@ -118,7 +118,12 @@ def parse_target(text: str, config: Config, serving: bool = False) -> Target:
         return Target(scheme, host=host, port=port)
     if "/" in text:
         return Target("unix", path=text)
-    return Target("unix", path=config.socket_path(text), name=text)
+    path = config.socket_path(text)
+    host, colon, port = text.rpartition(":")
+    if colon and host and port.isdigit() and not serving and not os.path.exists(path):
+        raise UsageError(f"{text!r} looks like HOST:PORT, not a server id: write "
+                         f"tcp://{text} (or tls://, udp://)")
+    return Target("unix", path=path, name=text)
 
 
 # --- data in -----------------------------------------------------------------------------

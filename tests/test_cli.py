@@ -169,6 +169,7 @@ def test_top_level_help_version_and_python_dash_m():
     (("emit", "tcp://127.0.0.1:99999", "message"), ["out of range"]),
     (("emit", "tcp://::1:80", "message"), ["brackets"]),
     (("emit", "tcp://localhost", "message"), ["HOST:PORT"]),
+    (("emit", "localhost:8000", "message"), ["looks like HOST:PORT", "tcp://localhost:8000"]),
     (("request", "world", "add", "--raw"), ["msgpack wire"]),
     (("describe", "world", "--wire", "node-ipc"), ["msgpack wire"]),
     (("listen", "udp://127.0.0.1:9", ), ["serve --udp"]),
