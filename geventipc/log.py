@@ -78,6 +78,7 @@ class Log:
         self._sink_key: tuple[Any, ...] | None = None
         self._tags: re.Pattern[str] | None = None
         self._tag_map: dict[str, str] = {}
+        self._built_from: dict[str, str] = {}
 
     # --- theme -------------------------------------------------------------------------
 
@@ -138,7 +139,9 @@ class Log:
         self._sink_key = (output, colour)
 
     def _markup(self, text: str) -> str:
-        if self._tags is None:
+        if self._tags is None or self._built_from != self.theme:
+            # also rebuilt when ``theme`` was changed directly (``log.theme["good"] = ...``)
+            self._built_from = dict(self.theme)
             names = "|".join(re.escape(n) for n in sorted(self.theme, key=len, reverse=True))
             self._tags = re.compile(r"\\<(/?)(" + names + r")>")
             self._tag_map = {n: loguru_tag(s) for n, s in self.theme.items()}

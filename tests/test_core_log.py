@@ -156,3 +156,12 @@ def test_colors_js_effects_are_refused_with_a_hint():
     with pytest.raises(ValueError, match="multi-colour effects"):
         ipc.log.set_theme(good="zebra")          # the seed's own example
     assert ipc.log.theme["good"] == "green"
+
+
+def test_theme_dict_changed_directly_takes_effect():
+    ipc, lines = make(log_in_color=True)
+    ipc.log("<good>a</good>")
+    ipc.log.theme["good"] = "blue"
+    ipc.log.theme["shout"] = "bold"
+    ipc.log("<good>b</good>", "<shout>c</shout>")
+    assert lines == [f"{ESC}32ma{ESC}0m", f"{ESC}34mb{ESC}0m {ESC}1mc{ESC}0m"]
