@@ -321,3 +321,24 @@ def test_server_lost_while_a_long_offline_queue_is_being_sent(make_ipc):
     wait_until(lambda: got and got[-1] == 1999, timeout=10, message="the rest of the queue")
     assert got == list(range(got[0], 2000))      # in order, no gaps, none twice
     assert events == [] and client.connected
+
+
+def test_tcp_over_ipv6_loopback(make_ipc):
+    import socket
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6")
+    from conftest import free_port
+    try:
+        port = free_port(socket.AF_INET6)
+    except OSError:
+        pytest.skip("no IPv6 loopback")
+    world = make_ipc("world")
+    got = []
+    world.serve_net("::1", port, lambda: world.server.on("m", lambda d, s: s.emit("m", d)))
+    world.server.start()
+    client = make_ipc("hello").connect_to_net("world", "::1", port)
+    client.on("m", got.append)
+    client.wait_connected(5)
+    client.emit("m", "over ::1")
+    wait_until(lambda: got == ["over ::1"], message="the IPv6 echo")
+    assert world.server.sockets[0].address[0] == "::1"
