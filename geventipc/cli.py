@@ -242,6 +242,10 @@ ANSI = {"good": "32", "notice": "33", "warn": "31", "error": "41", "debug": "35"
         "variable": "36", "data": "34"}
 
 
+#: ``listen`` has no sender to show; ``serve`` always shows one (None: unknown)
+_NO_SENDER: Any = object()
+
+
 class Printer:
     """Writes what arrives to stdout: JSON lines, or text (in node-ipc's theme colours on
     a terminal). A closed pipe (``| head``) ends the command quietly."""
@@ -290,13 +294,13 @@ class Printer:
         if self._on_broken is not None:
             self._on_broken()
 
-    def _from(self, record: dict[str, Any], sender: str | None) -> str:
-        if sender is None:
+    def _from(self, record: dict[str, Any], sender: Any) -> str:
+        if sender is _NO_SENDER:
             return ""
         record["from"] = sender
-        return self.paint("debug", f"[{sender}]") + " "
+        return self.paint("debug", f"[{'?' if sender is None else sender}]") + " "
 
-    def event(self, type: str, data: Any, sender: str | None = None) -> None:
+    def event(self, type: str, data: Any, sender: Any = _NO_SENDER) -> None:
         """An event: ``{"type", "data"[, "from"]}``, or ``[from] type data``."""
         record: dict[str, Any] = {"type": type, "data": data}
         prefix = self._from(record, sender)
@@ -306,7 +310,7 @@ class Printer:
             self.line(prefix + self.paint("variable", type) + " " +
                       self.paint("data", to_json(data)))
 
-    def raw(self, data: bytes, encoding: str, sender: str | None = None) -> None:
+    def raw(self, data: bytes, encoding: str, sender: Any = _NO_SENDER) -> None:
         """Raw-mode bytes: ``{"data": <bytes in --encoding>[, "from"]}``."""
         shown = raw_text(data, encoding)
         record: dict[str, Any] = {"data": shown}
@@ -444,8 +448,9 @@ class Stopper:
         return self.seen >= self.count
 
 
-def sender_of(socket: Any) -> str:
-    """How a server names the peer an event came from: its id, else its address."""
+def sender_of(socket: Any) -> str | None:
+    """How a server names the peer an event came from: the id it announced, else its
+    address (TCP, UDP); None for a Unix socket client that announced no id."""
     peer_id = getattr(socket, "id", None)
     if peer_id:
         return str(peer_id)
@@ -456,7 +461,7 @@ def sender_of(socket: Any) -> str:
     if isinstance(address, tuple) and len(address) >= 2:
         host = f"[{address[0]}]" if ":" in str(address[0]) else address[0]
         return f"{host}:{address[1]}"
-    return str(address)
+    return None
 
 
 # --- commands: serve ---------------------------------------------------------------------
@@ -514,7 +519,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     server.on("error", lambda exc: ipc.log("<warn>geventipc:</warn>", one_line(exc)))
     server.on("connect", lambda socket: ipc.log("<good>geventipc: client connected</good>"))
     server.on("socket.disconnected", lambda socket, peer_id: ipc.log(
-        "<notice>geventipc: client disconnected:</notice>", peer_id or sender_of(socket)))
+        "<notice>geventipc: client disconnected:</notice>",
+        peer_id or sender_of(socket) or "(no id)"))
     try:
         server.start()
     except OSError as exc:

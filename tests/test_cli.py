@@ -627,6 +627,7 @@ def test_nodeipc_wire_serve_and_emit(sock_dir, procs):
     event = json.loads(read_line(proc))
     assert event["type"] == "message"
     assert event["data"] == {"text": "über", "n": [0, "", False, None]}
+    assert event["from"] is None   # node-ipc's wire has no hello, a Unix socket no address
     # bytes cannot travel as node-ipc JSON: a clear usage error, nothing sent
     blob = cli("emit", "nodeish", "blob", '{"$hex": "00"}', "--wire", "node-ipc",
                "--socket-root", sock_dir)
