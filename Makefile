@@ -90,5 +90,24 @@ bench: $(BENCH_STAMP)
 bench-quick: $(BENCH_STAMP)
 	$(PY) -m bench.run --quick
 
+# Issue 3: a fuzz run of every decoder, bounded by FUZZ_SECONDS (default 120). Coverage-
+# guided with atheris where it installs (the 'fuzz' extra), else hypothesis at scale.
+# Findings go to $TMPDIR/geventipc-fuzz-findings and fail the target.
+FUZZ_SECONDS ?= 120
+
+fuzz: $(STAMP)
+	@$(PY) -c 'import atheris' 2>/dev/null || $(PY) -m pip install -q -e '.[fuzz]' \
+	  || echo "fuzz: atheris does not install here; fuzzing with hypothesis instead"
+	$(PY) fuzz/fuzz_decoders.py --seconds $(FUZZ_SECONDS)
+
+# Issue 3: SOAK_CLIENTS clients (half Unix, half TCP) exchanging with a server process for
+# SOAK_SECONDS with random disconnects; prints sent/received/lost and the server's RSS
+# over time; fails on any loss, reordering or memory growth. Not part of make test.
+SOAK_SECONDS ?= 60
+SOAK_CLIENTS ?= 20
+
+soak: $(STAMP)
+	$(PY) soak/soak.py --seconds $(SOAK_SECONDS) --clients $(SOAK_CLIENTS)
+
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis

@@ -14,6 +14,7 @@ setup(
     extras_require={
         "test": ["pytest>=7", "pytest-timeout>=2.1", "hypothesis>=6", "trustme>=1.1"],
         "bench": ["matplotlib>=3.7"],
+        "fuzz": ["atheris>=2.3"],
     },
     entry_points={"console_scripts": ["geventipc=geventipc.cli:main"]},
     classifiers=["Framework :: gevent", "Programming Language :: Python :: 3"],

@@ -337,3 +337,17 @@ def test_partial_frame_of_small_elements_growing_past_the_limit_is_refused(arena
     wait_closed(peer)
     assert sent <= 4 * LIMIT
     check_refused(srv, errors, exchange, MessageTooLargeError, "max_message_size=65536")
+
+
+@pytest.mark.parametrize("bad", [event("connect", "boo"), msgpack.packb(0)])
+def test_a_bad_frame_just_before_garbage_is_not_dispatched(arena, bad):
+    """Frames decoded ahead of a fault are dispatched, but only after the same checks."""
+    srv, errors, exchange = arena()
+    fired = []
+    srv.server.on("connect", lambda *args: len(args) == 2 and fired.append(args))
+    srv.server.on("note", lambda data, sock: fired.append(data))
+    peer = raw_peer(srv.server.path)
+    peer.sendall(event("note", 1) + bad + b"\xc1")
+    wait_closed(peer)
+    check_refused(srv, errors, exchange, ProtocolError)
+    assert fired == [1]

@@ -136,23 +136,38 @@ class MsgpackCodec:
                     break
             frames.extend(unpacker)
         except msgpack.BufferFull:
-            raise MessageTooLargeError(self._too_large(), frames) from None
+            raise MessageTooLargeError(self._too_large(), self._good_prefix(frames)) from None
         except ProtocolError as exc:
-            exc.frames = frames
+            exc.frames = self._good_prefix(frames)
             raise
         except Exception as exc:  # msgpack's ValueError family, StackError, TypeError
-            raise self._fault(exc, frames) from None
+            raise self._fault(exc, self._good_prefix(frames)) from None
         good = self.names.good
-        for index, frame in enumerate(frames):
-            if type(frame) is not list or len(frame) != 2 or frame[0] not in good:
+        try:
+            for index, frame in enumerate(frames):
+                if type(frame) is not list or len(frame) != 2 or frame[0] not in good:
+                    self._check(frame, frames, index)
+        except TypeError:   # an unhashable name (a list, a map): check each frame in full
+            for index, frame in enumerate(frames):
                 self._check(frame, frames, index)
         if frames:
-            # what is left (if anything) began in this read
-            self._open = size
+            # what is left (if anything) began in this read; capped at one read so that
+            # pieces bigger than read_size never make the check refuse a frame in the limit
+            self._open = size if size <= self.read_size else self.read_size
         elif carried + size > self._hard_limit:
             raise MessageTooLargeError(self._too_large())
         else:
             self._open = carried + size
+        return frames
+
+    def _good_prefix(self, frames: list[Any]) -> list[Any]:
+        """The frames before the first bad one: what decoded ahead of a fault is still
+        checked before anyone dispatches it."""
+        for index, frame in enumerate(frames):
+            try:
+                self._check(frame, frames, index)
+            except ProtocolError:
+                return frames[:index]
         return frames
 
     def _too_large(self) -> str:
