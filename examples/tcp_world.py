@@ -13,7 +13,7 @@ from geventipc import ipc
 
 ipc.config.id = "world"
 ipc.config.retry = 1500
-ipc.config.network_host = "127.0.0.1"
+ipc.config.network_host = "127.0.0.1"   # IPv4 loopback (the default, "localhost", may be ::1)
 if len(sys.argv) > 1:
     ipc.config.network_port = int(sys.argv[1])
 
