@@ -9,6 +9,7 @@ STAMP  := $(VENV)/.installed
 
 help:
 	@echo "make demo        a server and a client talking (Unix socket, then TCP), in colour"
+	@echo "make demo-tcp    only the TCP half of make demo"
 	@echo "make demo-udp    the seed's UDP world and hello examples talking, in colour"
 	@echo "make demo-tls    a mutual-TLS server and client talking (examples/tls)"
 	@echo "make test        install into .venv and run the test suite"
@@ -29,6 +30,10 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(PY) examples/demo.py
+
+# Only the TCP pair of make demo (examples/tcp_world.py and tcp_hello.py, a free port).
+demo-tcp: $(STAMP)
+	$(PY) examples/demo.py tcp
 
 # The seed's UDP World and Hello as two processes on two free UDP ports; hello exits
 # once world answers (or fails after 10 s), then world is stopped.

@@ -1,5 +1,6 @@
 """``make demo``: the world server and the hello client as two real processes, first over
 a Unix socket, then over TCP, with their coloured ``ipc.log`` output; exits by itself.
+``python examples/demo.py tcp`` (``make demo-tcp``) or ``unix`` runs only one pair.
 
 The processes use a fresh private socket root (``XDG_RUNTIME_DIR`` pointed at a new
 owner-only temp dir) and a free TCP port, so the demo never collides with a server that
@@ -67,20 +68,27 @@ def run(title: str, server: list, client: list, env: dict) -> int:
         time.sleep(0.05)  # let the pump thread print the server's last line
 
 
-def main() -> int:
-    """The Unix socket pair, then the TCP pair; 0 if both exchanges worked."""
+def main(which: str = "both") -> int:
+    """The Unix socket pair, then the TCP pair (or only ``which`` one of them); 0 if
+    the exchanges worked."""
+    if which not in ("both", "unix", "tcp"):
+        print("usage: demo.py [unix|tcp]", file=sys.stderr)
+        return 2
     root = tempfile.mkdtemp(prefix="geventipc-demo-")
     os.chmod(root, 0o700)
     env = dict(os.environ, XDG_RUNTIME_DIR=root, PYTHONUNBUFFERED="1")
     port = free_port()
+    rc = 0
     try:
-        rc = run("Unix socket: examples/world.py + examples/hello.py",
-                 [os.path.join(HERE, "world.py")], [os.path.join(HERE, "hello.py")],
-                 env)
-        rc = rc or run(f"TCP 127.0.0.1:{port}: examples/tcp_world.py + examples/tcp_hello.py",
-                       [os.path.join(HERE, "tcp_world.py"), str(port)],
-                       [os.path.join(HERE, "tcp_hello.py"), str(port)],
-                       env)
+        if which in ("both", "unix"):
+            rc = run("Unix socket: examples/world.py + examples/hello.py",
+                     [os.path.join(HERE, "world.py")], [os.path.join(HERE, "hello.py")],
+                     env)
+        if which in ("both", "tcp") and rc == 0:
+            rc = run(f"TCP 127.0.0.1:{port}: examples/tcp_world.py + examples/tcp_hello.py",
+                     [os.path.join(HERE, "tcp_world.py"), str(port)],
+                     [os.path.join(HERE, "tcp_hello.py"), str(port)],
+                     env)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     print("\n\033[1m== demo " + ("done ==\033[0m" if rc == 0 else "FAILED ==\033[0m"))
@@ -88,4 +96,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(*sys.argv[1:2]))
