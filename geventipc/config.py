@@ -35,6 +35,7 @@ class Option:
     doc: str
     choices: tuple[Any, ...] = ()
     minimum: float | None = None
+    maximum: float | None = None
 
     def check(self, value: Any) -> Any:
         """Return ``value`` if it suits this option, else raise ConfigError."""
@@ -48,6 +49,8 @@ class Option:
             raise ConfigError(f"config.{self.name} must be one of {self.choices}, not {value!r}")
         if self.minimum is not None and isinstance(value, (int, float)) and value < self.minimum:
             raise ConfigError(f"config.{self.name} must be >= {self.minimum}, not {value!r}")
+        if self.maximum is not None and isinstance(value, (int, float)) and value > self.maximum:
+            raise ConfigError(f"config.{self.name} must be <= {self.maximum}, not {value!r}")
         return value
 
 
@@ -61,7 +64,8 @@ OPTIONS: tuple[Option, ...] = (
            "directory of Unix sockets; None = a per-user, owner-only directory"),
     Option("id", socket.gethostname(), (str,), "this process's id (server name)"),
     Option("network_host", "localhost", (str,), "host for serve_net / connect_to_net"),
-    Option("network_port", 8000, (int,), "port for serve_net / connect_to_net", minimum=0),
+    Option("network_port", 8000, (int,), "port for serve_net / connect_to_net", minimum=0,
+           maximum=65535),
     Option("encoding", "utf8", (str,), "text encoding for raw_buffer mode",
            choices=("utf8", "utf-8", "ascii", "utf16le", "ucs2", "base64", "hex",
                     "latin1", "binary")),

@@ -63,6 +63,12 @@ def _is_config_key(key: str) -> bool:
     return True
 
 
+def _check_port(port: Any) -> None:
+    # the socket layer takes ports modulo 65536: 70000 would quietly mean 4464
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"port must be 0-65535, not {port!r}")
+
+
 def _is_str(value: Any) -> bool:
     return isinstance(value, str)
 
@@ -119,6 +125,7 @@ class IPC:
                            "callback": callable}, "serve_net")
         host = opts["host"] or config.network_host
         port = opts["port"] if opts["port"] is not None else config.network_port
+        _check_port(port)
         if opts["udp_type"] is not None:
             return self._new_udp_server(opts["callback"], host, port, opts["udp_type"],
                                         config)
@@ -195,6 +202,7 @@ class IPC:
                           "connect_to_net")
         host = opts["host"] or config.network_host
         port = opts["port"] if opts["port"] is not None else config.network_port
+        _check_port(port)
         return self._new_client(server_id, opts["callback"], config, host=host, port=port,
                                 ssl_context=self._tls("client", config))
 

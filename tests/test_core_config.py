@@ -203,3 +203,16 @@ def test_socket_root_with_or_without_trailing_slash():
     assert Config(socket_root="/var/run/x/").socket_path("world") == "/var/run/x/app.world"
     assert Config(socket_root="/var/run/x").socket_path("world") == "/var/run/x/app.world"
     assert Config(socket_root="/tmp/", appspace="my.").socket_path("w") == "/tmp/my.w"
+
+
+def test_ports_out_of_range_are_refused():
+    with pytest.raises(ConfigError, match="network_port"):
+        Config(network_port=70000)
+    with pytest.raises(ConfigError, match="network_port"):
+        Config(networkPort=-1)
+    ipc = IPC(silent=True)
+    with pytest.raises(ConfigError, match="0-65535"):
+        ipc.serve_net("127.0.0.1", 70000)            # would bind 4464 otherwise
+    with pytest.raises(ConfigError, match="0-65535"):
+        ipc.connect_to_net("world", 65536)
+    assert "world" not in ipc.of
