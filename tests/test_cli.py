@@ -816,3 +816,19 @@ def test_ctrl_c_ends_a_waiting_emit_with_130(sock_dir, procs):
     code, _out, err = finish(proc)
     assert code == 130
     assert "Traceback" not in err
+
+
+def test_the_shell_tour_example_runs():
+    if not os.path.exists(BIN):
+        pytest.skip("no installed console script")
+    result = gsubprocess.run(["bash", os.path.join(ROOT, "examples", "cli_tour.sh")],
+                             capture_output=True, text=True, timeout=60, cwd=ROOT,
+                             env=dict(ENV, GEVENTIPC=BIN))
+    assert result.returncode == 0, result.stderr
+    got = [json.loads(line.split("server got: ", 1)[1])
+           for line in result.stdout.splitlines() if "server got: " in line]
+    assert [(e["type"], e["data"]) for e in got] == [
+        ("greeting", {"from": "the shell", "n": [1, 2, 3]}), ("note", "no quotes needed"),
+        ("count", 1), ("count", 2), ("count", 3)]
+    for status in ("exit 1 (1: remote error", "exit 2 (2: usage)", "exit 1 (1: no server)"):
+        assert status in result.stdout
