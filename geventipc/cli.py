@@ -27,8 +27,8 @@ from gevent.event import Event
 from . import __version__
 from .config import Config
 from .errors import (
-    ConfigError, ConnectError, EncodeError, EventNameError, IPCError, NotConnectedError,
-    RemoteError, Timeout, UsageError,
+    AddressError, ConfigError, ConnectError, EncodeError, EventNameError, IPCError,
+    NotConnectedError, RemoteError, Timeout, UnsupportedError, UsageError,
 )
 from .ipc import IPC
 
@@ -1102,8 +1102,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                                         KeyboardInterrupt)
     try:
         return COMMANDS[args.command](args)
-    except (UsageError, ConfigError, EncodeError, EventNameError) as exc:
-        # bad options or input: the config, or DATA the wire cannot carry
+    except (UsageError, ConfigError, EncodeError, EventNameError, AddressError,
+            UnsupportedError) as exc:
+        # bad options or input: the config, an address, DATA the wire cannot carry
         return _fail(prog, one_line(exc), USAGE)
     except RemoteError as exc:
         return _fail(prog, f"remote error: {one_line(exc)}", FAILED)

@@ -537,6 +537,8 @@ def test_udp_serve_emit_request_describe(make_ipc, procs):
     assert json.loads(described.stdout) == {"listen": {}, "broadcast": {}}
     missing = cli("request", address, "nothing", "--timeout", "2")
     one_error_line(missing, 1, "NoHandlerError")
+    huge = cli("emit", address, "big", json.dumps("x" * 70000))
+    one_error_line(huge, 2, "datagram")     # too big for one datagram: nothing sent
 
     # request/reply against a UDP server in this process
     ipc = make_ipc("udp-world")
