@@ -181,6 +181,9 @@ def test_top_level_help_version_and_python_dash_m():
     (("emit", "world", "message", "--tls-ca", os.path.join(ROOT, "setup.py")),
      ["TLS works over TCP"]),
     (("serve", "tls://127.0.0.1:0"), ["--tls-cert"]),
+    (("serve", "--tcp", "127.0.0.1:0", "--tls-cert", "setup.py", "--tls-key", "setup.py"),
+     ["cannot load certificate"]),
+    (("emit", "tls://127.0.0.1:1", "m", "--tls-ca", "setup.py"), ["trustedConnections"]),
 ])
 def test_usage_errors_exit_2_with_one_line(args, words, sock_dir):
     result = cli(*args, "--socket-root", sock_dir) if args else cli()
