@@ -914,6 +914,9 @@ HELP = {
 ADDRESS is a server id, a Unix socket path, tcp://HOST:PORT or udp://HOST:PORT (port 0:
 any free port; the chosen one is logged). Events are printed to stdout: coloured text on a
 terminal, JSON lines {"type", "data", "from"} when piped or with --json. Logs go to stderr.
+Runs until interrupted, until --count events arrived, or for --timeout seconds. TLS: --tcp
+with --tls-cert and --tls-key; add --tls-ca to require client certificates from that CA
+(mutual TLS). With --raw, each chunk of bytes is printed in --encoding.
 
 examples:
   geventipc serve world                       # Unix socket, server id "world"
