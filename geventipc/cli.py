@@ -361,6 +361,8 @@ def make_ipc(args: argparse.Namespace, server_id: str | None = None, serving: bo
     if args.raw:
         values["raw_buffer"] = True
     if args.encoding is not None:
+        if not args.raw:
+            raise UsageError("--encoding is raw mode's: add --raw")
         values["encoding"] = args.encoding
     tls = tls_settings(args, serving)
     if tls:

@@ -176,6 +176,7 @@ def test_top_level_help_version_and_python_dash_m():
     (("emit", "world", "message", "--timeout", "0"), ["more than 0"]),
     (("emit", "world", "message", "--wire", "json"), ["invalid choice"]),
     (("serve",), ["exactly one"]),
+    (("emit", "world", "m", "--encoding", "hex"), ["add --raw"]),
     (("serve", "world", "--tcp", "127.0.0.1:1"), ["exactly one"]),
     (("emit", "world", "message", "--tls-ca", "/nonexistent.pem"), ["does not exist"]),
     (("emit", "world", "message", "--tls-ca", os.path.join(ROOT, "setup.py")),
