@@ -15,6 +15,7 @@ help:
 	@echo "make test        install into .venv and run the test suite"
 	@echo "make node-deps   the real node-ipc (9.2.1, 14.0.0) for the interop tests"
 	@echo "make demo-node   Python and Node.js node-ipc talking (examples/nodejs)"
+	@echo "make demo-cli    a tour of the geventipc command line (examples/cli_tour.sh)"
 	@echo "make bench       the W1-W4 benchmarks against the hand-written floor"
 	@echo "make bench-quick a one-minute subset of make bench"
 	@echo "make fuzz        a bounded fuzz run of the decoders"
@@ -42,6 +43,12 @@ demo-udp: $(STAMP)
 	$(PY) examples/udp_world.py $$1 & world=$$!; \
 	status=0; $(PY) examples/udp_hello.py $$1 $$2 || status=$$?; \
 	kill $$world 2>/dev/null; wait $$world; exit $$status
+
+# A tour of the geventipc command line: serve, emit, describe and the exit statuses, in a
+# private temp socket directory (examples/cli_tour.sh; docs/cli.md).
+.PHONY: demo-cli
+demo-cli: $(STAMP)
+	GEVENTIPC=$(VENV)/bin/geventipc bash examples/cli_tour.sh
 
 # The mutual-TLS server and client of examples/tls as two processes on a free port; the
 # certificates are made with trustme on first run, into an owner-only temp directory.
