@@ -76,10 +76,12 @@ def _line(proc: subprocess.Popen[str], prefix: str, timeout: float) -> str:
             return line[len(prefix):].strip()
 
 
-def _stop(proc: subprocess.Popen[str]) -> None:
-    if proc.poll() is None:
+def _stop(proc: subprocess.Popen[str], grace: float = 0.0) -> None:
+    try:
+        proc.wait(grace)   # a process that has reported ends by itself (and saves profiles)
+    except subprocess.TimeoutExpired:
         proc.kill()
-    proc.wait(10)
+        proc.wait(10)
     for stream in (proc.stdout, proc.stderr):
         if stream is not None:
             stream.close()
@@ -99,6 +101,8 @@ def run_once(impl: str, workload: str, transport: str, params: dict[str, Any],
                         params)
         client_result = json.loads(_line(client, "RESULT", timeout))
         server_result = json.loads(_line(server, "RESULT", timeout))
+        for proc in (client, server):
+            _stop(proc, 10)
         return server_result, client_result
     finally:
         for proc in (client, server):

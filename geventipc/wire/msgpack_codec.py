@@ -23,6 +23,14 @@ READ_SIZE = 256 * 1024
 #: nesting depth past which msgpack's compiled unpacker raises StackError
 MAX_DEPTH = 1024
 
+#: reads up to this size find their last frame's end exactly (a few frames at most)
+EXACT_BELOW = 4096
+#: msgpack.Unpacker's own buffer starts at 1 MiB; one that held more is freed, not pooled
+_POOLED_UP_TO = 1024 * 1024
+#: idle unpackers kept for reuse, per max_message_size
+_POOL_SIZE = 64
+_POOLS: dict[int, list[Any]] = {}
+
 REPLY_OK = 0
 REPLY_ERROR = 1
 REPLY_NO_HANDLER = 2
@@ -47,6 +55,12 @@ class MsgpackCodec:
     per-frame work. ``buffered`` is therefore an upper bound (the bytes since the start of
     the last read that finished a frame; 0 means no frame can be pending) and
     :meth:`incomplete` gives the exact answer when the slowloris timer needs it.
+
+    Memory: a ``msgpack.Unpacker`` weighs about 40 KiB (its decode stack is built in), so
+    a codec holds one only while it may be inside a frame. A small read (the usual case
+    for a quiet connection: a hello, a request) is decoded frame by frame with the exact
+    end of its last frame; when that is the end of the data, no frame is pending and the
+    unpacker goes back to a shared pool. Busy connections keep theirs.
     """
 
     name = "msgpack"
@@ -54,12 +68,27 @@ class MsgpackCodec:
     framed = True
 
     __slots__ = ("names", "max_message_size", "read_size", "_unpacker", "_fed", "_pack",
-                 "_open", "_hard_limit")
+                 "_open", "_hard_limit", "_big")
 
     def __init__(self, names: EventNames, max_message_size: int = 16 * 1024 * 1024) -> None:
         self.names = names
         self.max_message_size = max_message_size
-        self._unpacker = msgpack.Unpacker(
+        self._unpacker: Any = None   # taken from the pool at the first byte
+        self._big = False            # the unpacker's buffer grew past its first size
+        # Reading no more than the limit at once means a frame that fits in one read is
+        # within the limit, so only frames spanning reads need measuring.
+        self.read_size = min(READ_SIZE, max_message_size)
+        self._fed = 0
+        self._open = 0
+        # ``_open`` overstates a pending frame by at most one read, so only past this is
+        # a frame certainly over the limit: frames up to the limit always pass, and a peer
+        # never makes us hold more than the limit plus one read.
+        self._hard_limit = max_message_size + self.read_size
+        self._pack = _PACKER.pack
+
+    def _new_unpacker(self) -> Any:
+        max_message_size = self.max_message_size
+        return msgpack.Unpacker(
             raw=False,
             use_list=True,
             strict_map_key=False,
@@ -71,16 +100,26 @@ class MsgpackCodec:
             max_map_len=max(16, max_message_size // 8),
             max_ext_len=0,
         )
-        # Reading no more than the limit at once means a frame that fits in one read is
-        # within the limit, so only frames spanning reads need measuring.
-        self.read_size = min(READ_SIZE, max_message_size)
-        self._fed = 0
-        self._open = 0
-        # ``_open`` overstates a pending frame by at most one read, so only past this is
-        # a frame certainly over the limit: frames up to the limit always pass, and a peer
-        # never makes us hold more than the limit plus one read.
-        self._hard_limit = max_message_size + self.read_size
-        self._pack = _PACKER.pack
+
+    def _acquire(self) -> Any:
+        """An unpacker at a frame boundary with nothing held: pooled, or new."""
+        try:
+            unpacker = _POOLS[self.max_message_size].pop()
+        except (KeyError, IndexError):   # none idle (safe against other threads' hubs too)
+            unpacker = self._new_unpacker()
+        self._unpacker = unpacker
+        self._fed = unpacker.tell()   # ``_fed`` counts in the unpacker's own offsets
+        return unpacker
+
+    def _release(self) -> None:
+        """At an exact frame boundary: hand the unpacker back (it holds no state)."""
+        unpacker, self._unpacker = self._unpacker, None
+        if self._big:
+            self._big = False   # its grown buffer is freed with it
+            return
+        pool = _POOLS.setdefault(self.max_message_size, [])
+        if len(pool) < _POOL_SIZE:
+            pool.append(unpacker)
 
     # --- decoding ----------------------------------------------------------------------
 
@@ -98,7 +137,7 @@ class MsgpackCodec:
         True means closing the connection (the ``message_timeout`` check).
         """
         unpacker = self._unpacker
-        if not self._open:
+        if not self._open or unpacker is None:
             return False
         if self._fed > unpacker.tell():
             return True   # bytes held back: a header or str/bin body is incomplete
@@ -120,21 +159,36 @@ class MsgpackCodec:
         passes ``max_message_size`` (see ``_hard_limit`` for frames spanning reads).
         """
         unpacker = self._unpacker
+        if unpacker is None:
+            unpacker = self._acquire()
         size = len(data)
         start = self._fed
         carried = self._open
         self._fed += size
         frames: list[list[Any]] = []
+        end = -1   # where the last frame ended, when known (-1: not known)
         try:
             unpacker.feed(data)
             if carried:
+                if carried + size > _POOLED_UP_TO:
+                    self._big = True
                 # the first frame began in an earlier read: only now is its size known
                 for frame in unpacker:
-                    if carried + unpacker.tell() - start > self._hard_limit:
+                    end = unpacker.tell()
+                    if carried + end - start > self._hard_limit:
                         raise MessageTooLargeError(self._too_large())
                     frames.append(frame)
                     break
-            frames.extend(unpacker)
+            if size <= EXACT_BELOW:
+                tell = unpacker.tell
+                for frame in unpacker:
+                    frames.append(frame)
+                    end = tell()
+            else:
+                known = len(frames)
+                frames.extend(unpacker)
+                if len(frames) != known:
+                    end = -1
         except msgpack.BufferFull:
             raise MessageTooLargeError(self._too_large(), self._good_prefix(frames)) from None
         except ProtocolError as exc:
@@ -150,7 +204,11 @@ class MsgpackCodec:
         except TypeError:   # an unhashable name (a list, a map): check each frame in full
             for index, frame in enumerate(frames):
                 self._check(frame, frames, index)
-        if frames:
+        if end == self._fed:
+            # the last frame ends where the data does: nothing is pending at all
+            self._open = 0
+            self._release()
+        elif frames:
             # what is left (if anything) began in this read; capped at one read so that
             # pieces bigger than read_size never make the check refuse a frame in the limit
             self._open = size if size <= self.read_size else self.read_size
