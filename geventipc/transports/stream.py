@@ -326,9 +326,15 @@ class StreamConnection:
                 if not whole:
                     self._partial = None
                 elif self._wbuf:
-                    data = b"".join(self._wbuf)
-                    self._wbuf = []
-                    self._wbytes = 0
+                    wbuf = self._wbuf
+                    if len(wbuf[0]) >= FLUSH_AT:
+                        # a large frame goes as it is: joining would copy it once more
+                        data = wbuf.pop(0)
+                        self._wbytes -= len(data)
+                    else:
+                        data = b"".join(wbuf)
+                        self._wbuf = []
+                        self._wbytes = 0
                 else:
                     break
                 view = memoryview(data)
