@@ -4,7 +4,8 @@
   take one back at their next byte: many connections fed in interleaved pieces, split
   anywhere, still decode exactly their own frames, in order.
 * A connection at a frame boundary holds no unpacker (the idle-memory target); one inside
-  a frame keeps its own, so nothing pending is ever lost or shared.
+  a frame keeps its own, so nothing pending is ever lost or shared; one whose unpacker
+  grew for large frames keeps it.
 * Frames larger than a small read, mixed with small ones, cross real sockets whole.
 """
 from __future__ import annotations
@@ -67,7 +68,7 @@ def test_a_read_ending_inside_the_next_frame_keeps_it():
     assert codec.feed(second[3:]) == [["m", [1, 2, 3]]]
 
 
-def test_an_unpacker_that_grew_for_a_large_frame_is_not_pooled():
+def test_an_unpacker_that_grew_for_a_large_frame_stays_with_its_connection():
     codec = MsgpackCodec(EventNames())
     blob = msgpack.packb(["m", b"\0" * (3 * 1024 * 1024)])
     got = []
@@ -76,12 +77,11 @@ def test_an_unpacker_that_grew_for_a_large_frame_is_not_pooled():
         got.extend(codec.feed(blob[start:start + 256 * 1024]))
         grown = grown or codec._unpacker
     assert len(got) == 1 and len(got[0][1]) == 3 * 1024 * 1024
-    assert codec._unpacker is None               # the frame ended where the data did
     tail = msgpack.packb(["m", 2])
-    assert codec.feed(tail) == [["m", 2]]
-    assert codec._unpacker is None
+    assert codec.feed(tail) == [["m", 2]]        # ends on a boundary, yet...
+    assert codec._unpacker is grown              # ...a connection of large frames keeps it
     pool = msgpack_codec._POOLS.get(codec.max_message_size, [])
-    assert not any(u is grown for u in pool)     # the grown one was freed, not pooled
+    assert not any(u is grown for u in pool)     # and it never reaches the pool
 
 
 def test_large_and_small_frames_cross_real_sockets_whole(make_ipc):

@@ -25,7 +25,7 @@ MAX_DEPTH = 1024
 
 #: reads up to this size find their last frame's end exactly (a few frames at most)
 EXACT_BELOW = 4096
-#: msgpack.Unpacker's own buffer starts at 1 MiB; one that held more is freed, not pooled
+#: msgpack.Unpacker's own buffer starts at 1 MiB; one that held more stays with its codec
 _POOLED_UP_TO = 1024 * 1024
 #: idle unpackers kept for reuse, per max_message_size
 _POOL_SIZE = 64
@@ -112,11 +112,14 @@ class MsgpackCodec:
         return unpacker
 
     def _release(self) -> None:
-        """At an exact frame boundary: hand the unpacker back (it holds no state)."""
-        unpacker, self._unpacker = self._unpacker, None
+        """At an exact frame boundary: hand the unpacker back (it holds no state).
+
+        One whose buffer grew stays: this connection carries large frames, and a fresh
+        unpacker would fault its buffer in again for each of them.
+        """
         if self._big:
-            self._big = False   # its grown buffer is freed with it
             return
+        unpacker, self._unpacker = self._unpacker, None
         pool = _POOLS.setdefault(self.max_message_size, [])
         if len(pool) < _POOL_SIZE:
             pool.append(unpacker)
