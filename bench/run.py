@@ -239,6 +239,25 @@ def table(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def markdown(report: dict[str, Any]) -> str:
+    """The table of a report in Markdown (for docs/benchmarks.md)."""
+    lines = ["| workload | transport | geventipc | floor | geventipc / floor | target | met |",
+             "|---|---|---|---|---|---|---|"]
+    for row in report["rows"]:
+        gipc, floor, target = row["gipc"]["value"], row["floor"]["value"], row["target"]
+        met = ""
+        if target is not None:
+            ok = gipc >= target if row["better"] == "higher" else gipc <= target
+            met = "yes" if ok else "**no**"
+        label = row["label"]
+        if "p99" in row["gipc"]:
+            label += f" (p99 {row['gipc']['p99']:.0f} / {row['floor']['p99']:.0f})"
+        lines.append(f"| {label} | {row['transport']} | {_fmt(gipc, row['unit'])} | "
+                     f"{_fmt(floor, row['unit'])} | {row['ratio']:.2f} | "
+                     f"{'' if target is None else _fmt(target, row['unit'])} | {met} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmarks; print the table; write results and the plot."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -248,7 +267,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--transports", default="unix,tcp")
     parser.add_argument("--out", default=os.path.join(RESULTS, "latest.json"))
     parser.add_argument("--plot", default=os.path.join(ROOT, "bench", "report.png"))
+    parser.add_argument("--markdown", action="store_true",
+                        help="also print the table in Markdown")
+    parser.add_argument("--from-json", metavar="PATH",
+                        help="print (and plot) a saved report instead of running")
     args = parser.parse_args(argv)
+    if args.from_json:
+        with open(args.from_json, encoding="utf-8") as saved:
+            report = json.load(saved)
+        print(table(report))
+        if args.markdown:
+            print("\n" + markdown(report))
+        return 0
     runs = args.runs or (1 if args.quick else 3)
     scale = 0.25 if args.quick else 1.0
     only = set(args.only.split(",")) if args.only else None
@@ -291,6 +321,8 @@ def main(argv: list[str] | None = None) -> int:
     report["load_after"] = os.getloadavg()[0]
     text = table(report)
     print(text)
+    if args.markdown:
+        print("\n" + markdown(report))
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w", encoding="utf-8") as out:
         json.dump(report, out, indent=1)
