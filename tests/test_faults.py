@@ -282,3 +282,42 @@ def test_server_stop_and_restart_in_process(make_ipc, sock_dir):
     wait_until(lambda: len(got) == 200, message="the events queued while away")
     gevent.sleep(0.1)
     assert got == list(range(200))
+
+
+SLOW_ACKING_SERVER = """
+    import sys, gevent
+    from geventipc import IPC
+    ipc = IPC(id="world", silent=True)
+    ipc.serve_net("127.0.0.1", int(sys.argv[1]))
+    count = [0]
+    def blob(data, sock):
+        count[0] += 1
+        sock.emit("ack", data[0])
+        if count[0] % 20 == 0:
+            gevent.sleep(0.002)   # a server slower than its client
+    ipc.server.on("blob", blob)
+    ipc.server.on("socket.disconnected", lambda sock, sid: print(count[0], flush=True))
+    ipc.server.on("start", lambda: print("ready", flush=True))
+    ipc.server.serve_forever()
+"""
+
+
+def test_disconnect_over_tcp_delivers_what_was_queued_despite_unread_input(make_ipc):
+    """disconnect() closes after sending what is queued. Over TCP a plain close() with
+    unread input (the server's acks) makes the kernel reset the connection and throw away
+    what it had not sent yet; the close must wait for the server's side instead."""
+    port = free_port()
+    proc = python_process(SLOW_ACKING_SERVER, str(port))
+    try:
+        assert read_line(proc) == "ready"
+        hello = make_ipc("hello")
+        client = hello.connect_to_net("world", "127.0.0.1", port)
+        client.wait_connected(5)
+        for n in range(2000):
+            client.emit("blob", [n, b"x" * 10000])
+            if n % 100 == 0:
+                gevent.sleep(0)
+        hello.disconnect("world")
+        assert int(read_line(proc, timeout=20)) == 2000
+    finally:
+        stop_process(proc)

@@ -34,6 +34,9 @@ from ..wire.msgpack_codec import READ_SIZE
 
 #: queued bytes at which a write flushes at once instead of waiting for the hub
 FLUSH_AT = 128 * 1024
+
+#: seconds a gracefully closed connection waits for the peer to close its side
+LINGER = 2.0
 #: bytes read at once between frames (see ``run``); frames larger than this read in full
 BATCH_READ = 16 * 1024
 
@@ -58,7 +61,7 @@ class StreamConnection:
         "max_pending_bytes", "overflow_policy", "message_timeout",
         "_on_frames", "_on_close", "_loop", "_raw_send", "_wbuf", "_wbytes", "_pending",
         "_partial", "_writer", "_flush_scheduled", "_closing", "_closed", "_reason",
-        "_drained", "_partial_since", "_timer", "_finished", "__weakref__",
+        "_drained", "_partial_since", "_timer", "_finished", "_linger", "__weakref__",
     )
 
     def __init__(self, sock: Any, codec: Any, names: Any, *, address: Any = None,
@@ -103,6 +106,7 @@ class StreamConnection:
         self._drained: Event | None = None
         self._partial_since = 0.0
         self._timer: Any = None
+        self._linger: Any = None   # timer bounding a graceful close
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
@@ -357,7 +361,7 @@ class StreamConnection:
             if self._drained is not None:
                 self._drained.set()
         if self._closing and not self._closed:
-            self._shutdown()
+            self._close_gracefully()
 
     def take_unsent(self) -> list[bytes]:
         """Whole frames never handed to the kernel (for a client to resend after
@@ -377,7 +381,28 @@ class StreamConnection:
         if self._pending and self._writer is None and self._wbuf:
             self._writer = gevent.spawn(self._drain)
         if self._writer is None:
+            self._close_gracefully()
+
+    def _close_gracefully(self) -> None:
+        """Everything queued is with the kernel: send FIN after it, and close once the
+        peer has closed its side too (at most ``LINGER`` s later).
+
+        Closing at once would lose data over TCP: with input still unread, the kernel
+        answers close() with a reset and throws away what it had not yet sent.
+        """
+        if self._closed or self._linger is not None:
+            return
+        if self._raw_send is None:   # TLS: shutdown() would drop the TLS layer itself
             self._shutdown()
+            return
+        try:
+            self.sock.shutdown(gsocket.SHUT_WR)
+        except OSError:
+            self._shutdown()
+            return
+        # the read loop goes on until the peer's EOF, then closes; this bounds the wait
+        self._linger = self._loop.timer(LINGER)
+        self._linger.start(self._shutdown)
 
     def abort(self, reason: BaseException | None = None) -> None:
         """Close at once, dropping anything queued; ``reason`` is reported on close."""
@@ -392,6 +417,8 @@ class StreamConnection:
         self._closed = True
         if self._timer is not None:
             self._timer.stop()
+        if self._linger is not None:
+            self._linger.stop()
         try:
             self.sock.close()
         except OSError:
