@@ -460,3 +460,28 @@ def test_reconnect_example():
     assert got == ["0", "1", "2", "3", "4"]      # once each, in order, across the restart
     assert "queued while away: 3" in run.stderr
     assert run.stderr.count("second server got") == 3
+
+
+def readme_python_blocks():
+    import re
+    text = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
+    return re.findall(r"```python\n(.*?)```", text, re.S)
+
+
+def test_readme_quick_start_runs(runtime_dir):
+    """The README's first two Python blocks (the quick start) work as they are."""
+    world_code, hello_code = readme_python_blocks()[:2]
+    assert "ipc.serve(started)" in world_code and 'ipc.connect_to("world"' in hello_code
+    env = dict(os.environ, **runtime_env(runtime_dir))
+    world = subprocess.Popen([sys.executable, "-c", world_code], cwd=ROOT, env=env,
+                             stderr=subprocess.PIPE)
+    try:
+        wait_until(lambda: os.path.exists(f"{runtime_dir}geventipc-{os.getuid()}/app.world"),
+                   timeout=10, message="the quick-start server")
+        hello = subprocess.run([sys.executable, "-c", hello_code], cwd=ROOT, env=env,
+                               capture_output=True, text=True, timeout=20)
+        assert hello.returncode == 0, hello.stderr
+        assert "got a message from world: hello world!" in hello.stderr
+    finally:
+        stop_process(world)
+    assert "got a message: hello" in world.stderr.read().decode()
