@@ -216,3 +216,13 @@ def test_ports_out_of_range_are_refused():
     with pytest.raises(ConfigError, match="0-65535"):
         ipc.connect_to_net("world", 65536)
     assert "world" not in ipc.of
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to plant another user's directory")
+def test_default_socket_root_refuses_another_users_directory(monkeypatch, tmp_path):
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    planted = tmp_path / f"geventipc-{os.getuid()}"
+    planted.mkdir(mode=0o700)
+    os.chown(planted, 65534, 65534)              # nobody: an attacker's directory
+    with pytest.raises(InsecureSocketRootError, match="owner-only"):
+        default_socket_root()
