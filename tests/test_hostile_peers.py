@@ -26,8 +26,8 @@ TIMEOUT_MS = 300
 class Exchange:
     """A healthy client pinging the server every few ms and checking each pong."""
 
-    def __init__(self, make_ipc, server_ipc) -> None:
-        self.ipc = make_ipc("healthy")
+    def __init__(self, make_ipc, server_ipc, **config) -> None:
+        self.ipc = make_ipc("healthy", **config)
         self.sent = 0
         self.pongs: list[int] = []
         self.errors: list[BaseException] = []
@@ -43,7 +43,7 @@ class Exchange:
         self.disconnects += 1
 
     def _run(self) -> None:
-        while True:
+        while not self.client.destroyed:
             self.client.emit("ping", self.sent)
             self.sent += 1
             gevent.sleep(0.002)
@@ -67,9 +67,15 @@ def arena(make_ipc):
         srv.serve()
         errors: list[BaseException] = []
         srv.server.on("error", errors.append)
-        srv.server.on("ping", lambda n, sock: srv.server.emit(sock, "pong", n))
+        srv.healthy = set()   # the server side of the healthy client's connection
+
+        def ping(n, sock):
+            srv.healthy.add(sock)
+            srv.server.emit(sock, "pong", n)
+
+        srv.server.on("ping", ping)
         srv.server.start()
-        exchange = Exchange(make_ipc, srv)
+        exchange = Exchange(make_ipc, srv, **{k: v for k, v in config.items() if k == "wire"})
         wait_until(lambda: len(exchange.pongs) > 5, message="the exchange to start")
         return srv, errors, exchange
     return build
@@ -99,8 +105,7 @@ def check_refused(srv, errors, exchange, kind, *words) -> BaseException:
     assert isinstance(exc, kind), repr(exc)
     for word in words:
         assert word in str(exc), (word, str(exc))
-    healthy = [s for s in srv.server.sockets if s.id == "healthy"]
-    assert healthy and exc.socket is not healthy[0]
+    assert len(srv.healthy) == 1 and exc.socket not in srv.healthy
     exchange.finish()
     return exc
 
@@ -351,3 +356,58 @@ def test_a_bad_frame_just_before_garbage_is_not_dispatched(arena, bad):
     wait_closed(peer)
     check_refused(srv, errors, exchange, ProtocolError)
     assert fired == [1]
+
+
+# --- the same limits on node-ipc's JSON wire ----------------------------------------------
+
+
+def json_frame(name, data=None) -> bytes:
+    import json
+    return json.dumps({"type": name, "data": data}).encode() + b"\f"
+
+
+def trickle(peer, data: bytes, pause: float) -> None:
+    with gevent.Timeout(5, AssertionError("slowloris peer never cut off")):
+        for byte in data:
+            try:
+                peer.sendall(bytes([byte]))
+            except OSError:
+                return
+            gevent.sleep(pause)
+
+
+def grow(peer, head: bytes, piece: bytes, most: int) -> None:
+    sent = 0
+    try:
+        peer.sendall(head)
+        while sent < most:
+            peer.sendall(piece)
+            sent += len(piece)
+            gevent.sleep(0.001)
+    except OSError:
+        pass
+
+
+@pytest.mark.parametrize("attack, kind, words", [
+    (lambda p: p.sendall(b"\x00\xff{{{\f"), ProtocolError, ("not valid",)),
+    (lambda p: p.sendall(b"[1, 2]\f"), ProtocolError, ("JSON object",)),
+    (lambda p: p.sendall(json_frame("note", "x" * (LIMIT + 10))), MessageTooLargeError,
+     ("max_message_size=65536",)),
+    (lambda p: grow(p, b'{"type":"note","data":"', b"y" * 8192, 8 * LIMIT),
+     MessageTooLargeError, ("max_message_size=65536",)),
+    (lambda p: trickle(p, json_frame("note", "z" * 100), 0.05),
+     IncompleteMessageTimeoutError, ("message_timeout",)),
+    (lambda p: p.sendall(b'{"type":"note","data":' + b"[" * 5000 + b"]" * 5000 + b"}\f"),
+     ProtocolError, ()),
+    (lambda p: p.sendall(json_frame("connect", 1)), ForbiddenEventError, ("reserved",)),
+    (lambda p: p.sendall(json_frame("n" * 257, 1)), ForbiddenEventError,
+     ("max_event_name_length=256",)),
+    (lambda p: p.sendall(json_frame("steal", 1)), ForbiddenEventError, ("allowed_events",)),
+], ids=["garbage", "not-an-object", "oversized", "growing", "slowloris", "deep",
+        "reserved", "too-long", "not-allowed"])
+def test_node_ipc_wire_refuses_hostile_peers(arena, attack, kind, words):
+    srv, errors, exchange = arena(wire="node-ipc", allowed_events=["ping", "pong", "note"])
+    peer = raw_peer(srv.server.path)
+    attack(peer)
+    wait_closed(peer)
+    check_refused(srv, errors, exchange, kind, *words)
