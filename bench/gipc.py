@@ -20,9 +20,11 @@ from .common import TEXT, now, parse_address, raise_fd_limit, ready, result, rss
 from . import floor
 
 
-def _ipc(name: str, addr: str, transport: str, clients: int = 1) -> IPC:
+def _ipc(name: str, addr: str, transport: str, clients: int = 1,
+         wire: str = "msgpack") -> IPC:
     root = os.path.dirname(addr) if transport == "unix" else tempfile.gettempdir()
-    return IPC(id=name, socket_root=root, silent=True, max_connections=max(100, clients + 16))
+    return IPC(id=name, socket_root=root, silent=True, max_connections=max(100, clients + 16),
+               wire=wire)
 
 
 def _serve(ipc: IPC, transport: str, addr: str) -> Any:
@@ -47,7 +49,7 @@ def server(workload: str, transport: str, addr: str, params: dict[str, Any]) -> 
     clients = params.get("c", 1)
     if workload == "idle":
         raise_fd_limit(clients + 256)
-    ipc = _ipc("world", addr, transport, clients)
+    ipc = _ipc("world", addr, transport, clients, params.get("wire", "msgpack"))
     server = _serve(ipc, transport, addr)
     gone = Event()
     server.on("socket.disconnected", lambda socket, id: gone.set() if not server.sockets
@@ -152,7 +154,7 @@ def client(workload: str, transport: str, addr: str, params: dict[str, Any]) -> 
     if workload == "w3":
         _client_w3(transport, addr, params)
         return
-    ipc = _ipc("hello", addr, transport)
+    ipc = _ipc("hello", addr, transport, wire=params.get("wire", "msgpack"))
     client = _connect(ipc, "world", transport, addr)
     client.wait_connected(30)
     if workload == "w2":
@@ -173,7 +175,8 @@ def _client_stream(client: Any, params: dict[str, Any]) -> None:
         for i in range(n):
             emit("m", {"i": i, "p": TEXT})
     else:
-        blob = b"\x00" * size
+        # the node-ipc JSON wire carries no bytes: a 1 MiB string there
+        blob = b"\x00" * size if params.get("wire", "msgpack") == "msgpack" else "x" * size
         for _ in range(n):
             emit("m", blob)
     done.wait(300)
@@ -208,7 +211,7 @@ def _client_w2(client: Any, params: dict[str, Any]) -> None:
 def _client_w3(transport: str, addr: str, params: dict[str, Any]) -> None:
     clients, n = params["c"], params["n"]
     raise_fd_limit(clients + 256)
-    ipc = _ipc("hello", addr, transport)
+    ipc = _ipc("hello", addr, transport, wire=params.get("wire", "msgpack"))
     state = [0, 0, 0.0]   # clients done, events out of order, end time
     done = Event()
 

@@ -40,6 +40,9 @@ CASES: list[tuple[str, str, dict[str, Any], str, str, float | None]] = [
     ("W4 1 MiB blobs MB/s", "w4", {}, "MB/s", "higher", 2_000),
 ]
 IDLE_TARGET = 40 * 1024   # bytes per idle server connection
+#: node-ipc 14.0.0's own figures from issue 4 (Unix socket, its JSON wire): the target for
+#: geventipc on the node-ipc wire
+NODE_IPC_14 = {"w1": 555_000, "w2": 66, "w3": 473_000, "w4": 57}
 
 
 class BenchError(RuntimeError):
@@ -155,11 +158,11 @@ def params_for(workload: str, extra: dict[str, Any], scale: float) -> dict[str, 
 
 
 def measure(workload: str, transport: str, params: dict[str, Any], runs: int,
-            log: Any = print) -> dict[str, dict[str, Any]]:
+            log: Any = print, impls: tuple[str, ...] = IMPLS) -> dict[str, dict[str, Any]]:
     """Median figures of ``runs`` alternating runs of geventipc and the floor."""
-    figures: dict[str, list[dict[str, float]]] = {impl: [] for impl in IMPLS}
+    figures: dict[str, list[dict[str, float]]] = {impl: [] for impl in impls}
     for _ in range(runs):
-        for impl in IMPLS:
+        for impl in impls:
             server, client = run_once(impl, workload, transport, params)
             figures[impl].append(figure(workload, params, server, client))
             log(f"  {impl}: {figures[impl][-1]['value']:,.1f}", file=sys.stderr, flush=True)
@@ -258,6 +261,23 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def node_wire(runs: int, scale: float) -> list[str]:
+    """geventipc on the node-ipc JSON wire (Unix), against node-ipc 14's own figures."""
+    lines = ["geventipc on the node-ipc JSON wire (Unix) vs node-ipc 14.0.0 (issue 4):",
+             "  workload                       geventipc    node-ipc 14  met"]
+    for label, workload, extra, unit, better, _target in CASES:
+        if extra.get("c") == 100:
+            continue
+        params = params_for(workload, dict(extra, wire="node-ipc"), scale)
+        print(f"{label} on the node-ipc wire ...", file=sys.stderr, flush=True)
+        value = measure(workload, "unix", params, runs, impls=("gipc",))["gipc"]["value"]
+        theirs = NODE_IPC_14[workload]
+        met = value >= theirs if better == "higher" else value <= theirs
+        lines.append(f"  {label:<30} {_fmt(value, unit):<12} {_fmt(theirs, unit):<12} "
+                     f"{'yes' if met else 'NO'}")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmarks; print the table; write results and the plot."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -267,6 +287,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--transports", default="unix,tcp")
     parser.add_argument("--out", default=os.path.join(RESULTS, "latest.json"))
     parser.add_argument("--plot", default=os.path.join(ROOT, "bench", "report.png"))
+    parser.add_argument("--node-wire", action="store_true",
+                        help="only geventipc on the node-ipc JSON wire vs node-ipc 14")
     parser.add_argument("--markdown", action="store_true",
                         help="also print the table in Markdown")
     parser.add_argument("--from-json", metavar="PATH",
@@ -281,6 +303,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     runs = args.runs or (1 if args.quick else 3)
     scale = 0.25 if args.quick else 1.0
+    if args.node_wire:
+        print("\n".join(node_wire(runs, scale)))
+        return 0
     only = set(args.only.split(",")) if args.only else None
     transports = args.transports.split(",")
     report: dict[str, Any] = {"machine": machine(), "runs": runs, "quick": args.quick,

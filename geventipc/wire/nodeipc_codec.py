@@ -39,10 +39,38 @@ def _refuse_constant(name: str) -> Any:
 
 _DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
 _decode = _DECODER.decode
+_scan = _DECODER.scan_once
+
+
+def _load(text: str) -> Any:
+    """``_decode`` of one frame, minus its two whitespace scans: frames from node-ipc and
+    from this codec carry no whitespace around the value. Anything else (whitespace,
+    extra data, an error) goes the full way, which also words the error."""
+    try:
+        value, end = _scan(text, 0)
+    except StopIteration:
+        return _decode(text)
+    if end != len(text):
+        return _decode(text)
+    return value
+
+
 # Compact like JSON.stringify; non-ASCII text as UTF-8 (also what JSON.stringify does).
 _ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, check_circular=False,
                             separators=(",", ":"))
 _encode = _ENCODER.encode
+try:
+    from json.encoder import c_make_encoder as _c_make_encoder  # type: ignore[attr-defined]
+except ImportError:  # pragma: no cover - a Python without the C accelerator
+    _c_make_encoder = None
+if _c_make_encoder is not None:
+    # What _ENCODER.encode builds on every call, built once: the per-call construction
+    # cost more than encoding a small event.
+    _iterencode = _c_make_encoder(None, _ENCODER.default, json.encoder.encode_basestring,
+                                  None, ":", ",", False, False, False)
+
+    def _encode(value: Any) -> str:  # noqa: F811 - the faster twin of _ENCODER.encode
+        return "".join(_iterencode(value, 0))
 # Lone surrogates cannot be UTF-8: JSON.stringify escapes them as \\udXXX, and so does this.
 _ASCII_ENCODER = json.JSONEncoder(ensure_ascii=True, allow_nan=False, check_circular=False,
                                   separators=(",", ":"))
@@ -196,7 +224,7 @@ class NodeIPCCodec:
                 raise MessageTooLargeError(
                     f"frame larger than max_message_size={limit}", frames)
             try:
-                message = _decode(part.decode("utf-8"))
+                message = _load(part.decode("utf-8"))
             except UnicodeDecodeError as exc:
                 raise ProtocolError(f"node-ipc frame is not valid UTF-8 ({exc.reason} at "
                                     f"byte {exc.start})", frames) from None
