@@ -112,6 +112,10 @@ class Client(Dispatcher):
             return
         if self._ended.is_set():
             raise NotConnectedError(f"client of {self.id!r} has stopped")
+        if gevent.getcurrent() is self._greenlet:
+            raise DeadlockError(
+                f"wait_connected() from a handler of client {self.id!r} would wait for a "
+                f"connection that only this greenlet can make; use the 'connect' event")
         gevent.wait([self._connected, self._ended], timeout=timeout, count=1)
         if self._connected.is_set():
             return

@@ -342,3 +342,23 @@ def test_tcp_over_ipv6_loopback(make_ipc):
     client.emit("m", "over ::1")
     wait_until(lambda: got == ["over ::1"], message="the IPv6 echo")
     assert world.server.sockets[0].address[0] == "::1"
+
+
+def test_wait_connected_from_the_clients_own_handler_raises(make_ipc):
+    from geventipc.errors import DeadlockError
+    world = serve(make_ipc)
+    client = make_ipc("hello").connect_to("world")
+    caught = []
+
+    def on_disconnect():
+        try:
+            client.wait_connected(timeout=None)  # would block the greenlet that reconnects
+        except DeadlockError as exc:
+            caught.append(exc)
+
+    client.on("disconnect", on_disconnect)
+    client.wait_connected(5)
+    world.server.stop()
+    wait_until(lambda: caught, message="the DeadlockError")
+    serve(make_ipc)
+    client.wait_connected(5)                     # and the client reconnected as usual
