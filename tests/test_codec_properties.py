@@ -186,3 +186,34 @@ def test_nesting_within_the_decoder_limit_decodes(depth):
 def test_nesting_past_the_decoder_limit_is_a_protocol_error():
     with pytest.raises(ProtocolError, match="nested deeper"):
         codec().feed(b"\x92\xa1e" + b"\x91" * 5000 + b"\xc0")
+
+
+@pytest.mark.parametrize("frame", [
+    [[], 0], [{"a": 1}, 0], [None, 0], [b"bytes", 0], [1.5, 0], [True, 0],
+    ["ok", 1, "not an id"], ["ok", 1, 0], [1, "status", None], [], ["only"], 7, "text",
+    {"type": "e"}, ["a", 1, 2, 3],
+])
+def test_malformed_frames_are_protocol_errors(frame):
+    """Every frame shape that is not an event, request or reply, including unhashable
+    names, is a ProtocolError (never a TypeError from a set lookup)."""
+    import msgpack
+    c = codec()
+    good = c.encode_event("fine", 1)
+    with pytest.raises(ProtocolError) as caught:
+        c.feed(good + msgpack.packb(frame, use_bin_type=True) + good)
+    assert caught.value.frames == [["fine", 1]]
+
+
+@SETTINGS
+@given(st.lists(st.tuples(st.integers(1, 3), st.integers(0, 6000)), min_size=1, max_size=20))
+def test_an_idle_peer_between_frames_is_never_incomplete(batches):
+    """Once only whole frames were sent, incomplete() is False, however they were read
+    (large reads leave only an upper bound, so the exact probe runs), and the probe leaves
+    the decoder ready for the next frame."""
+    c = codec()
+    for count, size in batches:
+        frames = [["e", b"x" * size] for _ in range(count)]
+        assert c.feed(b"".join(c.encode_event(*f) for f in frames)) == frames
+        assert not c.incomplete()
+        assert not c.incomplete()   # asking twice changes nothing
+    assert c.feed(c.encode_event("last", 1)) == [["last", 1]]
