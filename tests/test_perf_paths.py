@@ -101,3 +101,13 @@ def test_large_and_small_frames_cross_real_sockets_whole(make_ipc):
         client.emit("m", payload)
     wait_until(lambda: len(got) == len(sent), timeout=10, message="all frames")
     assert got == sent
+
+
+def test_large_bytes_are_framed_exactly_as_the_packer_frames_them():
+    codec = MsgpackCodec(EventNames())
+    for size in (0, 100, 65535, 65536, 65537, 1024 * 1024 + 3):
+        blob = bytes(range(256)) * (size // 256) + b"z" * (size % 256)
+        for name in ("m", "n" * 31, "n" * 32, "é" * 200):
+            frame = codec.encode_event(name, blob)
+            assert frame == msgpack.packb([name, blob], use_bin_type=True)
+            assert MsgpackCodec(EventNames()).feed(frame) == [[name, blob]]
