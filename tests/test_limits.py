@@ -218,3 +218,27 @@ def test_other_ipc_instances_keep_their_own_limits():
     assert strict.config.max_message_size == 1024
     assert loose.config.max_message_size == 16 * MIB
     gevent.sleep(0)
+
+
+@pytest.mark.parametrize("header", [
+    b"\xc6" + (10 * MIB).to_bytes(4, "big"),          # bin 32
+    b"\xdb" + (10 * MIB).to_bytes(4, "big"),          # str 32
+])
+def test_a_long_body_is_cut_off_as_soon_as_it_passes_the_limit(header):
+    """A str or bin body is held back whole until it completes, so its bytes are exact:
+    the frame is refused once they pass the limit, not one read later."""
+    limit = 64 * 1024
+    codec = MsgpackCodec(EventNames(), limit)
+    codec.feed(b"\x92\xa1e" + header)
+    fed = 0
+    with pytest.raises(MessageTooLargeError, match="max_message_size=65536"):
+        while fed < 4 * limit:
+            codec.feed(b"y" * 1000)
+            fed += 1000
+    assert limit < fed + 1000 <= limit + 1000
+
+
+def test_an_array_announcing_more_than_the_limit_is_refused_at_its_header():
+    codec = MsgpackCodec(EventNames(), 64 * 1024)
+    with pytest.raises(MessageTooLargeError, match="max_message_size=65536"):
+        codec.feed(b"\x92\xa1e\xdd" + (10 * MIB).to_bytes(4, "big"))

@@ -219,6 +219,10 @@ class MsgpackCodec:
             raise MessageTooLargeError(self._too_large())
         else:
             self._open = carried + size
+            if self._open > self.max_message_size \
+                    and self._fed - unpacker.tell() > self.max_message_size:
+                # the bytes held back (a long str/bin body) are exact, and alone too many
+                raise MessageTooLargeError(self._too_large())
         return frames
 
     def _good_prefix(self, frames: list[Any]) -> list[Any]:
