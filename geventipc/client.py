@@ -60,8 +60,11 @@ class Client(Dispatcher):
         self.id = server_id
         self.config = config
         # the IPC's own config, read for stop_retrying: node-ipc users set
-        # ipc.config.stopRetrying at run time to stop every client's reconnecting
+        # ipc.config.stopRetrying at run time to stop every client's reconnecting. Only a
+        # change after this client was made counts, so a per-call stop_retrying=False
+        # (connect_to(..., stop_retrying=False)) is not overridden by the IPC's True.
         self._live_config = live_config
+        self._live_stop_at_start = bool(live_config is not None and live_config.stop_retrying)
         self.path = path
         self.host = host
         self.port = port
@@ -197,7 +200,8 @@ class Client(Dispatcher):
     def _give_up(self, failures: int) -> bool:
         config = self.config
         live = self._live_config
-        if self._stopping or config.stop_retrying or (live is not None and live.stop_retrying):
+        live_stop = live is not None and live.stop_retrying and not self._live_stop_at_start
+        if self._stopping or config.stop_retrying or live_stop:
             return True
         return config.max_retries is not None and failures > config.max_retries
 

@@ -362,3 +362,12 @@ def test_wait_connected_from_the_clients_own_handler_raises(make_ipc):
     wait_until(lambda: caught, message="the DeadlockError")
     serve(make_ipc)
     client.wait_connected(5)                     # and the client reconnected as usual
+
+
+def test_per_call_stop_retrying_false_wins_over_the_instance_setting(make_ipc):
+    hello = make_ipc("hello", stop_retrying=True, retry=20)
+    client = hello.connect_to("world", stop_retrying=False)
+    errors = []
+    client.on("error", errors.append)
+    wait_until(lambda: len(errors) >= 3, message="three failed dials, still retrying")
+    assert not client.destroyed
