@@ -76,6 +76,20 @@ _ASCII_ENCODER = json.JSONEncoder(ensure_ascii=True, allow_nan=False, check_circ
                                   separators=(",", ":"))
 
 
+_HEADS: dict[str, str] = {}
+
+
+def _encode_message(type: str, data: Any) -> str:
+    """``_encode({"type": type, "data": data})``, with the envelope's text made once per
+    event name (bounded, like the name cache)."""
+    head = _HEADS.get(type)
+    if head is None:
+        if len(_HEADS) >= 4096:
+            _HEADS.clear()
+        head = _HEADS[type] = '{"type":' + _encode(type) + ',"data":'
+    return head + _encode(data) + "}"
+
+
 _REPR = reprlib.Repr()
 _REPR.maxstring = _REPR.maxother = _QUOTE
 _REPR.maxlist = _REPR.maxtuple = _REPR.maxset = _REPR.maxdict = 6
@@ -253,15 +267,17 @@ class NodeIPCCodec:
     def encode_event(self, type: str, data: Any = None) -> bytes:
         """Bytes of one frame. Raises EncodeError, naming the value, for data JSON cannot
         carry exactly (bytes, non-string keys, NaN/Infinity, other objects)."""
-        message = {"type": type, "data": data}
         if not _fits(data):
             reason = _problem(data, "data") or "data cannot be encoded as JSON"
             raise EncodeError(f"cannot send event {type!r} on the node-ipc JSON wire: "
                               f"{reason}")
         try:
-            body = _encode(message).encode("utf-8")
+            if type.__class__ is str:
+                body = _encode_message(type, data).encode("utf-8")
+            else:
+                body = _encode({"type": type, "data": data}).encode("utf-8")
         except UnicodeEncodeError:
-            body = _ASCII_ENCODER.encode(message).encode("ascii")
+            body = _ASCII_ENCODER.encode({"type": type, "data": data}).encode("ascii")
         except (ValueError, TypeError, RecursionError) as exc:  # a subclass misbehaving
             raise EncodeError(f"cannot send event {type!r} on the node-ipc JSON wire: "
                               f"{exc}") from None
