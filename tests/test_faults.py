@@ -287,7 +287,8 @@ def test_server_stop_and_restart_in_process(make_ipc, sock_dir):
 SLOW_ACKING_SERVER = """
     import sys, gevent
     from geventipc import IPC
-    ipc = IPC(id="world", silent=True)
+    tls = {"public": sys.argv[2], "private": sys.argv[2]} if len(sys.argv) > 2 else False
+    ipc = IPC(id="world", silent=True, tls=tls)
     ipc.serve_net("127.0.0.1", int(sys.argv[1]))
     count = [0]
     def blob(data, sock):
@@ -302,16 +303,30 @@ SLOW_ACKING_SERVER = """
 """
 
 
-def test_disconnect_over_tcp_delivers_what_was_queued_despite_unread_input(make_ipc):
+@pytest.mark.parametrize("tls", [False, True], ids=["tcp", "tls"])
+def test_disconnect_over_tcp_delivers_what_was_queued_despite_unread_input(
+        make_ipc, sock_dir, tls):
     """disconnect() closes after sending what is queued. Over TCP a plain close() with
     unread input (the server's acks) makes the kernel reset the connection and throw away
     what it had not sent yet; the close must wait for the server's side instead."""
     port = free_port()
-    proc = python_process(SLOW_ACKING_SERVER, str(port))
+    args = [str(port)]
+    config = {}
+    if tls:
+        import trustme
+        ca = trustme.CA()
+        ca.issue_cert("127.0.0.1").private_key_and_cert_chain_pem.write_to_path(
+            sock_dir + "server.pem")
+        ca.cert_pem.write_to_path(sock_dir + "ca.pem")
+        args.append(sock_dir + "server.pem")
+        config["tls"] = {"trustedConnections": [sock_dir + "ca.pem"]}
+    proc = python_process(SLOW_ACKING_SERVER, *args)
     try:
         assert read_line(proc) == "ready"
-        hello = make_ipc("hello")
+        hello = make_ipc("hello", **config)
         client = hello.connect_to_net("world", "127.0.0.1", port)
+        errors: list[BaseException] = []
+        client.on("error", errors.append)
         client.wait_connected(5)
         for n in range(2000):
             client.emit("blob", [n, b"x" * 10000])
@@ -319,5 +334,6 @@ def test_disconnect_over_tcp_delivers_what_was_queued_despite_unread_input(make_
                 gevent.sleep(0)
         hello.disconnect("world")
         assert int(read_line(proc, timeout=20)) == 2000
+        assert errors == []   # ending the session we closed is no error
     finally:
         stop_process(proc)

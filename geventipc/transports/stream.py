@@ -181,7 +181,8 @@ class StreamConnection:
                 on_frames(self, exc.frames)
             reason = exc
         except (OSError, ValueError) as exc:  # reset by peer, closed under us
-            reason = None if self._closed else exc
+            # after our own graceful close, the peer's way of ending is no error of ours
+            reason = None if self._closed or self._linger is not None else exc
         finally:
             self._finish(reason)
 
@@ -392,11 +393,15 @@ class StreamConnection:
         """
         if self._closed or self._linger is not None:
             return
-        if self._raw_send is None:   # TLS: shutdown() would drop the TLS layer itself
+        # TLS: half-close the TCP socket under it. The TLS layer's own shutdown() would
+        # end reading too, and a close_notify sent while the peer still writes loses data
+        # (measured); the peer sees an end of stream without close_notify instead.
+        sock = self.sock if self._raw_send is not None else getattr(self.sock, "_sock", None)
+        if sock is None:
             self._shutdown()
             return
         try:
-            self.sock.shutdown(gsocket.SHUT_WR)
+            sock.shutdown(gsocket.SHUT_WR)
         except OSError:
             self._shutdown()
             return
