@@ -10,16 +10,19 @@ acks every 16th. At random, a client
 * drops its connection (a graceful close; its reconnect loop dials again and the events
   emitted meanwhile are queued and sent after reconnecting), or
 * restarts: it waits for the ack of its last event, disconnects for good, and a new
-  client with the same id carries on the numbering.
+  client with the same id carries on the numbering;
+
+and now and then the server closes a random client's connection (``socket.close()``:
+graceful, like the drops above, and the client reconnects).
 
 Every few seconds a line shows the events sent, received and lost so far and the
 server's RSS; at the end the server reports what it received. The run passes (exit 0)
 when nothing was lost, doubled or reordered and the server's RSS stayed flat (grew less
 than ``--rss-slack`` MiB between the end of warm-up and the end).
 
-What it does not cover, because no stream transport can: a connection the *server* kills,
-or a peer that crashes, loses what the kernel had taken and the other side had not read
-(at-most-once); see "Limits and guarantees" in the README.
+What it does not cover, because no stream transport can: a connection aborted (a reset,
+a slow consumer cut off) or a peer that crashes loses what the kernel had taken and the
+other side had not read (at-most-once); see "Limits and guarantees" in the README.
 """
 from __future__ import annotations
 
@@ -128,6 +131,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="mean seconds between a client's connection drops")
     parser.add_argument("--restart-every", type=float, default=10.0,
                         help="mean seconds between a client's restarts")
+    parser.add_argument("--kick-every", type=float, default=0.5,
+                        help="mean seconds between the server closing a random client "
+                             "(0: never)")
     parser.add_argument("--report-every", type=float, default=5.0)
     parser.add_argument("--rss-slack", type=float, default=8.0,
                         help="MiB the server's RSS may grow after warm-up")
@@ -141,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     path, port = os.path.join(sock_dir, "soak.sock"), free_port()
     # SOAK_SERVER: another server script (say, one that wraps server.py in tracemalloc)
     script = os.environ.get("SOAK_SERVER", os.path.join(HERE, "server.py"))
-    server = subprocess.Popen([sys.executable, script, path, str(port)],
+    server = subprocess.Popen([sys.executable, script, path, str(port), str(args.kick_every)],
                               stdout=subprocess.PIPE, text=True)
     try:
         assert server.stdout is not None
@@ -204,7 +210,8 @@ def soak(args: argparse.Namespace, rng: random.Random, seed: int, server: subpro
                   if not e.startswith("ConnectError")]
     print(f"soak: sent {sent}, received {report['received']}, lost {lost}, "
           f"out of order or doubled {len(report['faults'])}, "
-          f"drops {sum(c.drops for c in clients)}, restarts {sum(c.restarts for c in clients)}")
+          f"drops {sum(c.drops for c in clients)}, restarts {sum(c.restarts for c in clients)}, "
+          f"server kicks {report['kicks']}")
     print(f"soak: server RSS {rss_start:.1f} MiB at start, {rss_warm:.1f} after warm-up, "
           f"{rss_end:.1f} at the end ({rss_end - rss_warm:+.1f} MiB)")
     for fault in report["faults"] + report["errors"] + unexpected[:20]:
