@@ -243,6 +243,9 @@ class MsgpackCodec:
         if isinstance(exc, msgpack.StackError):
             return ProtocolError(f"msgpack frame nested deeper than the decoder allows "
                                  f"({MAX_DEPTH} levels)", frames)
+        if isinstance(exc, msgpack.FormatError) and not str(exc):
+            return ProtocolError("malformed msgpack frame (a byte that starts no msgpack "
+                                 "value: not msgpack, or not this wire)", frames)
         if isinstance(exc, ValueError) and "max_ext_len" in str(exc):
             return ProtocolError("msgpack ext types are not allowed on this wire", frames)
         if isinstance(exc, ValueError) and " exceeds max_" in str(exc):
