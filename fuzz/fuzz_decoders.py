@@ -19,7 +19,7 @@ import os
 import sys
 import tempfile
 import time
-from typing import Any, Callable
+from typing import Any
 
 import msgpack
 

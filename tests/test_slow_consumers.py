@@ -14,10 +14,9 @@ import json
 
 import gevent
 import msgpack
-import pytest
 from gevent import socket as gsocket
 
-from conftest import python_process, read_line, stop_process, wait_until
+from conftest import python_process, read_line, stop_process
 
 HEALTHY = 50
 STALLED = 5
@@ -49,10 +48,13 @@ SERVER = """
     server.on("error", lambda exc: errors.append(type(exc).__name__ + ": " + str(exc)))
     server.on("socket.disconnected", lambda sock, sid: gone.append(sid))
 
-    def stream(_data, _sock):
-        gevent.spawn(run)
+    def stream(total, _sock):
+        gevent.spawn(run, total)
 
-    def run():
+    def run(total):
+        with gevent.Timeout(10):   # every connection accepted, healthy and stalled
+            while len(server.sockets) < total:
+                gevent.sleep(0.005)
         stalled = [s for s in server.sockets if s.id is None]
         payload = b"p" * size
         base = rss()
@@ -123,8 +125,7 @@ def run_stream(make_ipc, sock_dir, policy, check):
             sock = gsocket.socket(gsocket.AF_UNIX, gsocket.SOCK_STREAM)
             sock.connect(path)
             stalled.append(sock)
-        gevent.sleep(0.2)   # every connection accepted
-        clients[0].emit("stream")
+        clients[0].emit("stream", HEALTHY + STALLED)
         try:
             summary = json.loads(read_line(proc, timeout=40))
         except AssertionError:
