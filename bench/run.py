@@ -261,12 +261,12 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def node_wire(runs: int, scale: float) -> list[str]:
+def node_wire(runs: int, scale: float, only: set[str] | None = None) -> list[str]:
     """geventipc on the node-ipc JSON wire (Unix), against node-ipc 14's own figures."""
     lines = ["geventipc on the node-ipc JSON wire (Unix) vs node-ipc 14.0.0 (issue 4):",
              "  workload                       geventipc    node-ipc 14  met"]
     for label, workload, extra, unit, better, _target in CASES:
-        if extra.get("c") == 100:
+        if extra.get("c") == 100 or only is not None and workload not in only:
             continue
         params = params_for(workload, dict(extra, wire="node-ipc"), scale)
         print(f"{label} on the node-ipc wire ...", file=sys.stderr, flush=True)
@@ -304,7 +304,8 @@ def main(argv: list[str] | None = None) -> int:
     runs = args.runs or (1 if args.quick else 3)
     scale = 1.0   # quick runs keep the issue's sizes (smaller ones only add noise)
     if args.node_wire:
-        print("\n".join(node_wire(runs, scale)))
+        only = set(args.only.split(",")) if args.only else None
+        print("\n".join(node_wire(runs, scale, only)))
         return 0
     only = set(args.only.split(",")) if args.only else None
     transports = args.transports.split(",")
