@@ -3,7 +3,8 @@
 Every codec (msgpack, node-ipc JSON, raw) is fed fuzzer-chosen bytes split at
 fuzzer-chosen points, under a fuzzer-chosen ``max_message_size``. A finding is anything but
 the contract: ``feed`` returns well-formed frames (event names that pass the name rules) or
-raises ``geventipc.errors.ProtocolError``; nothing else, ever, and no frame over the limit.
+raises ``geventipc.errors.ProtocolError`` (whose ``frames`` obey the same rules); nothing
+else, ever.
 
 With atheris installed (``pip install atheris``; ``make fuzz`` tries) the run is
 coverage-guided; without it, hypothesis generates the inputs at scale. Either way the run
