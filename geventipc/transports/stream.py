@@ -138,8 +138,9 @@ class StreamConnection:
         size = codec.read_size
         # Small reads keep each decoded batch small: a batch of thousands of frames alive
         # at once costs more in cache misses and garbage-collector passes than the extra
-        # system calls. Inside a frame larger than a small read, read in full.
-        small = want = min(size, BATCH_READ)
+        # system calls. Inside a frame larger than a small read, read in full. Raw mode
+        # has no frames to batch: each read is one ``data`` event, so read in full.
+        small = want = min(size, BATCH_READ) if codec.framed else size
         buf, view = _read_buffer, _read_view
         reason: BaseException | None = None
         try:
