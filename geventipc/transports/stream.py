@@ -284,9 +284,12 @@ class StreamConnection:
                 raise NotConnectedError(f"connection to {self.address!r} is closed")
             return True
         # disconnect: the caller (often a broadcast loop) goes on; the close reports why
+        # a Unix peer has no address of its own: name the socket it came in on
+        who = f"peer {self.id!r}" if self.id is not None else \
+            f"an unnamed peer on {self.address!r}"
         self.abort(SlowConsumerError(
-            f"peer {self.id or self.address!r} has over max_pending_bytes="
-            f"{self.max_pending_bytes} unread; disconnected"))
+            f"{who} has over max_pending_bytes={self.max_pending_bytes} unread; "
+            f"disconnected"))
         return False
 
     def _scheduled_flush(self) -> None:
