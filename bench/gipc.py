@@ -121,21 +121,14 @@ def _server_w3(server: Any, params: dict[str, Any], gone: Event) -> None:
 
 def _server_idle(server: Any, params: dict[str, Any]) -> None:
     clients = params["c"]
-    named = Event()
-    count = [0]
-
-    def on_hello(data: Any, socket: Any) -> None:
-        count[0] += 1
-        if count[0] >= clients:
-            named.set()
-
-    # the hello handler runs after geventipc's own (which sets socket.id)
-    server.on("$ipc.hello", on_hello)
     server.start()
     gc.collect()
     base = rss_bytes()
     ready()
-    named.wait(120)
+    deadline = now() + 120
+    # every connection held and named by its hello (socket.id), or give up at the deadline
+    while sum(1 for socket in server.sockets if socket.id) < clients and now() < deadline:
+        gevent.sleep(0.05)
     gc.collect()
     gevent.sleep(0.2)
     held = rss_bytes()

@@ -59,7 +59,8 @@ def plot(report: dict[str, Any], path: str) -> None:
                 transform=ax.transAxes, fontsize=8, va="top")
     top = max([1.2] + [r["ratio"] for r in rows] + marks) * 1.2
     ax.set_ylim(0, top)
-    ax.legend(fontsize=8, loc="upper right")
+    if rows:
+        ax.legend(fontsize=8, loc="upper right")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
