@@ -111,3 +111,41 @@ def test_large_bytes_are_framed_exactly_as_the_packer_frames_them():
             frame = codec.encode_event(name, blob)
             assert frame == msgpack.packb([name, blob], use_bin_type=True)
             assert MsgpackCodec(EventNames()).feed(frame) == [[name, blob]]
+
+
+def test_many_peers_splitting_frames_anywhere_each_arrive_whole_and_in_order(make_ipc):
+    """Real sockets: 20 peers write their frames in random pieces, interleaved, some
+    pieces ending on a frame boundary (the codec gives its unpacker back) and some inside a
+    frame (it keeps it). Every peer's frames arrive whole, in order, none mixed up."""
+    import random
+
+    import gevent
+    from gevent import socket as gsocket
+
+    world = make_ipc("world", max_connections=50)
+    got: dict[int, list[int]] = {}
+    world.serve()
+    world.server.on("m", lambda data, socket: got.setdefault(data["c"], []).append(data["i"]))
+    world.server.start()
+    path = world.server.path
+    count = 150
+
+    def peer(tag: int) -> None:
+        rnd = random.Random(tag)
+        sock = gsocket.socket(gsocket.AF_UNIX, gsocket.SOCK_STREAM)
+        sock.connect(path)
+        data = b"".join(msgpack.packb(["m", {"c": tag, "i": i, "p": "q" * rnd.randrange(0, 3000)}])
+                        for i in range(count))
+        pos = 0
+        while pos < len(data):
+            step = rnd.choice((1, 7, 50, 300, 5000, 20000))
+            sock.sendall(data[pos:pos + step])
+            pos += step
+            gevent.sleep(0 if rnd.random() < 0.7 else 0.001)
+        wait_until(lambda: len(got.get(tag, ())) == count, timeout=20, message=f"peer {tag}")
+        sock.close()
+
+    gevent.joinall([gevent.spawn(peer, tag) for tag in range(20)], timeout=30,
+                   raise_error=True)
+    assert sorted(got) == list(range(20))
+    assert all(got[tag] == list(range(count)) for tag in range(20))
