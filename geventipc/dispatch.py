@@ -49,4 +49,33 @@ class Dispatcher(Emitter):
         self.report(HandlerError(event, exc))
 
 
+    def dispatch_to(self, socket: Any, frames: list) -> None:
+        """Run handlers for decoded frames from one peer, as ``handler(data, socket)``
+        (the wildcard as ``(type, data, socket)``); request and reply frames go to
+        :meth:`on_other_frame`. Servers of every transport share this per-event loop."""
+        handlers = self.handlers
+        wildcard = handlers.get(WILDCARD)
+        for frame in frames:
+            if len(frame) == 2:
+                event, data = frame
+                found = handlers.get(event)
+                if found is not None:
+                    for handler in found:
+                        try:
+                            handler(data, socket)
+                        except Exception as exc:
+                            self.handler_failed(event, exc)
+                if wildcard is not None and event[0] != "$":
+                    for handler in wildcard:
+                        try:
+                            handler(event, data, socket)
+                        except Exception as exc:
+                            self.handler_failed(WILDCARD, exc)
+            else:
+                self.on_other_frame(socket, frame)
+
+    def on_other_frame(self, socket: Any, frame: list) -> None:
+        """A request or reply frame from ``socket``; subclasses that take them override."""
+
+
 __all__ = ["Dispatcher", "HandlerError", "WILDCARD"]

@@ -258,7 +258,7 @@ class Server(Dispatcher):
             max_pending_bytes=config.max_pending_bytes,
             overflow_policy=config.overflow_policy,
             message_timeout=config.message_timeout / 1000.0,
-            on_frames=self._on_frames if codec.supports_requests or not codec.framed
+            on_frames=self.dispatch_to if codec.supports_requests or not codec.framed
             else self._on_node_ipc_frames, on_close=self._on_close,
         )
         conn.server = self
@@ -288,30 +288,13 @@ class Server(Dispatcher):
                 if type(data) is dict and type(data.get("id")) is str and data["id"]:
                     conn.id = data["id"]
                     break
-        self._on_frames(conn, frames)
+        self.dispatch_to(conn, frames)
 
-    def _on_frames(self, conn: StreamConnection, frames: list) -> None:
-        handlers = self.handlers
-        wildcard = handlers.get("*")
-        for frame in frames:
-            if len(frame) == 2:
-                event, data = frame
-                found = handlers.get(event)
-                if found is not None:
-                    for handler in found:
-                        try:
-                            handler(data, conn)
-                        except Exception as exc:
-                            self.handler_failed(event, exc)
-                if wildcard is not None and event[0] != "$":
-                    for handler in wildcard:
-                        try:
-                            handler(event, data, conn)
-                        except Exception as exc:
-                            self.handler_failed("*", exc)
-            elif type(frame[0]) is str:
-                self._on_request(conn, *frame)
-            # replies to a server: the server sends no requests, so there is nothing to match
+    def on_other_frame(self, socket: Any, frame: list) -> None:
+        """A request from a client is answered; a reply to a server matches nothing (a
+        stream server sends no requests), so it is ignored."""
+        if type(frame[0]) is str:
+            self._on_request(socket, *frame)
 
     # --- request/reply -------------------------------------------------------------------
 

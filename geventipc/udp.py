@@ -248,31 +248,14 @@ class UDPServer(Dispatcher):
                 f"{decoder.name} event (truncated, empty or foreign)"), peer)
             return
         self._remember(peer)
-        self._dispatch(frames, peer)
+        self.dispatch_to(peer, frames)
 
-    def _dispatch(self, frames: list, peer: UDPSocket) -> None:
-        handlers = self.handlers
-        wildcard = handlers.get("*")
-        for frame in frames:
-            if len(frame) == 2:
-                event, data = frame
-                found = handlers.get(event)
-                if found is not None:
-                    for handler in found:
-                        try:
-                            handler(data, peer)
-                        except Exception as exc:
-                            self.handler_failed(event, exc)
-                if wildcard is not None and event[0] != "$":
-                    for handler in wildcard:
-                        try:
-                            handler(event, data, peer)
-                        except Exception as exc:
-                            self.handler_failed("*", exc)
-            elif type(frame[0]) is str:
-                self._on_request(peer, *frame)
-            else:
-                self._on_reply(peer, *frame)
+    def on_other_frame(self, socket: Any, frame: list) -> None:
+        """A request is answered; a reply completes one of this peer's own requests."""
+        if type(frame[0]) is str:
+            self._on_request(socket, *frame)
+        else:
+            self._on_reply(socket, *frame)
 
     # --- request/reply: answering --------------------------------------------------------
 
