@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo-tls node-deps demo-node help install demo demo-tcp demo-udp test bench bench-quick fuzz soak clean
+.PHONY: typecheck demo-tls node-deps demo-node help install demo demo-tcp demo-udp test bench bench-quick fuzz soak clean
 
 help:
 	@echo "make demo        a server and a client talking (Unix socket, then TCP), in colour"
@@ -55,8 +55,12 @@ demo-cli: $(STAMP)
 demo-tls: $(STAMP)
 	$(PY) examples/tls/demo.py
 
-test: $(STAMP) node-deps
+test: $(STAMP) node-deps typecheck
 	$(PY) -m pytest
+
+# the public API ships py.typed: keep the package clean under mypy
+typecheck: $(STAMP)
+	$(PY) -m mypy geventipc --ignore-missing-imports
 
 # The real node-ipc for tests/test_nodeipc_interop.py, at exact reviewed versions from the
 # lock files (never a range: 10.1.1-10.1.2 and 11.x carried malicious code), with install

@@ -119,8 +119,8 @@ def parse_target(text: str, config: Config, serving: bool = False) -> Target:
     if "/" in text:
         return Target("unix", path=text)
     path = config.socket_path(text)
-    host, colon, port = text.rpartition(":")
-    if colon and host and port.isdigit() and not serving and not os.path.exists(path):
+    host_part, colon, port_part = text.rpartition(":")
+    if colon and host_part and port_part.isdigit() and not serving and not os.path.exists(path):
         raise UsageError(f"{text!r} looks like HOST:PORT, not a server id: write "
                          f"tcp://{text} (or tls://, udp://)")
     return Target("unix", path=path, name=text)
@@ -515,7 +515,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             return
         printer.raw(data, encoding, sender_of(socket))
         if args.echo:
-            server.emit(socket, data)
+            server.emit(socket, data)  # type: ignore[arg-type]  # raw mode: data only
 
     server.on("data" if args.raw else "*", on_raw if args.raw else on_event)
     server.on("error", lambda exc: ipc.log("<warn>geventipc:</warn>", one_line(exc)))
@@ -640,6 +640,8 @@ def cmd_emit(args: argparse.Namespace) -> int:
     ipc = make_ipc(args)
     target, words = client_target(args, ipc, args.words)
     target = with_tls(args, ipc, target)
+    type_: str | None
+    data_arg: str | None
     if args.raw:
         if len(words) != 1:
             raise UsageError("with --raw, emit takes TARGET and DATA (no TYPE)")
@@ -660,9 +662,9 @@ def cmd_emit(args: argparse.Namespace) -> int:
         conn.wait(timeout)
         for value in values:
             if args.raw:
-                conn.client.emit(value)
+                conn.client.emit(value)  # type: ignore[arg-type]  # raw mode: data only
             else:
-                conn.client.emit(type_, value)
+                conn.client.emit(type_, value)  # type: ignore[arg-type]
             sent += 1
         # --timeout bounds connecting, then (afresh, as stdin may have run for hours)
         # finishing: the server's confirmation and the flush before closing
@@ -1033,7 +1035,8 @@ def build_parser() -> Parser:
     subs: dict[str, Parser] = {}
     for name, (summary, epilog) in HELP.items():
         subs[name] = commands.add_parser(
-            name, parents=[common], help=summary, description=summary[0].upper() +
+            name, parents=[common],  # type: ignore[list-item]
+            help=summary, description=summary[0].upper() +
             summary[1:] + ".", epilog=epilog + "\n" + EXIT, usage=usage[name],
             formatter_class=argparse.RawDescriptionHelpFormatter)
     serve = subs["serve"]

@@ -1,13 +1,16 @@
 """The node-ipc-shaped facade: ``IPC`` and its ``config``, ``of``, ``server``, ``log``."""
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from .client import Client
 from .config import Config, canonical_name
 from .errors import ConfigError
 from .log import Log
 from .server import Server
+
+if TYPE_CHECKING:  # UDP is imported only when a UDP server is made
+    from .udp import UDPServer
 
 Callback = Callable[[], Any]
 _MISSING: Any = object()
@@ -98,7 +101,8 @@ class IPC:
         self.config = Config(**config)
         self.log = Log(self.config)
         self.of = ClientMap()
-        self.server: Server | None = None
+        #: the server made by serve / serve_net (a UDPServer for udp4/udp6)
+        self.server: Server | UDPServer | None = None
 
     # --- server --------------------------------------------------------------------------
 

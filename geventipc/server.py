@@ -35,6 +35,11 @@ class ServerSocket(StreamConnection):
 
     __slots__ = ("server", "greenlet")
 
+    #: the server this client is connected to
+    server: "Server"
+    #: the greenlet that reads this connection
+    greenlet: Any
+
     def emit(self, type: str, data: Any = None) -> bool:
         """Send one event to this client, after any broadcast queued before it."""
         server = self.server

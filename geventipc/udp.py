@@ -481,6 +481,9 @@ def _leftover(decoder: Any) -> bool:
 class _NoTimer:
     """Stands in for a loop timer when a request has no timeout."""
 
+    def start(self, *args: Any) -> None:
+        """Nothing to start."""
+
     def stop(self) -> None:
         """Nothing to stop."""
 

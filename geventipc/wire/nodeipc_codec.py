@@ -39,7 +39,7 @@ def _refuse_constant(name: str) -> Any:
 
 _DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
 _decode = _DECODER.decode
-_scan = _DECODER.scan_once
+_scan = _DECODER.scan_once  # type: ignore[attr-defined]
 
 
 def _load(text: str) -> Any:
@@ -69,7 +69,7 @@ if _c_make_encoder is not None:
     _iterencode = _c_make_encoder(None, _ENCODER.default, json.encoder.encode_basestring,
                                   None, ":", ",", False, False, False)
 
-    def _encode(value: Any) -> str:  # noqa: F811 - the faster twin of _ENCODER.encode
+    def _encode(value: Any) -> str:  # type: ignore[misc]  # noqa: F811 - the faster twin of _ENCODER.encode
         return "".join(_iterencode(value, 0))
 # Lone surrogates cannot be UTF-8: JSON.stringify escapes them as \\udXXX, and so does this.
 _ASCII_ENCODER = json.JSONEncoder(ensure_ascii=True, allow_nan=False, check_circular=False,
