@@ -186,3 +186,9 @@ class DeadlockError(IPCError, RuntimeError):
     a client event handler or a ``connect`` handler): that greenlet is the one that would
     read the reply, so the call could only time out. Use ``request_async`` there, or
     ``gevent.spawn`` the call."""
+
+
+class EventTooLargeError(EncodeError):
+    """An event whose encoded frame is larger than ``max_message_size``: a peer with the
+    same limit would refuse it and close the connection, so it is refused at ``emit``
+    instead. Nothing was written."""

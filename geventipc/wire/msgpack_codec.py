@@ -14,7 +14,7 @@ from typing import Any
 
 import msgpack
 
-from ..errors import EncodeError, MessageTooLargeError, ProtocolError
+from ..errors import EncodeError, EventTooLargeError, MessageTooLargeError, ProtocolError
 from .names import EventNames
 
 #: bytes the transports read per call; also the slack on top of max_message_size
@@ -278,21 +278,28 @@ class MsgpackCodec:
         if data.__class__ is bytes and _BIG_BIN <= len(data) <= _MAX_BIN:
             # the same bytes the packer makes, with one copy of the payload instead of
             # two (the packer copies it into its buffer, then out again)
-            return b"".join((b"\x92", self._pack(type), b"\xc6",
-                             len(data).to_bytes(4, "big"), data))
-        try:
-            return self._pack([type, data])
-        except Exception as exc:
-            raise EncodeError(f"cannot encode data of event {type!r} as msgpack: "
-                              f"{_describe(exc)}") from None
+            frame = b"".join((b"\x92", self._pack(type), b"\xc6",
+                              len(data).to_bytes(4, "big"), data))
+        else:
+            try:
+                frame = self._pack([type, data])
+            except Exception as exc:
+                raise EncodeError(f"cannot encode data of event {type!r} as msgpack: "
+                                  f"{_describe(exc)}") from None
+        if len(frame) > self.max_message_size:
+            raise _too_large(type, len(frame), self.max_message_size)
+        return frame
 
     def encode_request(self, type: str, data: Any, request_id: int) -> bytes:
         """Bytes of a request frame carrying ``request_id``."""
         try:
-            return self._pack([type, data, request_id])
+            frame = self._pack([type, data, request_id])
         except Exception as exc:
             raise EncodeError(f"cannot encode data of request {type!r} as msgpack: "
                               f"{_describe(exc)}") from None
+        if len(frame) > self.max_message_size:
+            raise _too_large(type, len(frame), self.max_message_size)
+        return frame
 
     def encode_reply(self, request_id: int, status: int, data: Any) -> bytes:
         """Bytes of a reply frame to ``request_id``."""
@@ -310,3 +317,8 @@ _MAX_BIN = 2 ** 32 - 1
 # One packer serves every connection: packing never yields, so no two greenlets share it
 # at once, and a reused Packer avoids allocating one per message.
 _PACKER = msgpack.Packer(use_bin_type=True, autoreset=True)
+
+
+def _too_large(type: str, size: int, limit: int) -> EventTooLargeError:
+    return EventTooLargeError(f"event {type!r} encodes to {size} bytes, over "
+                              f"max_message_size={limit}; a peer would refuse it")

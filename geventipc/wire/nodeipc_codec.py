@@ -21,7 +21,8 @@ import reprlib
 from typing import Any
 
 from ..errors import (
-    ConfigError, EncodeError, MessageTooLargeError, ProtocolError, UnsupportedError,
+    ConfigError, EncodeError, EventTooLargeError, MessageTooLargeError, ProtocolError,
+    UnsupportedError,
 )
 from .msgpack_codec import READ_SIZE
 from .names import EventNames
@@ -286,6 +287,10 @@ class NodeIPCCodec:
                 f"cannot send event {type!r} on the node-ipc JSON wire: its JSON contains "
                 f"the delimiter {self.delimiter!r}, which would cut the frame in two; pick "
                 f"a delimiter made of control characters (the default is \"\\f\")")
+        if len(body) > self.max_message_size:
+            raise EventTooLargeError(f"event {type!r} encodes to {len(body)} bytes, over "
+                                     f"max_message_size={self.max_message_size}; a peer "
+                                     f"would refuse it")
         return body + self._delim
 
     def encode_request(self, type: str, data: Any, request_id: int) -> bytes:
