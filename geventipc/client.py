@@ -81,6 +81,7 @@ class Client(Dispatcher):
         self._stopping = False
         self._request_ids = itertools.count(1)
         self._waiting: dict[int, _Pending] = {}
+        self._hello: bytes | None = None   # the hello frame of the current connection
         # sync mode (node-ipc's config.sync): one event in flight until the server answers
         self._awaiting = False
         if config.sync:
@@ -220,6 +221,7 @@ class Client(Dispatcher):
         if self._encoder.supports_requests:
             hello = self._encoder.encode_event(HELLO, {"id": config.id})
             conn.write(hello)
+        self._hello = hello
         queue = self._queue
         if config.sync:
             # what was in flight on the last connection is not waited for again
@@ -252,7 +254,9 @@ class Client(Dispatcher):
     def _on_close(self, conn: StreamConnection, reason: BaseException | None) -> None:
         self.conn = None
         self._connected.clear()
-        self._queue.extendleft(reversed(conn.take_unsent()))
+        # the hello belongs to that connection; the next one sends its own
+        hello = self._hello
+        self._queue.extendleft(reversed([f for f in conn.take_unsent() if f is not hello]))
         if isinstance(reason, IPCError):
             self.report(reason)
         if self._waiting:

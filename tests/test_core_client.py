@@ -371,3 +371,29 @@ def test_per_call_stop_retrying_false_wins_over_the_instance_setting(make_ipc):
     client.on("error", errors.append)
     wait_until(lambda: len(errors) >= 3, message="three failed dials, still retrying")
     assert not client.destroyed
+
+
+def test_unsent_hello_is_not_queued_again_after_a_drop(make_ipc):
+    """A connection that drops before its hello left gives back only the user's events:
+    the next connection sends its own hello, so the old one is not queued a second time."""
+    world = make_ipc("world")
+    hello = make_ipc("hello", retry=2000)
+    got = []
+    world.serve(lambda: world.server.on("m", lambda data, socket: got.append(data)))
+    world.server.start()
+    client = hello.connect_to("world")
+    queued_at_drop = []
+    first = [True]
+
+    def on_connect():
+        if first[0]:
+            first[0] = False
+            client.emit("m", 1)
+            client.conn.abort()      # dropped before the hub flushed hello and event
+
+    client.on("connect", on_connect)
+    client.on("disconnect", lambda: queued_at_drop.append(client.queued))
+    wait_until(lambda: queued_at_drop, message="the drop")
+    assert queued_at_drop[0] == 1
+    wait_until(lambda: got == [1], timeout=5, message="the event after reconnecting")
+    wait_until(lambda: [s.id for s in world.server.sockets] == ["hello"], message="hello id")
