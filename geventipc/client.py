@@ -24,13 +24,14 @@ from gevent.hub import get_hub
 from .config import Config
 from .dispatch import Dispatcher
 from .errors import (
-    ConnectError, ConnectionLostError, DeadlockError, IPCError, NoHandlerError,
-    NotConnectedError, QueueFullError, RemoteError, Timeout, UnsupportedError,
+    ConnectError, ConnectionLostError, DeadlockError, IPCError, NotConnectedError,
+    QueueFullError, Timeout, UnsupportedError,
 )
 from .server import DESCRIBE, HELLO
 from .transports.stream import StreamConnection, dial_tcp, dial_unix
 from .transports.tls import connect_tls, server_hostname
-from .wire import REPLY_NO_HANDLER, REPLY_OK, make_codec, names_for
+from .reply import settle
+from .wire import make_codec, names_for
 
 
 class _Pending:
@@ -333,15 +334,7 @@ class Client(Dispatcher):
             return
         if pending.timer is not None:
             pending.timer.stop()
-        result = pending.result
-        if status == REPLY_OK:
-            result.set(data)
-            return
-        detail = data if isinstance(data, dict) else {}
-        remote_type = str(detail.get("type", "Error"))
-        message = str(detail.get("message", data))
-        cls = NoHandlerError if status == REPLY_NO_HANDLER else RemoteError
-        result.set_exception(cls(remote_type, message))
+        settle(pending.result, status, data)
 
     # --- sending -------------------------------------------------------------------------
 

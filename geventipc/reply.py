@@ -21,7 +21,8 @@ from gevent.event import AsyncResult
 from gevent.greenlet import Greenlet
 from gevent.pool import Pool
 
-from .errors import AlreadyAnsweredError
+from .errors import AlreadyAnsweredError, NoHandlerError, RemoteError
+from .wire import REPLY_NO_HANDLER, REPLY_OK
 
 #: size of the server's shared pool when ``pool=True`` is asked for and
 #: ``handler_pool_size`` is not set
@@ -123,3 +124,16 @@ class PooledHandler:
 
     def __repr__(self) -> str:
         return f"<PooledHandler {self.handler!r} pool size={self.pool.size}>"
+
+
+def settle(result: AsyncResult, status: int, data: Any) -> None:
+    """Complete a waiting request's ``result`` from a reply frame's status and data:
+    the value, or RemoteError / NoHandlerError carrying the remote type and message."""
+    if status == REPLY_OK:
+        result.set(data)
+        return
+    detail = data if isinstance(data, dict) else {}
+    remote_type = str(detail.get("type", "Error"))
+    message = str(detail.get("message", data))
+    cls = NoHandlerError if status == REPLY_NO_HANDLER else RemoteError
+    result.set_exception(cls(remote_type, message))

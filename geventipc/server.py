@@ -20,7 +20,7 @@ from gevent.server import StreamServer
 from .config import Config, check_socket_dir
 from .dispatch import Dispatcher
 from .emitter import _Once
-from .errors import IPCError, NotConnectedError, ServeError, UnsupportedError
+from .errors import IPCError, NotConnectedError, UnsupportedError
 from .reply import DEFAULT_POOL_SIZE, LATER, PooledHandler, outcome, resolve_pool
 from .transports.stream import FLUSH_AT, StreamConnection, listen_tcp, listen_unix, tune_tcp
 from .transports.tls import TLSError, accept_tls

@@ -23,13 +23,14 @@ from gevent.hub import get_hub
 from .config import Config
 from .dispatch import Dispatcher
 from .errors import (
-    AddressError, ConfigError, IPCError, MessageTooLargeError, NoHandlerError,
-    NotConnectedError, ProtocolError, RemoteError, Timeout, UnsupportedError,
+    AddressError, ConfigError, IPCError, MessageTooLargeError, NotConnectedError,
+    ProtocolError, Timeout, UnsupportedError,
 )
 from .server import DESCRIBE, Definitions
 from .transports.datagram import (
     FAMILIES, MAX_PAYLOAD, DatagramEndpoint, SockAddr, bind_udp, family_name, resolve,
 )
+from .reply import settle
 from .wire import REPLY_ERROR, REPLY_NO_HANDLER, REPLY_OK, make_codec, names_for
 
 
@@ -376,14 +377,7 @@ class UDPServer(Dispatcher):
         del self._waiting[request_id]
         result, _key, timer = entry
         timer.stop()
-        if status == REPLY_OK:
-            result.set(data)
-            return
-        detail = data if isinstance(data, dict) else {}
-        remote_type = str(detail.get("type", "Error"))
-        message = str(detail.get("message", data))
-        cls = NoHandlerError if status == REPLY_NO_HANDLER else RemoteError
-        result.set_exception(cls(remote_type, message))
+        settle(result, status, data)
 
     # --- sending -------------------------------------------------------------------------
 
