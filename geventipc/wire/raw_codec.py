@@ -16,8 +16,6 @@ from typing import Any
 from ..errors import ConfigError, EncodeError, UnsupportedError
 from .msgpack_codec import READ_SIZE
 
-_MISSING: Any = object()
-
 #: node-ipc's encoding names, and Python's codec for each ("hex"/"base64" are special)
 ENCODINGS = {
     "utf8": "utf-8", "utf-8": "utf-8", "ascii": "ascii",
