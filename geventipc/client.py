@@ -240,7 +240,7 @@ class Client(Dispatcher):
                 # the server went away while a long queue was being sent: keep what the
                 # kernel never took, in order, and dial again as after any lost connection
                 conn.abort()
-                queue.extendleft(reversed([f for f in conn.take_unsent() if f is not hello]))
+                self._requeue_unsent(conn)
                 self.report(ConnectionLostError(
                     f"connection to {self.id!r} lost while sending queued events; "
                     f"{len(queue)} are still queued"))
@@ -255,14 +255,18 @@ class Client(Dispatcher):
     def _on_close(self, conn: StreamConnection, reason: BaseException | None) -> None:
         self.conn = None
         self._connected.clear()
-        # the hello belongs to that connection; the next one sends its own
-        hello = self._hello
-        self._queue.extendleft(reversed([f for f in conn.take_unsent() if f is not hello]))
+        self._requeue_unsent(conn)
         if isinstance(reason, IPCError):
             self.report(reason)
         if self._waiting:
             self._fail_sent_requests()
         self.fire("disconnect")
+
+    def _requeue_unsent(self, conn: StreamConnection) -> None:
+        """Put back, in order and ahead of what is queued, the frames ``conn`` never
+        handed to the kernel; its hello stays behind (the next connection sends its own)."""
+        hello = self._hello
+        self._queue.extendleft(reversed([f for f in conn.take_unsent() if f is not hello]))
 
     def _fail_sent_requests(self) -> None:
         """Fail the requests that reached the lost connection; keep those still queued
