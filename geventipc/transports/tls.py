@@ -274,26 +274,8 @@ def accept_tls(sock: Any, ctx: ssl.SSLContext, timeout: float, address: Any) -> 
     On failure the socket is closed and TLSError raised (``exc.address`` is the peer).
     """
     where = f"{address[0]}:{address[1]}" if isinstance(address, tuple) else str(address)
-    try:
-        tls = TLSSocket(sock=sock, server_side=True, do_handshake_on_connect=False,
-                        _context=ctx)
-    except (OSError, ValueError) as exc:
-        sock.close()
-        raise _error(f"TLS handshake with client {where} failed: {explain(exc, 'client')}",
-                     address)
-    try:
-        with gevent.Timeout(timeout, False):
-            tls.do_handshake()
-            tls._peer_cert = tls.getpeercert()
-            return tls
-        message = f"TLS handshake with client {where} timed out after {timeout:g} s"
-    except (OSError, ValueError) as exc:
-        message = f"TLS handshake with client {where} failed: {explain(exc, 'client')}"
-    except BaseException:  # killed (server stopping): still close the socket
-        tls.close()
-        raise
-    tls.close()
-    raise _error(message, address)
+    return _handshake(sock, ctx, timeout, f"client {where}", "client", address,
+                      server_side=True)
 
 
 def connect_tls(sock: Any, ctx: ssl.SSLContext, hostname: str, timeout: float,
@@ -303,27 +285,36 @@ def connect_tls(sock: Any, ctx: ssl.SSLContext, hostname: str, timeout: float,
 
     On failure the socket is closed and TLSError raised.
     """
+    return _handshake(sock, ctx, timeout, where, "server", where, server_side=False,
+                      server_hostname=hostname)
+
+
+def _handshake(sock: Any, ctx: ssl.SSLContext, timeout: float, where: str, peer: str,
+               address: Any, **wrap: Any) -> TLSSocket:
+    """Wrap ``sock`` and handshake within ``timeout`` s; ``peer`` is the other side's role.
+
+    On failure ``sock`` is closed and TLSError raised, its ``address`` set to ``address``.
+    """
     try:
-        tls = TLSSocket(sock=sock, server_side=False, do_handshake_on_connect=False,
-                        server_hostname=hostname, _context=ctx)
+        tls = TLSSocket(sock=sock, do_handshake_on_connect=False, _context=ctx, **wrap)
     except (OSError, ValueError) as exc:
         sock.close()
-        raise _error(f"TLS handshake with {where} failed: {explain(exc, 'server')}", where)
-    message = f"TLS handshake with {where} timed out after {timeout:g} s"
+        raise _error(f"TLS handshake with {where} failed: {explain(exc, peer)}", address)
     try:
         with gevent.Timeout(timeout, False):
             tls.do_handshake()
             tls._peer_cert = tls.getpeercert()
-            if tls.version() == "TLSv1.3":
+            if not tls.server_side and tls.version() == "TLSv1.3":
                 _await_verdict(tls, min(timeout, VERDICT_WAIT))
             return tls
+        message = f"TLS handshake with {where} timed out after {timeout:g} s"
     except (OSError, ValueError) as exc:
-        message = f"TLS handshake with {where} failed: {explain(exc, 'server')}"
-    except BaseException:  # killed (client disconnecting): still close the socket
+        message = f"TLS handshake with {where} failed: {explain(exc, peer)}"
+    except BaseException:  # killed (server stopping, client disconnecting): still close
         tls.close()
         raise
     tls.close()
-    raise _error(message, where)
+    raise _error(message, address)
 
 
 def _await_verdict(tls: TLSSocket, wait: float) -> None:
