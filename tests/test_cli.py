@@ -64,6 +64,27 @@ def finish(proc: gsubprocess.Popen, timeout: float = 10.0) -> tuple[int, str, st
     return proc.returncode, out.decode(), err.decode()
 
 
+def read_pty(master: int) -> bytes:
+    """All a (now exited) process wrote to the terminal whose master side is ``master``."""
+    output = b""
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:   # EIO: the terminal's other side is closed
+            return output
+        if not chunk:
+            return output
+        output += chunk
+
+
+def close_pty(master: int, proc: gsubprocess.Popen) -> None:
+    """Close the terminal and kill (and reap) ``proc`` if it is still running."""
+    os.close(master)
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait(5)
+
+
 @pytest.fixture
 def procs():
     """Processes a test starts; killed (and reaped) if still running at the end."""
@@ -72,7 +93,7 @@ def procs():
     for proc in started:
         if proc.poll() is None:
             proc.kill()
-            proc.wait()
+            proc.wait(5)
 
 
 def one_error_line(result: subprocess.CompletedProcess, code: int, *words: str) -> str:
@@ -503,20 +524,9 @@ def test_serve_on_a_terminal_prints_colour_unless_no_color(sock_dir):
             assert cli("emit", "tty", "message", '"on a tty"', "--socket-root", sock_dir,
                        "--id", "me").returncode == 0
             assert proc.wait(timeout=10) == 0
-            output = b""
-            while True:
-                try:
-                    chunk = os.read(master, 4096)
-                except OSError:   # EIO: the terminal's other side is closed
-                    break
-                if not chunk:
-                    break
-                output += chunk
+            output = read_pty(master)
         finally:
-            os.close(master)
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+            close_pty(master, proc)
         text = output.decode()
         assert "message" in text and '"on a tty"' in text and "[me]" in text, text
         assert ("\x1b[" in text) is coloured, text
@@ -787,19 +797,11 @@ def test_describe_and_request_on_a_terminal(world):
                                  stdout=slave, stderr=subprocess.PIPE, cwd=ROOT,
                                  env=dict(ENV, NO_COLOR="1"))
         os.close(slave)
-        output = b""
         try:
             assert proc.wait(timeout=15) == 0
-            while True:
-                try:
-                    chunk = os.read(master, 4096)
-                except OSError:
-                    break
-                if not chunk:
-                    break
-                output += chunk
+            output = read_pty(master)
         finally:
-            os.close(master)
+            close_pty(master, proc)
         return output.decode().replace("\r\n", "\n")
 
     tables = on_tty("describe", "world")
