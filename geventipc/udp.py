@@ -26,7 +26,7 @@ from .errors import (
     AddressError, ConfigError, IPCError, MessageTooLargeError, NotConnectedError,
     ProtocolError, Timeout, UnsupportedError,
 )
-from .server import DESCRIBE, Definitions
+from .server import DESCRIBE, Definitions, _error_detail
 from .transports.datagram import (
     FAMILIES, MAX_PAYLOAD, DatagramEndpoint, SockAddr, bind_udp, family_name, resolve,
 )
@@ -285,8 +285,7 @@ class UDPServer(Dispatcher):
         try:
             result = handler(data, peer)
         except Exception as exc:
-            self._reply(peer, request_id, REPLY_ERROR,
-                        {"type": type(exc).__name__, "message": str(exc)})
+            self._reply(peer, request_id, REPLY_ERROR, _error_detail(exc))
             return
         self._reply(peer, request_id, REPLY_OK, result)
 
@@ -300,8 +299,7 @@ class UDPServer(Dispatcher):
             endpoint.check_size(len(frame))
         except IPCError as exc:
             # the requester gets the reason instead of waiting for its timeout
-            frame = encoder.encode_reply(request_id, REPLY_ERROR,
-                                         {"type": type(exc).__name__, "message": str(exc)})
+            frame = encoder.encode_reply(request_id, REPLY_ERROR, _error_detail(exc))
         try:
             endpoint.send(frame, peer.sockaddr)
         except IPCError as exc:
