@@ -48,11 +48,11 @@ class Dispatcher(Emitter):
                  f"<error>raised</error> {type(exc).__name__}: {exc}")
         self.report(HandlerError(event, exc))
 
-
     def dispatch_to(self, socket: Any, frames: list) -> None:
         """Run handlers for decoded frames from one peer, as ``handler(data, socket)``
         (the wildcard as ``(type, data, socket)``); request and reply frames go to
-        :meth:`on_other_frame`. Servers of every transport share this per-event loop."""
+        :meth:`on_other_frame`. Servers of every transport share this per-event loop;
+        the stream client keeps a copy without ``socket`` (see ``Client._on_frames``)."""
         handlers = self.handlers
         wildcard = handlers.get(WILDCARD)
         for frame in frames:
