@@ -287,7 +287,7 @@ class MsgpackCodec:
                 raise EncodeError(f"cannot encode data of event {type!r} as msgpack: "
                                   f"{_describe(exc)}") from None
         if len(frame) > self.max_message_size:
-            raise _too_large(type, len(frame), self.max_message_size)
+            raise event_too_large(type, len(frame), self.max_message_size)
         return frame
 
     def encode_request(self, type: str, data: Any, request_id: int) -> bytes:
@@ -298,7 +298,7 @@ class MsgpackCodec:
             raise EncodeError(f"cannot encode data of request {type!r} as msgpack: "
                               f"{_describe(exc)}") from None
         if len(frame) > self.max_message_size:
-            raise _too_large(type, len(frame), self.max_message_size)
+            raise event_too_large(type, len(frame), self.max_message_size)
         return frame
 
     def encode_reply(self, request_id: int, status: int, data: Any) -> bytes:
@@ -319,6 +319,7 @@ _MAX_BIN = 2 ** 32 - 1
 _PACKER = msgpack.Packer(use_bin_type=True, autoreset=True)
 
 
-def _too_large(type: str, size: int, limit: int) -> EventTooLargeError:
+def event_too_large(type: str, size: int, limit: int) -> EventTooLargeError:
+    """The error for an outgoing event of ``size`` bytes over ``limit`` (every codec's)."""
     return EventTooLargeError(f"event {type!r} encodes to {size} bytes, over "
                               f"max_message_size={limit}; a peer would refuse it")

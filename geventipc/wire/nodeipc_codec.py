@@ -21,10 +21,9 @@ import reprlib
 from typing import Any
 
 from ..errors import (
-    ConfigError, EncodeError, EventTooLargeError, MessageTooLargeError, ProtocolError,
-    UnsupportedError,
+    ConfigError, EncodeError, MessageTooLargeError, ProtocolError, UnsupportedError,
 )
-from .msgpack_codec import READ_SIZE
+from .msgpack_codec import READ_SIZE, event_too_large
 from .names import EventNames
 
 #: the longest prefix of a bad value quoted in an error message
@@ -288,9 +287,7 @@ class NodeIPCCodec:
                 f"the delimiter {self.delimiter!r}, which would cut the frame in two; pick "
                 f"a delimiter made of control characters (the default is \"\\f\")")
         if len(body) > self.max_message_size:
-            raise EventTooLargeError(f"event {type!r} encodes to {len(body)} bytes, over "
-                                     f"max_message_size={self.max_message_size}; a peer "
-                                     f"would refuse it")
+            raise event_too_large(type, len(body), self.max_message_size)
         return body + self._delim
 
     def encode_request(self, type: str, data: Any, request_id: int) -> bytes:
