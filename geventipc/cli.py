@@ -621,7 +621,6 @@ class Deadline:
     """The time left of a command's ``--timeout``."""
 
     def __init__(self, seconds: float | None) -> None:
-        self.seconds = seconds
         self._end = None if seconds is None else time.monotonic() + seconds
 
     def left(self) -> float | None:
@@ -629,10 +628,6 @@ class Deadline:
         if self._end is None:
             return None
         return max(self._end - time.monotonic(), 0.001)
-
-
-def _timeout(args: argparse.Namespace, default: float | None) -> float | None:
-    return default if args.timeout is None else args.timeout
 
 
 def cmd_emit(args: argparse.Namespace) -> int:
@@ -652,7 +647,7 @@ def cmd_emit(args: argparse.Namespace) -> int:
         type_, data_arg = words[0], words[1] if len(words) > 1 else None
         _check_name(ipc, type_)
     values = data_values(data_arg, args.text, args.raw)
-    timeout = _timeout(args, DEFAULT_TIMEOUT) or DEFAULT_TIMEOUT
+    timeout = args.timeout or DEFAULT_TIMEOUT
     if target.kind == "udp":
         return _emit_udp(ipc, target, type_, values)
     confirm = not (args.raw or args.no_confirm or ipc.config.wire != "msgpack")
@@ -785,7 +780,7 @@ def cmd_request(args: argparse.Namespace) -> int:
     type_, data_arg = words[0], words[1] if len(words) > 1 else None
     _check_name(ipc, type_)
     values = data_values(data_arg, args.text)
-    timeout = _timeout(args, DEFAULT_TIMEOUT) or DEFAULT_TIMEOUT
+    timeout = args.timeout or DEFAULT_TIMEOUT
     printer = Printer(args.json or not sys.stdout.isatty(), wants_colour(sys.stdout))
     asker = Asker(ipc, target, timeout)
     try:
@@ -805,7 +800,7 @@ def cmd_describe(args: argparse.Namespace) -> int:
         raise UsageError(f"describe takes only TARGET, not {' '.join(words)!r}")
     target = with_tls(args, ipc, target)
     _needs_requests(args, "describe")
-    timeout = _timeout(args, DEFAULT_TIMEOUT) or DEFAULT_TIMEOUT
+    timeout = args.timeout or DEFAULT_TIMEOUT
     printer = Printer(args.json or not sys.stdout.isatty(), wants_colour(sys.stdout))
     asker = Asker(ipc, target, timeout)
     try:
