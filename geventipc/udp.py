@@ -182,7 +182,8 @@ class UDPServer(Dispatcher):
         self._endpoint.close(timeout)
         waiting, self._waiting = self._waiting, {}
         for result, _key, timer in waiting.values():
-            timer.stop()
+            if timer is not None:
+                timer.stop()
             result.set_exception(NotConnectedError("the UDP server stopped before the "
                                                    "reply came"))
 
@@ -326,7 +327,7 @@ class UDPServer(Dispatcher):
         request_id = next(self._request_ids)
         frame = self._encoder.encode_request(type, data, request_id)
         result = AsyncResult()
-        timer = get_hub().loop.timer(timeout) if timeout is not None else _NoTimer()
+        timer = get_hub().loop.timer(timeout) if timeout is not None else None
         # registered before sending: a send that waits for buffer room yields, and the
         # reply could come in meanwhile
         self._waiting[request_id] = (result, (sockaddr[0], sockaddr[1]), timer)
@@ -335,7 +336,7 @@ class UDPServer(Dispatcher):
         except BaseException:
             del self._waiting[request_id]
             raise
-        if timeout is not None:
+        if timer is not None and request_id in self._waiting:  # the reply may be in already
             timer.start(self._expire, request_id, type, timeout)
         return result
 
@@ -374,7 +375,8 @@ class UDPServer(Dispatcher):
             return
         del self._waiting[request_id]
         result, _key, timer = entry
-        timer.stop()
+        if timer is not None:
+            timer.stop()
         settle(result, status, data)
 
     # --- sending -------------------------------------------------------------------------
@@ -468,16 +470,6 @@ def _leftover(decoder: Any) -> bool:
     """
     incomplete = getattr(decoder, "incomplete", None)
     return bool(incomplete()) if incomplete is not None else decoder.buffered > 0
-
-
-class _NoTimer:
-    """Stands in for a loop timer when a request has no timeout."""
-
-    def start(self, *args: Any) -> None:
-        """Nothing to start."""
-
-    def stop(self) -> None:
-        """Nothing to stop."""
 
 
 __all__ = ["UDPServer", "UDPSocket"]
