@@ -21,7 +21,7 @@ from gevent.os import make_nonblocking, nb_read, nb_write
 from gevent.queue import Empty, Queue
 
 from geventipc.errors import ForbiddenEventError, ProtocolError
-from conftest import ROOT, free_port, stop_process, wait_until
+from conftest import ROOT, free_port, read_line, stop_process, wait_until
 
 NODE_DIR = os.path.join(ROOT, "tests", "node")
 PEER_JS = os.path.join(NODE_DIR, "peer.js")
@@ -587,8 +587,7 @@ def _run_pair(server_cmd: list[str], client_cmd: list[str], sock_dir: str
     server = subprocess.Popen(server_cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               env=env, cwd=ROOT, text=True)
     try:
-        assert server.stdout is not None
-        assert server.stdout.readline().strip() == "ready", server.stderr.read()
+        assert read_line(server).strip() == "ready"
         client = subprocess.run(client_cmd, capture_output=True, text=True, env=env,
                                 cwd=ROOT, timeout=20)
         assert client.returncode == 0, client.stderr
