@@ -188,6 +188,17 @@ def _recorder(client_or_server: Any, type: str) -> list[Any]:
     return got
 
 
+def _node_server_and_client(node_peer: Callable[..., NodePeer], make_ipc: Callable[..., Any],
+                            lib: str, where: dict[str, Any], type: str, **spec: Any
+                            ) -> tuple[NodePeer, Any, list[Any]]:
+    """A node-ipc server at ``where`` and a connected Python client recording ``type``."""
+    peer = _node_server(node_peer, lib, where, **spec)
+    client = _py_client(make_ipc, where)
+    got = _recorder(client, type)
+    client.wait_connected(5)
+    return peer, client, got
+
+
 # --- payloads ---------------------------------------------------------------------------
 
 MIB_STRING = "".join(chr(0x20 + i % 0x5f) for i in range(1024 * 1024 - 7)) + "é€😀"
@@ -248,10 +259,7 @@ def test_python_server_node_client_hello_world(lib, transport, make_ipc, sock_di
 def test_node_server_python_client_hello_world(lib, transport, make_ipc, sock_dir,
                                                node_peer):
     where = _where(transport, sock_dir)
-    peer = _node_server(node_peer, lib, where)
-    client = _py_client(make_ipc, where)
-    got = _recorder(client, "world")
-    client.wait_connected(5)
+    peer, client, got = _node_server_and_client(node_peer, make_ipc, lib, where, "world")
     client.emit("hello", "hello")
     wait_until(lambda: got, message="the reply from the node-ipc server")
     assert got == [{"reply": "hello"}]
@@ -326,10 +334,7 @@ def test_pipelined_events_in_order_python_server(lib, transport, make_ipc, sock_
 def test_pipelined_events_in_order_node_server(lib, transport, make_ipc, sock_dir,
                                                node_peer):
     where = _where(transport, sock_dir)
-    peer = _node_server(node_peer, lib, where)
-    client = _py_client(make_ipc, where)
-    got = _recorder(client, "seq")
-    client.wait_connected(5)
+    peer, client, got = _node_server_and_client(node_peer, make_ipc, lib, where, "seq")
     for i in range(1000):
         client.emit("seq", i)
     assert peer.events_of("seq", 1000) == list(range(1000))
@@ -364,10 +369,7 @@ def test_payloads_python_server_node_client(lib, transport, make_ipc, sock_dir, 
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_payloads_node_server_python_client(lib, transport, make_ipc, sock_dir, node_peer):
     where = _where(transport, sock_dir)
-    peer = _node_server(node_peer, lib, where)
-    client = _py_client(make_ipc, where)
-    got = _recorder(client, "echo")
-    client.wait_connected(5)
+    peer, client, got = _node_server_and_client(node_peer, make_ipc, lib, where, "echo")
     values = [p.values[0] for p in PAYLOADS]
     for value in values:
         client.emit("echo", value)
@@ -381,10 +383,8 @@ def test_payloads_node_server_python_client(lib, transport, make_ipc, sock_dir, 
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_one_mib_string_both_ways(lib, transport, make_ipc, sock_dir, node_peer):
     where = _where(transport, sock_dir)
-    peer = _node_server(node_peer, lib, where, max_message_size=4 * 1024 * 1024)
-    client = _py_client(make_ipc, where)
-    got = _recorder(client, "echo")
-    client.wait_connected(5)
+    peer, client, got = _node_server_and_client(node_peer, make_ipc, lib, where, "echo",
+                                                max_message_size=4 * 1024 * 1024)
     client.emit("echo", MIB_STRING)
     assert peer.expect("event", type="echo", timeout=20)["data"] == MIB_STRING
     wait_until(lambda: got, timeout=20, message="the 1 MiB echo")
