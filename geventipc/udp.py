@@ -334,7 +334,7 @@ class UDPServer(Dispatcher):
         try:
             self._send(frame, sockaddr)
         except BaseException:
-            del self._waiting[request_id]
+            self._waiting.pop(request_id, None)  # stop() may have emptied the table already
             raise
         if timer is not None and request_id in self._waiting:  # the reply may be in already
             timer.start(self._expire, request_id, type, timeout)

@@ -113,6 +113,21 @@ def test_request_without_reply_times_out(make_ipc):
     assert not server._waiting
 
 
+def test_request_whose_send_fails_after_stop_raises_the_send_error(make_ipc):
+    # stop() while the request's send waits empties the waiting table; the send's own
+    # error must come out, not a KeyError from unregistering the request
+    server = start_peer(make_ipc, "me")
+
+    def send(frame, sockaddr):
+        server.stop()
+        raise NotConnectedError("the UDP socket is closed")
+
+    server._send = send
+    with pytest.raises(NotConnectedError):
+        server.request_async(("127.0.0.1", 9), "add", 1, timeout=0.2)
+    assert not server._waiting
+
+
 def test_request_from_inside_a_handler_is_refused_not_hung(make_ipc):
     a = start_peer(make_ipc, "a")
     b = start_peer(make_ipc, "b")
