@@ -382,9 +382,9 @@ class StreamConnection:
             return
         self._closing = True
         if self._pending:
+            # _flush leaves nothing queued without a writer to send it, unless it failed
+            # and aborted: either way no writer of our own is needed here
             self._flush()
-        if self._pending and self._writer is None and self._wbuf:
-            self._writer = gevent.spawn(self._drain)
         if self._writer is None:
             self._close_gracefully()
 
