@@ -144,30 +144,28 @@ class IPC:
                      if key not in names and _is_config_key(key)}
         return self.config.copy(**overrides) if overrides else self.config
 
-    def _new_server(self, callback: Callback | None, config: Config | None = None,
-                    **where: Any) -> Server:
-        if self.server is not None and self.server.started:
-            raise ConfigError("this IPC instance already has a running server; stop it first")
-        server = Server((config or self.config).copy(), self.log, **where)
-        if callback is not None:
-            server.on("start", callback)
-        self.server = server
-        return server
+    def _new_server(self, callback: Callback | None, config: Config, **where: Any) -> Server:
+        return self._install(Server, callback, config, **where)
 
     def _new_udp_server(self, callback: Callback | None, host: str, port: int,
-                        udp_type: str, config: Config | None = None) -> Any:
+                        udp_type: str, config: Config) -> Any:
         from .udp import UDPServer  # noqa: PLC0415 - optional transport
+        return self._install(UDPServer, callback, config, host=host, port=port,
+                             udp_type=udp_type)
+
+    def _install(self, cls: Any, callback: Callback | None, config: Config,
+                 **where: Any) -> Any:
+        """Make ``cls`` (a stream or UDP server) on its own copy of ``config`` and make it
+        ``ipc.server``, unless this IPC already runs one."""
         if self.server is not None and self.server.started:
             raise ConfigError("this IPC instance already has a running server; stop it first")
-        server = UDPServer((config or self.config).copy(), self.log, host=host, port=port,
-                           udp_type=udp_type)
+        server = cls(config.copy(), self.log, **where)
         if callback is not None:
             server.on("start", callback)
         self.server = server
         return server
 
-    def _tls(self, side: str, config: Config | None = None) -> Any:
-        config = config or self.config
+    def _tls(self, side: str, config: Config) -> Any:
         if not config.tls:
             return None
         from .transports.tls import make_context  # noqa: PLC0415 - only with TLS on
@@ -210,15 +208,15 @@ class IPC:
         return self._new_client(server_id, opts["callback"], config, host=host, port=port,
                                 ssl_context=self._tls("client", config))
 
-    def _new_client(self, server_id: str, callback: Callback | None,
-                    config: Config | None = None, **where: Any) -> Client:
+    def _new_client(self, server_id: str, callback: Callback | None, config: Config,
+                    **where: Any) -> Client:
         existing = self.of.get(server_id)
         if existing is not None and not existing.destroyed:
             self.log("<notice>geventipc: already connected to</notice>", server_id)
             if callback is not None:
                 callback()
             return existing
-        client = Client(server_id, (config or self.config).copy(), self.log,
+        client = Client(server_id, config.copy(), self.log,
                         live_config=self.config, **where)
         self.of[server_id] = client
         if callback is not None:
