@@ -180,7 +180,7 @@ def test_full_pool_pauses_reading_that_connection_and_drops_nothing(make_ipc):
     @server.handle("job")
     def job(n, socket):
         started.append(n)
-        gate.wait()
+        gate.wait(20)   # bounded: a failed test must not leave handlers parked for good
         return n
 
     server.handle("ping", lambda data, socket: "pong", pool=False)
