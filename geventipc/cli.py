@@ -278,8 +278,16 @@ class Printer:
             self._flush_scheduled = True
             gevent.get_hub().loop.run_callback(self.flush)
 
+    def __enter__(self) -> "Printer":
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        """Flush on the way out, whether or not the command failed."""
+        self.flush()
+
     def flush(self) -> None:
-        """Flush stdout now (the commands call this before they return)."""
+        """Flush stdout now (the commands call this, or leave a ``with``, before they
+        return)."""
         self._flush_scheduled = False
         if self.broken:
             return
@@ -342,6 +350,13 @@ class Printer:
 def wants_colour(stream: TextIO) -> bool:
     """Colour only on a terminal, and never when NO_COLOR is set (no-color.org)."""
     return stream.isatty() and not os.environ.get("NO_COLOR")
+
+
+def make_printer(args: argparse.Namespace, on_broken: Callable[[], None] | None = None
+                 ) -> Printer:
+    """stdout's printer: JSON lines with --json or when piped, colour on a terminal."""
+    return Printer(args.json or not sys.stdout.isatty(), wants_colour(sys.stdout),
+                   on_broken=on_broken)
 
 
 def make_ipc(args: argparse.Namespace, server_id: str | None = None, serving: bool = False
@@ -493,8 +508,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if target.kind == "tls" and not args.tls_cert:
         raise UsageError("serving TLS needs --tls-cert and --tls-key")
     stopper = Stopper(args.count)
-    printer = Printer(args.json or not sys.stdout.isatty(), wants_colour(sys.stdout),
-                      on_broken=stopper.stop)
+    printer = make_printer(args, on_broken=stopper.stop)
     encoding = ipc.config.encoding
     if target.kind == "unix":
         server = ipc.serve(target.path)
@@ -768,6 +782,13 @@ class Asker:
         else:
             self.ipc.disconnect(self.target.id)
 
+    def __enter__(self) -> "Asker":
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        """Close on the way out, whether or not the command failed."""
+        self.close()
+
 
 def cmd_request(args: argparse.Namespace) -> int:
     """Send a request (or one per stdin line) and print each reply."""
@@ -781,14 +802,9 @@ def cmd_request(args: argparse.Namespace) -> int:
     _check_name(ipc, type_)
     values = data_values(data_arg, args.text)
     timeout = args.timeout or DEFAULT_TIMEOUT
-    printer = Printer(args.json or not sys.stdout.isatty(), wants_colour(sys.stdout))
-    asker = Asker(ipc, target, timeout)
-    try:
+    with make_printer(args) as printer, Asker(ipc, target, timeout) as asker:
         for value in values:
             printer.value(asker.request(type_, value, timeout))
-    finally:
-        asker.close()
-        printer.flush()
     return OK
 
 
@@ -801,13 +817,8 @@ def cmd_describe(args: argparse.Namespace) -> int:
     target = with_tls(args, ipc, target)
     _needs_requests(args, "describe")
     timeout = args.timeout or DEFAULT_TIMEOUT
-    printer = Printer(args.json or not sys.stdout.isatty(), wants_colour(sys.stdout))
-    asker = Asker(ipc, target, timeout)
-    try:
+    with make_printer(args) as printer, Asker(ipc, target, timeout) as asker:
         printer.tables(asker.describe(timeout))
-    finally:
-        asker.close()
-        printer.flush()
     return OK
 
 
@@ -825,8 +836,7 @@ def cmd_listen(args: argparse.Namespace) -> int:
         _check_name(ipc, name)
     wanted = frozenset(types)
     stopper = Stopper(args.count)
-    printer = Printer(args.json or not sys.stdout.isatty(), wants_colour(sys.stdout),
-                      on_broken=stopper.stop)
+    printer = make_printer(args, on_broken=stopper.stop)
     encoding = ipc.config.encoding
 
     def on_event(type: str, data: Any) -> None:
