@@ -31,6 +31,7 @@ from .errors import (
     NotConnectedError, RemoteError, Timeout, UnsupportedError, UsageError,
 )
 from .ipc import IPC
+from .wire.raw_codec import ENCODINGS
 
 OK, FAILED, USAGE = 0, 1, 2
 
@@ -232,9 +233,7 @@ def raw_text(data: bytes, encoding: str) -> str:
         return data.hex()
     if encoding == "base64":
         return base64.b64encode(data).decode("ascii")
-    codec = {"utf8": "utf-8", "ucs2": "utf-16-le", "utf16le": "utf-16-le",
-             "binary": "latin-1"}.get(encoding, encoding)
-    return data.decode(codec, "replace")
+    return data.decode(ENCODINGS[encoding], "replace")
 
 
 #: ANSI colours of node-ipc's log theme (geventipc.log.DEFAULT_THEME), for stdout
