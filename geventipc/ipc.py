@@ -52,10 +52,17 @@ def _sort_args(args: tuple[Any, ...], kwargs: dict[str, Any], names: tuple[str, 
     return out
 
 
-def _check_server_id(server_id: Any) -> None:
+def _take_server_id(args: tuple[Any, ...], kwargs: dict[str, Any],
+                    where: str) -> tuple[str, tuple[Any, ...]]:
+    """A connect call's server id (first positional, or ``id=``, taken out of ``kwargs``)
+    and the positional arguments after it."""
+    if not args and "id" not in kwargs:
+        raise TypeError(f"{where} needs the server id")
+    server_id, rest = (args[0], args[1:]) if args else (kwargs.pop("id"), ())
     # checked before it is used to build a path, so the error names the real mistake
     if not isinstance(server_id, str) or not server_id:
         raise TypeError(f"server id must be a non-empty string, not {server_id!r}")
+    return server_id, rest
 
 
 def _is_config_key(key: str) -> bool:
@@ -180,10 +187,7 @@ class IPC:
         the connection is made in a greenlet. Config keys given as keyword arguments apply
         to this client only (``connect_to("world", wire="node-ipc")``).
         """
-        if not args and "id" not in kwargs:
-            raise TypeError("connect_to needs the server id")
-        server_id, rest = (args[0], args[1:]) if args else (kwargs.pop("id"), ())
-        _check_server_id(server_id)
+        server_id, rest = _take_server_id(args, kwargs, "connect_to")
         config = self._call_config(kwargs, ("id", "path", "callback"))
         opts = _sort_args(rest, kwargs, ("path", "callback"),
                           {"path": _is_str, "callback": callable}, "connect_to")
@@ -194,10 +198,7 @@ class IPC:
         """``connect_to_net(id, host=None, port=None, callback=None)``: connect over TCP
         (TLS when ``config.tls`` is set). Arguments may be left out in order; config keys
         given as keyword arguments apply to this client only."""
-        if not args and "id" not in kwargs:
-            raise TypeError("connect_to_net needs the server id")
-        server_id, rest = (args[0], args[1:]) if args else (kwargs.pop("id"), ())
-        _check_server_id(server_id)
+        server_id, rest = _take_server_id(args, kwargs, "connect_to_net")
         config = self._call_config(kwargs, ("id", "host", "port", "callback"))
         opts = _sort_args(rest, kwargs, ("host", "port", "callback"),
                           {"host": _is_str, "port": _is_port, "callback": callable},
