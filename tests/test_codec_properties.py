@@ -51,6 +51,12 @@ def encode(c: MsgpackCodec, frame: tuple) -> tuple[bytes, list]:
     return c.encode_reply(*args), list(args)
 
 
+def encode_all(c: MsgpackCodec, items: list[tuple]) -> tuple[bytes, list[list]]:
+    """The frames ``items`` encoded back to back, and what decoding each should give."""
+    pairs = [encode(c, item) for item in items]
+    return b"".join(data for data, _ in pairs), [frame for _, frame in pairs]
+
+
 def split(data: bytes, cuts: list[int]) -> list[bytes]:
     points = sorted({c % (len(data) + 1) for c in cuts})
     pieces, last = [], 0
@@ -75,11 +81,7 @@ def same(a, b) -> bool:
 @given(st.lists(frames, max_size=20), st.lists(st.integers(0, 10 ** 6), max_size=30))
 def test_valid_frames_split_anywhere_decode_to_the_same_frames(items, cuts):
     c = codec()
-    stream, expected = b"", []
-    for item in items:
-        data, frame = encode(c, item)
-        stream += data
-        expected.append(frame)
+    stream, expected = encode_all(c, items)
     decoded = []
     for piece in split(stream, cuts):
         decoded.extend(c.feed(piece))
@@ -120,11 +122,7 @@ def test_random_bytes_raise_only_protocol_error(junk, cuts):
        st.lists(st.integers(0, 10 ** 6), max_size=10))
 def test_good_frames_before_garbage_are_kept(items, junk, cuts):
     c = codec()
-    stream, expected = b"", []
-    for item in items:
-        data, frame = encode(c, item)
-        stream += data
-        expected.append(frame)
+    stream, expected = encode_all(c, items)
     got = []
     try:
         for piece in split(stream, cuts) + [junk]:
