@@ -99,8 +99,7 @@ class Log:
                         if style in _EFFECTS else "")
                 raise ValueError(f"unknown colour style {style!r} for theme {name!r}"
                                  f"{hint}") from None
-        self.theme.update(styles)
-        self._tags = None
+        self.theme.update(styles)  # _markup sees the theme changed and rebuilds its tags
 
     def style(self, name: str, value: Any) -> str:
         """``value`` as text wrapped in theme tag ``name``, for use inside a log call."""
