@@ -25,7 +25,7 @@ import gevent
 from gevent.event import Event
 
 from . import __version__
-from .config import Config
+from .config import OPTIONS, Config
 from .errors import (
     AddressError, ConfigError, ConnectError, EncodeError, EventNameError, IPCError,
     NotConnectedError, RemoteError, Timeout, UnsupportedError, UsageError,
@@ -43,6 +43,8 @@ RETRY_MS = 100
 BYTES_KEY = "$hex"
 
 PROG = "geventipc"
+#: --encoding's choices: exactly the values config.encoding accepts
+_ENCODING_CHOICES = next(o.choices for o in OPTIONS if o.name == "encoding")
 
 # --- targets -----------------------------------------------------------------------------
 
@@ -994,8 +996,7 @@ def _common_options() -> argparse.ArgumentParser:
     group.add_argument("--raw", action="store_true",
                        help="raw mode: bytes with no framing and no event types")
     group.add_argument("--encoding", metavar="ENC",
-                       choices=("utf8", "utf-8", "ascii", "utf16le", "ucs2", "base64", "hex",
-                                "latin1", "binary"),
+                       choices=_ENCODING_CHOICES,
                        help="raw mode's text encoding: utf8 (default), hex, base64, ascii, "
                             "latin1, utf16le/ucs2")
     group.add_argument("--tls-cert", metavar="PEM", help="certificate (config.tls 'public')")
