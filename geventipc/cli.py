@@ -576,7 +576,8 @@ class Connection:
                  ) -> None:
         self.ipc = ipc
         self.target = target
-        self.errors: list[BaseException] = []
+        #: the latest error event, for the reason in a connect failure
+        self.last_error: BaseException | None = None
         self.ended = Event()
         self.connects = 0
         self.closing = False
@@ -596,8 +597,7 @@ class Connection:
             self.client = ipc.connect_to_net(target.id, target.host, target.port, setup)
 
     def _on_error(self, exc: BaseException) -> None:
-        self.errors.append(exc)
-        del self.errors[:-1]
+        self.last_error = exc
         if not isinstance(exc, ConnectError):
             self.ipc.log("<warn>geventipc:</warn>", one_line(exc))
 
@@ -616,7 +616,7 @@ class Connection:
         try:
             self.client.wait_connected(timeout)
         except (Timeout, NotConnectedError):
-            reason = f": {one_line(self.errors[-1])}" if self.errors else ""
+            reason = f": {one_line(self.last_error)}" if self.last_error is not None else ""
             raise ConnectError(f"cannot connect to {self.target} within {timeout:.3g} s"
                                f"{reason}") from None
 
