@@ -196,8 +196,9 @@ def _load(method: Callable[[Any], Any], path: Any, *, what: str) -> None:
 
 
 def _check_given_context(ctx: ssl.SSLContext, side: str, say: Callable[..., None]) -> None:
-    if ctx.minimum_version not in (ssl.TLSVersion.MINIMUM_SUPPORTED,) and \
-            ctx.minimum_version < ssl.TLSVersion.TLSv1_2:
+    # MINIMUM_SUPPORTED sorts lowest but sets no floor of its own: OpenSSL keeps its own
+    minimum = ctx.minimum_version
+    if minimum != ssl.TLSVersion.MINIMUM_SUPPORTED and minimum < ssl.TLSVersion.TLSv1_2:
         say("<warn>geventipc: the given SSLContext allows TLS versions below 1.2</warn>")
     if side == "client" and ctx.verify_mode == ssl.CERT_NONE:
         say("<warn>geventipc: the given client SSLContext does not verify the server's "
