@@ -45,6 +45,12 @@ class _Pending:
         self.frame = frame
         self.timer: Any = None
 
+    def fail(self, exc: BaseException) -> None:
+        """Stop the timeout and give the caller ``exc``."""
+        if self.timer is not None:
+            self.timer.stop()
+        self.result.set_exception(exc)
+
 
 class Client(Dispatcher):
     """A connection to one server, by Unix ``path`` or TCP ``host``/``port``.
@@ -276,9 +282,7 @@ class Client(Dispatcher):
             if id(pending.frame) in queued:
                 continue
             del self._waiting[request_id]
-            if pending.timer is not None:
-                pending.timer.stop()
-            pending.result.set_exception(ConnectionLostError(
+            pending.fail(ConnectionLostError(
                 f"connection to {self.id!r} closed before the reply came"))
 
     def _end(self) -> None:
@@ -292,9 +296,7 @@ class Client(Dispatcher):
                 f"{count} queued events were never sent: the client of {self.id!r} stopped"))
         waiting, self._waiting = self._waiting, {}
         for pending in waiting.values():
-            if pending.timer is not None:
-                pending.timer.stop()
-            pending.result.set_exception(NotConnectedError(
+            pending.fail(NotConnectedError(
                 f"client of {self.id!r} stopped before the request was answered"))
         self.fire("destroy")
 
