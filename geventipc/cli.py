@@ -279,10 +279,10 @@ class Printer:
             self._flush_scheduled = True
             gevent.get_hub().loop.run_callback(self.flush)
 
-    def __enter__(self) -> "Printer":
+    def __enter__(self) -> Printer:
         return self
 
-    def __exit__(self, *exc_info: Any) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         """Flush on the way out, whether or not the command failed."""
         self.flush()
 
@@ -783,10 +783,10 @@ class Asker:
         else:
             self.ipc.disconnect(self.target.id)
 
-    def __enter__(self) -> "Asker":
+    def __enter__(self) -> Asker:
         return self
 
-    def __exit__(self, *exc_info: Any) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         """Close on the way out, whether or not the command failed."""
         self.close()
 
