@@ -206,10 +206,11 @@ class UDPServer(Dispatcher):
     def _remember(self, peer: UDPSocket) -> None:
         peers = self._peers
         key = (peer.address, peer.port)
-        if key in peers:
-            peers.move_to_end(key)
+        try:
+            peers.move_to_end(key)  # a known peer: one lookup per datagram
             return
-        peers[key] = peer
+        except KeyError:
+            peers[key] = peer
         if len(peers) > self.config.max_connections:
             peers.popitem(last=False)
             if not self.forgotten:
