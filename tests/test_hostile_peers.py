@@ -166,15 +166,8 @@ def test_partial_frame_growing_past_the_limit_is_refused(arena):
     cut off once what it has sent passes the limit, long before the announced size."""
     srv, errors, exchange = arena()
     peer = raw_peer(srv.server.path)
-    peer.sendall(b"\x92\xa4note\xc6" + (10 * 1024 * 1024).to_bytes(4, "big"))
-    sent = 0
-    try:
-        while sent < 4 * LIMIT:
-            peer.sendall(b"y" * 8192)
-            sent += 8192
-            gevent.sleep(0.001)
-    except OSError:
-        pass
+    sent = grow(peer, b"\x92\xa4note\xc6" + (10 * 1024 * 1024).to_bytes(4, "big"),
+                b"y" * 8192, 4 * LIMIT)
     wait_closed(peer)
     assert sent <= 4 * LIMIT
     check_refused(srv, errors, exchange, MessageTooLargeError, "max_message_size")
@@ -186,17 +179,8 @@ def test_slowloris_is_refused_after_message_timeout(arena):
     srv, errors, exchange = arena()
     peer = raw_peer(srv.server.path)
     frame = event("note", "z" * 200)
-    closed = False
-    with gevent.Timeout(5, AssertionError("slowloris peer never cut off")):
-        for byte in frame[:-1]:
-            try:
-                peer.sendall(bytes([byte]))
-            except OSError:
-                closed = True
-                break
-            gevent.sleep(0.05)
-    if not closed:
-        wait_closed(peer)
+    trickle(peer, frame[:-1], 0.05)
+    wait_closed(peer)
     exc = check_refused(srv, errors, exchange, IncompleteMessageTimeoutError,
                         "message_timeout")
     assert "0.3" in str(exc)
@@ -330,15 +314,7 @@ def test_partial_frame_of_small_elements_growing_past_the_limit_is_refused(arena
     srv, errors, exchange = arena()
     peer = raw_peer(srv.server.path)
     inner = b"\xdc\x3e\x80" + b"\x90" * 16000   # an array of 16000 empty arrays
-    peer.sendall(b"\x92\xa4note\xdc\x3e\x80")
-    sent = 0
-    try:
-        while sent < 16 * LIMIT:
-            peer.sendall(inner)
-            sent += len(inner)
-            gevent.sleep(0.001)
-    except OSError:
-        pass
+    sent = grow(peer, b"\x92\xa4note\xdc\x3e\x80", inner, 16 * LIMIT)
     wait_closed(peer)
     assert sent <= 4 * LIMIT
     check_refused(srv, errors, exchange, MessageTooLargeError, "max_message_size=65536")
@@ -367,6 +343,7 @@ def json_frame(name, data=None) -> bytes:
 
 
 def trickle(peer, data: bytes, pause: float) -> None:
+    """Send ``data`` one byte every ``pause`` s until done or the server cuts the peer off."""
     with gevent.Timeout(5, AssertionError("slowloris peer never cut off")):
         for byte in data:
             try:
@@ -376,16 +353,21 @@ def trickle(peer, data: bytes, pause: float) -> None:
             gevent.sleep(pause)
 
 
-def grow(peer, head: bytes, piece: bytes, most: int) -> None:
+def grow(peer, head: bytes, piece: bytes, most: int, timeout: float = 10.0) -> int:
+    """Send ``head``, then ``piece`` again and again until ``most`` bytes of pieces are out
+    or the server cuts the peer off; the bytes of pieces sent. Fails if the server neither
+    reads nor closes in time."""
     sent = 0
-    try:
-        peer.sendall(head)
-        while sent < most:
-            peer.sendall(piece)
-            sent += len(piece)
-            gevent.sleep(0.001)
-    except OSError:
-        pass
+    with gevent.Timeout(timeout, AssertionError("the server neither read nor closed")):
+        try:
+            peer.sendall(head)
+            while sent < most:
+                peer.sendall(piece)
+                sent += len(piece)
+                gevent.sleep(0.001)
+        except OSError:
+            pass
+    return sent
 
 
 @pytest.mark.parametrize("attack, kind, words", [
