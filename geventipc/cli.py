@@ -31,6 +31,7 @@ from .errors import (
     NotConnectedError, RemoteError, Timeout, UnsupportedError, UsageError,
 )
 from .ipc import IPC
+from .wire import names_for
 from .wire.raw_codec import ENCODINGS
 
 OK, FAILED, USAGE = 0, 1, 2
@@ -722,7 +723,7 @@ def _emit_udp(ipc: IPC, target: Target, type_: str | None, values: Iterator[Any]
 
 
 def _check_name(ipc: IPC, name: str) -> None:
-    from .wire import names_for  # noqa: PLC0415 - only the event-name rules
+    """A TYPE the library would refuse to send is a usage error before anything opens."""
     reason = names_for(ipc.config).problem(name)
     if reason:
         raise UsageError(reason)
