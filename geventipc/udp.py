@@ -467,10 +467,13 @@ def _leftover(decoder: Any) -> bool:
     """True if the datagram just fed ended inside a frame.
 
     A codec's ``buffered`` may be an upper bound (msgpack's is: its unpacker consumes the
-    finished parts of an unfinished frame); ``incomplete()``, where a codec has it, is exact.
+    finished parts of an unfinished frame), so 0 is exact and settles the usual datagram;
+    otherwise ``incomplete()``, where a codec has it, is exact.
     """
+    if not decoder.buffered:
+        return False
     incomplete = getattr(decoder, "incomplete", None)
-    return bool(incomplete()) if incomplete is not None else decoder.buffered > 0
+    return bool(incomplete()) if incomplete is not None else True
 
 
 __all__ = ["UDPServer", "UDPSocket"]
