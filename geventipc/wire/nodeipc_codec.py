@@ -226,8 +226,10 @@ class NodeIPCCodec:
                     raise MessageTooLargeError(
                         f"frame larger than max_message_size={self.max_message_size}")
                 return []
-            parts = bytes(tail[cut + dlen:]).split(delim)
-            parts.insert(0, bytes(tail[:cut]))
+            # slicing a memoryview copies once; slicing the bytearray would copy twice
+            view = memoryview(tail)
+            parts = bytes(view[cut + dlen:]).split(delim)
+            parts.insert(0, bytes(view[:cut]))
         rest = parts.pop()
         self._tail = bytearray(rest)
         frames: list[list[Any]] = []
