@@ -40,6 +40,16 @@ def free_port(family: int = socket.AF_INET, kind: int = socket.SOCK_STREAM) -> i
         return probe.getsockname()[1]
 
 
+def ipv6_port() -> int:
+    """A free TCP port on ::1; skips the calling test where there is no IPv6 loopback."""
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6")
+    try:
+        return free_port(socket.AF_INET6)
+    except OSError:
+        pytest.skip("no IPv6 loopback")
+
+
 @pytest.fixture
 def port() -> int:
     """A free TCP port on 127.0.0.1."""

@@ -7,7 +7,7 @@ import gevent
 import gevent.event
 import pytest
 
-from conftest import wait_until
+from conftest import ipv6_port, wait_until
 from geventipc.errors import ConnectError, NotConnectedError, QueueFullError, Timeout
 
 
@@ -324,14 +324,7 @@ def test_server_lost_while_a_long_offline_queue_is_being_sent(make_ipc):
 
 
 def test_tcp_over_ipv6_loopback(make_ipc):
-    import socket
-    if not socket.has_ipv6:
-        pytest.skip("no IPv6")
-    from conftest import free_port
-    try:
-        port = free_port(socket.AF_INET6)
-    except OSError:
-        pytest.skip("no IPv6 loopback")
+    port = ipv6_port()
     world = make_ipc("world")
     got = []
     world.serve_net("::1", port, lambda: world.server.on("m", lambda d, s: s.emit("m", d)))

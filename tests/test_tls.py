@@ -22,7 +22,8 @@ from geventipc import IPC
 from geventipc.errors import ConfigError, TLSError
 from geventipc.transports.tls import make_context, normalise
 
-from conftest import free_port, python_process, read_line, stop_process, wait_until
+from conftest import (free_port, ipv6_port, python_process, read_line, stop_process,
+                      wait_until)
 
 PAST = datetime.datetime(2020, 1, 1, tzinfo=datetime.timezone.utc)
 
@@ -377,12 +378,7 @@ def test_server_speaking_first_is_not_lost(make_ipc: Callable[..., IPC], port: i
 
 
 def test_ipv6_loopback(make_ipc: Callable[..., IPC], pki: PKI) -> None:
-    if not socket.has_ipv6:
-        pytest.skip("no IPv6")
-    try:
-        port = free_port(socket.AF_INET6)
-    except OSError:
-        pytest.skip("no IPv6 loopback")
+    port = ipv6_port()
     server_ipc = make_ipc("world", tls=pki.server_tls(mutual=True))
     server = server_ipc.serve_net("::1", port)
     server.on("message", lambda data, sock: server.emit(sock, "echo", data))
