@@ -265,7 +265,11 @@ class UDPServer(Dispatcher):
     def handle(self, event: str, handler: Callable[..., Any] | None = None) -> Any:
         """Register the request handler of ``event``: ``handler(data, socket)``; its return
         value is the reply. Works as a decorator without ``handler``. A handler that raises
-        sends the exception's type and message back (the requester raises RemoteError)."""
+        sends the exception's type and message back (the requester raises RemoteError).
+        Raises UnsupportedError on a wire without request/reply (node-ipc JSON, raw)."""
+        if not self._encoder.supports_requests:
+            raise UnsupportedError(f"request/reply needs the msgpack wire, not "
+                                   f"{self._encoder.name!r}")
         self.names.check_outgoing(event)
         if handler is None:
             def decorate(func: Callable[..., Any]) -> Callable[..., Any]:

@@ -557,6 +557,16 @@ def test_node_ipc_json_wire_over_udp(make_ipc):
     assert [d for d, _ in inbox] == [{"from": "a", "message": "hi"}, "raw node"]
 
 
+def test_handle_on_a_wire_without_request_reply_is_refused(make_ipc):
+    # as on the stream server: a handler no request can ever reach is an error at once
+    pytest.importorskip("geventipc.wire.nodeipc_codec")
+    a = start_peer(make_ipc, "a", wire="node-ipc")
+    with pytest.raises(UnsupportedError):
+        a.handle("add", lambda data, sock: data)
+    with pytest.raises(UnsupportedError):
+        a.request_async(("127.0.0.1", a.port), "add", 1)
+
+
 def test_raw_mode_one_datagram_is_one_data_event(make_ipc):
     pytest.importorskip("geventipc.wire.raw_codec")
     a = start_peer(make_ipc, "a", raw_buffer=True)
