@@ -361,15 +361,14 @@ def make_printer(args: argparse.Namespace, on_broken: Callable[[], None] | None 
                    on_broken=on_broken)
 
 
-def make_ipc(args: argparse.Namespace, server_id: str | None = None, serving: bool = False
-             ) -> IPC:
+def make_ipc(args: argparse.Namespace, serving: bool = False) -> IPC:
     """One IPC instance configured from the common options."""
     values: dict[str, Any] = {
         "silent": args.silent,
         "retry": RETRY_MS,
         "wire": args.wire,
         "log_in_color": wants_colour(sys.stderr),
-        "id": server_id or args.id or f"geventipc-cli-{os.getpid()}",
+        "id": args.id or f"geventipc-cli-{os.getpid()}",
     }
     if args.socket_root is not None:
         values["socket_root"] = args.socket_root
@@ -504,9 +503,10 @@ def serve_target(args: argparse.Namespace, ipc: IPC) -> Target:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Run a server that prints every event it receives, until interrupted."""
-    name = args.address if args.address and "/" not in args.address else None
-    ipc = make_ipc(args, server_id=name, serving=True)
+    ipc = make_ipc(args, serving=True)
     target = with_tls(args, ipc, serve_target(args, ipc))
+    if target.name:
+        ipc.config.id = target.name   # a server given by id is known by that id
     if target.kind == "tls" and not args.tls_cert:
         raise UsageError("serving TLS needs --tls-cert and --tls-key")
     stopper = Stopper(args.count)
