@@ -267,9 +267,7 @@ class UDPServer(Dispatcher):
         value is the reply. Works as a decorator without ``handler``. A handler that raises
         sends the exception's type and message back (the requester raises RemoteError).
         Raises UnsupportedError on a wire without request/reply (node-ipc JSON, raw)."""
-        if not self._encoder.supports_requests:
-            raise UnsupportedError(f"request/reply needs the msgpack wire, not "
-                                   f"{self._encoder.name!r}")
+        self._require_requests()
         self.names.check_outgoing(event)
         if handler is None:
             def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -278,6 +276,11 @@ class UDPServer(Dispatcher):
             return decorate
         self._requests[event] = handler
         return handler
+
+    def _require_requests(self) -> None:
+        if not self._encoder.supports_requests:
+            raise UnsupportedError(f"request/reply needs the msgpack wire, not "
+                                   f"{self._encoder.name!r}")
 
     def _on_request(self, peer: UDPSocket, event: str, data: Any, request_id: int) -> None:
         if event == DESCRIBE:
@@ -321,9 +324,7 @@ class UDPServer(Dispatcher):
         With ``timeout`` (seconds) the result fails with Timeout if no reply came by then,
         which is also what a lost request or reply looks like: UDP does not resend.
         """
-        if not self._encoder.supports_requests:
-            raise UnsupportedError(f"request/reply needs the msgpack wire, not "
-                                   f"{self._encoder.name!r}")
+        self._require_requests()
         sockaddr = self._destination(socket)
         if sockaddr is None:
             raise AddressError(f"a request needs one peer; {_NO_DESTINATION}")
