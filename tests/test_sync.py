@@ -34,6 +34,21 @@ def job_server(make_ipc, log, answer=True, **config):
     return server, received
 
 
+def notes_and_requests(make_ipc, request, answer):
+    """A server recording every "note" and every ``request`` (answered ``answer(data)``)
+    in arrival order, and a sync client connected to it: (server, client, record)."""
+    world = make_ipc("world")
+    world.serve()
+    server = world.server
+    record = []
+    server.on("note", lambda data, socket: record.append(("note", data)))
+    server.handle(request, lambda data, socket: record.append((request, data)) or answer(data))
+    server.start()
+    client = make_ipc("hello", sync=True).connect_to("world")
+    client.wait_connected(5)
+    return server, client, record
+
+
 def test_sync_client_waits_for_each_answer(make_ipc):
     log: list = []
     job_server(make_ipc, log)
@@ -91,15 +106,7 @@ def test_sync_holds_events_until_the_server_sends_something(make_ipc):
 
 
 def test_requests_take_their_turn_and_their_reply_is_the_answer(make_ipc):
-    world = make_ipc("world")
-    world.serve()
-    server = world.server
-    order = []
-    server.on("note", lambda data, socket: order.append(("note", data)))
-    server.handle("sum", lambda data, socket: order.append(("sum", data)) or sum(data))
-    server.start()
-    client = make_ipc("hello", sync=True).connect_to("world")
-    client.wait_connected(5)
+    server, client, order = notes_and_requests(make_ipc, "sum", sum)
     client.emit("note", "a")                  # the server never answers notes
     result = client.request_async("sum", [1, 2], timeout=5)
     client.emit("note", "b")
@@ -222,15 +229,7 @@ def test_sync_queue_is_bounded_by_max_queued_events(make_ipc):
 
 
 def test_a_request_that_times_out_behind_sync_is_never_sent(make_ipc):
-    world = make_ipc("world")
-    world.serve()
-    server = world.server
-    seen = []
-    server.on("note", lambda data, socket: seen.append(("note", data)))
-    server.handle("ask", lambda data, socket: seen.append(("ask", data)) or data)
-    server.start()
-    client = make_ipc("hello", sync=True).connect_to("world")
-    client.wait_connected(5)
+    server, client, seen = notes_and_requests(make_ipc, "ask", lambda data: data)
     client.emit("note", 1)                       # unanswered: holds what follows
     asked = client.request_async("ask", "too late", timeout=0.1)
     client.emit("note", 2)
