@@ -161,7 +161,7 @@ class UDPServer(Dispatcher):
         if self._started:
             return self
         sock = bind_udp(self.host, self.port, self.family)
-        self._endpoint = DatagramEndpoint(sock, self._on_datagram, self._on_loop_error)
+        self._endpoint = DatagramEndpoint(sock, self._on_datagram, self.report)
         self.port = self._endpoint.address[1]
         self._endpoint.start()
         self._started = True
@@ -192,9 +192,6 @@ class UDPServer(Dispatcher):
         self._peers.pop((socket.address, socket.port), None)
 
     # --- receiving -----------------------------------------------------------------------
-
-    def _on_loop_error(self, exc: BaseException) -> None:
-        self.report(exc)
 
     def _peer(self, sockaddr: SockAddr) -> UDPSocket:
         key = (sockaddr[0], sockaddr[1])
