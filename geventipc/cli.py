@@ -18,7 +18,7 @@ import os
 import signal
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Iterator, NoReturn, Sequence, TextIO
 
 import gevent
@@ -543,8 +543,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         server.start()
     except OSError as exc:
         raise ConnectError(f"cannot serve on {target}: {one_line(exc)}") from None
-    bound = Target(target.kind, path=target.path, host=target.host,
-                   port=getattr(server, "port", None) or target.port)
+    # port 0 asked for any free port: show the one the kernel chose
+    bound = replace(target, port=getattr(server, "port", None) or target.port)
     ipc.log("<good>geventipc: serving on</good>", str(bound))
     try:
         complete = stopper.wait(args.timeout)
