@@ -36,6 +36,17 @@ def collect(server, event):
     return got
 
 
+def joined_peers(make_ipc, hub, count, udp_type="udp4"):
+    """``count`` peers that each sent "join" to ``hub`` and were heard, with their inboxes of
+    "news": (peers, inboxes)."""
+    peers = [start_peer(make_ipc, f"p{i}", udp_type) for i in range(count)]
+    inboxes = [collect(p, "news") for p in peers]
+    for p in peers:
+        p.emit((HOSTS[udp_type], hub.port), "join", p.config.id)
+    wait_until(lambda: len(hub.sockets) == count, message=f"{count} peers heard")
+    return peers, inboxes
+
+
 def collect_errors(server):
     errors = []
     server.on("error", errors.append)
@@ -166,13 +177,9 @@ def test_late_reply_is_discarded(make_ipc):
 @BOTH
 def test_broadcast_reaches_every_peer_heard_from(make_ipc, udp_type):
     hub = start_peer(make_ipc, "hub", udp_type)
-    peers = [start_peer(make_ipc, f"p{i}", udp_type) for i in range(3)]
-    inboxes = [collect(p, "news") for p in peers]
     bystander = start_peer(make_ipc, "quiet", udp_type)  # never sent anything to the hub
     quiet_inbox = collect(bystander, "news")
-    for p in peers:
-        p.emit((HOSTS[udp_type], hub.port), "join", p.config.id)
-    wait_until(lambda: len(hub.sockets) == 3, message="three peers heard")
+    peers, inboxes = joined_peers(make_ipc, hub, 3, udp_type)
     assert {s.port for s in hub.sockets} == {p.port for p in peers}
 
     assert hub.broadcast("news", {"n": 1}) == 3
@@ -191,11 +198,7 @@ def test_emit_without_address_or_port_broadcasts_with_notice(make_ipc):
     hub_ipc.serve_net("127.0.0.1", 0, "udp4")
     hub = hub_ipc.server
     hub.start()
-    peers = [start_peer(make_ipc, f"p{i}") for i in range(2)]
-    inboxes = [collect(p, "news") for p in peers]
-    for p in peers:
-        p.emit(("127.0.0.1", hub.port), "join")
-    wait_until(lambda: len(hub.sockets) == 2, message="two peers heard")
+    peers, inboxes = joined_peers(make_ipc, hub, 2)
 
     assert hub.emit({"address": "127.0.0.1"}, "news", "to all") is True
     hub.emit(None, "news", "again")
