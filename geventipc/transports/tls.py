@@ -250,10 +250,14 @@ class TLSSocket(_GeventSSLSocket):
 
 def _peer(sock: Any) -> str:
     try:
-        name = sock.getpeername()
+        return _where(sock.getpeername())
     except OSError:
         return "peer"
-    return f"{name[0]}:{name[1]}" if isinstance(name, tuple) else str(name)
+
+
+def _where(address: Any) -> str:
+    """``host:port`` for an IP socket address, the path for a Unix one."""
+    return f"{address[0]}:{address[1]}" if isinstance(address, tuple) else str(address)
 
 
 def explain(exc: BaseException, peer: str = "peer") -> str:
@@ -274,8 +278,7 @@ def accept_tls(sock: Any, ctx: ssl.SSLContext, timeout: float, address: Any) -> 
 
     On failure the socket is closed and TLSError raised (``exc.address`` is the peer).
     """
-    where = f"{address[0]}:{address[1]}" if isinstance(address, tuple) else str(address)
-    return _handshake(sock, ctx, timeout, f"client {where}", "client", address,
+    return _handshake(sock, ctx, timeout, f"client {_where(address)}", "client", address,
                       server_side=True)
 
 
