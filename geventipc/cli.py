@@ -22,6 +22,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Callable, Iterator, NoReturn, Sequence, TextIO
 
 import gevent
+import gevent.os
 from gevent.event import Event
 
 from . import __version__
@@ -153,14 +154,13 @@ def parse_value(text: str, where: str, as_text: bool = False) -> Any:
                          f"quote a string as '\"text\"' or pass --text") from None
 
 
-def stdin_lines(stream: Any = None) -> Iterator[str]:
+def stdin_lines() -> Iterator[str]:
     """stdin's lines, without their line ends, read in a thread so that the hub (and the
     connection's writes) keep running while the shell is slow to send more."""
-    fd = (stream or sys.stdin).fileno()
-    pool = gevent.get_hub().threadpool
+    fd = sys.stdin.fileno()
     pending = b""
     while True:
-        chunk = pool.apply(os.read, (fd, 65536))
+        chunk = gevent.os.tp_read(fd, 65536)
         if not chunk:
             break
         pending += chunk
