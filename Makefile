@@ -17,7 +17,7 @@ help:
 	@echo "make demo-node   Python and Node.js node-ipc talking (examples/nodejs)"
 	@echo "make demo-cli    a tour of the geventipc command line (examples/cli_tour.sh)"
 	@echo "make bench       the W1-W4 benchmarks against the hand-written floor"
-	@echo "make bench-quick a one-minute subset of make bench"
+	@echo "make bench-quick a quick subset of make bench (one run of each, ~15 s)"
 	@echo "make fuzz        a bounded fuzz run of the decoders"
 	@echo "make soak        a long run with random disconnects (not part of make test)"
 
