@@ -13,6 +13,7 @@ help:
 	@echo "make demo-udp    the seed's UDP world and hello examples talking, in colour"
 	@echo "make demo-tls    a mutual-TLS server and client talking (examples/tls)"
 	@echo "make test        install into .venv and run the test suite"
+	@echo "make typecheck   mypy over the package (make test runs it first)"
 	@echo "make node-deps   the real node-ipc (9.2.1, 14.0.0) for the interop tests"
 	@echo "make demo-node   Python and Node.js node-ipc talking (examples/nodejs)"
 	@echo "make demo-cli    a tour of the geventipc command line (examples/cli_tour.sh)"
