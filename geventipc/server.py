@@ -404,7 +404,10 @@ class Server(Dispatcher):
                 self.on(event, func, pool=pool)
                 return func
             return decorate
-        return super().on(event, self._pooled(event, handler, pool))
+        # registered wrapped (when pooled), but the caller gets back what it gave, as from
+        # Emitter.on, once and the decorator form
+        super().on(event, self._pooled(event, handler, pool))
+        return handler
 
     def once(self, event: str, handler: Callable[..., Any] | None = None, *,
              pool: Any = None) -> Any:

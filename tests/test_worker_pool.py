@@ -307,6 +307,21 @@ def test_pool_argument_checks_and_off_once(make_ipc):
     assert sorted(got) == [0, 0, 1, 2]
 
 
+def test_on_returns_the_handler_given_with_or_without_a_pool(make_ipc):
+    """As Emitter.on, once and the decorator form do: never the internal pool wrapper."""
+    world = make_ipc("world")
+    server = world.serve()
+
+    def handler(data, socket):
+        pass
+
+    assert server.on("a", handler, pool=2) is handler
+    assert server.on("b", handler, pool=True) is handler
+    assert server.on("c", handler) is handler
+    assert server.once("d", handler, pool=2) is handler
+    assert server.on("e", pool=2)(handler) is handler
+
+
 def test_pooled_handler_errors_are_reported(make_ipc):
     world = make_ipc("world", handler_pool_size=4)
     world.serve()
