@@ -300,24 +300,27 @@ class StreamConnection:
         """Hand the queue to the kernel in one call; leave the rest to a writer greenlet."""
         if self._writer is not None or not self._wbuf or self._closed:
             return
+        if self._raw_send is None:
+            # TLS: only a greenlet may write; it takes the frames from the queue itself,
+            # so a send that fails at once leaves them there for take_unsent
+            self._writer = gevent.spawn(self._drain)
+            return
         buf = self._wbuf
         data = buf[0] if len(buf) == 1 else b"".join(buf)
         self._wbuf = []
         self._wbytes = 0
-        sent = 0
-        if self._raw_send is not None:
-            try:
-                sent = self._raw_send(data)
-            except BlockingIOError:
-                sent = 0
-            except OSError as exc:
-                # the kernel took none of it (EPIPE: the peer is gone): keep the frames
-                # for take_unsent, so a client resends them after reconnecting (the
-                # frame objects themselves: the client tells its requests by identity)
-                self._wbuf[:0] = buf
-                self._wbytes += len(data)
-                self.abort(exc)
-                return
+        try:
+            sent = self._raw_send(data)
+        except BlockingIOError:
+            sent = 0
+        except OSError as exc:
+            # the kernel took none of it (EPIPE: the peer is gone): keep the frames
+            # for take_unsent, so a client resends them after reconnecting (the
+            # frame objects themselves: the client tells its requests by identity)
+            self._wbuf[:0] = buf
+            self._wbytes += len(data)
+            self.abort(exc)
+            return
         self._pending -= sent
         if sent < len(data):
             self._partial = memoryview(data)[sent:]
@@ -331,17 +334,19 @@ class StreamConnection:
         try:
             while not self._closed:
                 data: Any = self._partial
-                whole = data is None   # whole frames, not the tail of a partly sent one
-                if not whole:
+                # the whole frames ``data`` is made of; None for the tail of a partly sent one
+                frames: list[bytes] | None = None
+                if data is not None:
                     self._partial = None
                 elif self._wbuf:
-                    wbuf = self._wbuf
-                    if len(wbuf[0]) >= FLUSH_AT:
+                    frames = self._wbuf
+                    if len(frames[0]) >= FLUSH_AT:
                         # a large frame goes as it is: joining would copy it once more
-                        data = wbuf.pop(0)
+                        data = frames.pop(0)
+                        frames = [data]
                         self._wbytes -= len(data)
                     else:
-                        data = b"".join(wbuf)
+                        data = b"".join(frames)
                         self._wbuf = []
                         self._wbytes = 0
                 else:
@@ -351,8 +356,10 @@ class StreamConnection:
                     try:
                         sent = sock.send(view)
                     except (OSError, ValueError):
-                        if whole and len(view) == len(data):
-                            self._wbuf.insert(0, data)   # untouched: resendable
+                        if frames is not None and len(view) == len(data):
+                            # untouched: resendable, as the frame objects themselves
+                            # (the client tells its hello and requests by identity)
+                            self._wbuf[:0] = frames
                             self._wbytes += len(data)
                         raise
                     view = view[sent:]
