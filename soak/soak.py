@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import select
 import subprocess
 import sys
 import tempfile
@@ -151,7 +152,9 @@ def main(argv: list[str] | None = None) -> int:
                               stdout=subprocess.PIPE, text=True)
     try:
         assert server.stdout is not None
-        if server.stdout.readline().strip() != "ready":
+        # bounded: a server that hangs before "ready" must not hang the soak with it
+        started = select.select([server.stdout], [], [], 30)[0]
+        if not started or server.stdout.readline().strip() != "ready":
             print("soak: the server did not start", file=sys.stderr)
             return 2
         return soak(args, rng, seed, server, path, port, sock_dir)
@@ -161,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
             server.wait(5)
         except subprocess.TimeoutExpired:
             server.kill()
+            server.wait(5)
         for name in os.listdir(sock_dir):
             os.unlink(os.path.join(sock_dir, name))
         os.rmdir(sock_dir)
