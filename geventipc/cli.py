@@ -64,8 +64,7 @@ class Target:
     def __str__(self) -> str:
         if self.kind == "unix":
             return f"unix://{self.path}"
-        host = f"[{self.host}]" if self.host and ":" in self.host else self.host
-        return f"{self.kind}://{host}:{self.port}"
+        return f"{self.kind}://{host_port(self.host, self.port)}"
 
     @property
     def id(self) -> str:
@@ -79,6 +78,11 @@ class Target:
 
 
 _SCHEMES = ("tcp", "tls", "udp")
+
+
+def host_port(host: Any, port: Any) -> str:
+    """``HOST:PORT``, with an IPv6 host in brackets (``[::1]:8000``)."""
+    return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
 
 
 def parse_host_port(text: str, what: str, allow_zero: bool = False) -> tuple[str, int]:
@@ -475,10 +479,9 @@ def sender_of(socket: Any) -> str | None:
     address = getattr(socket, "address", socket)
     port = getattr(socket, "port", None)
     if isinstance(address, str) and isinstance(port, int):   # a UDP peer
-        address = (address, port)
+        return host_port(address, port)
     if isinstance(address, tuple) and len(address) >= 2:
-        host = f"[{address[0]}]" if ":" in str(address[0]) else address[0]
-        return f"{host}:{address[1]}"
+        return host_port(address[0], address[1])
     return None
 
 
