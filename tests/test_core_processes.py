@@ -99,13 +99,15 @@ def wait_for_log(proc, text, timeout=10.0):
     fd = proc.stderr.fileno()
     make_nonblocking(fd)
     seen = b""
-    with gevent.Timeout(timeout, AssertionError(f"no {text!r} in the log: {seen!r}")):
+    with gevent.Timeout(timeout, False):
         while text.encode() not in seen:
             chunk = nb_read(fd, 65536)
             if not chunk:
                 raise AssertionError(f"process ended; log so far: {seen!r}")
             seen += chunk
-    return seen.decode()
+        return seen.decode()
+    # here, not in the Timeout's exception: that one was built while the log was empty
+    raise AssertionError(f"no {text!r} in the log within {timeout} s: {seen!r}")
 
 
 @pytest.mark.parametrize("server, client, extra", [
