@@ -200,8 +200,7 @@ class StreamConnection:
         if late >= -0.001:
             # ``buffered`` may be an upper bound (msgpack): ask the codec whether a frame
             # really is pending; an idle peer at a frame boundary is left alone
-            incomplete = getattr(self.codec, "incomplete", None)
-            if incomplete is not None and not incomplete():
+            if not self.codec.incomplete():
                 self._partial_since = 0.0
                 return
             self.abort(IncompleteMessageTimeoutError(

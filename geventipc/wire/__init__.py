@@ -4,7 +4,8 @@ Every codec has the same shape, so the transports never care which one is in use
 
 * ``feed(data) -> list`` of frames; raises :class:`~geventipc.errors.ProtocolError`
   (carrying the good frames before the fault) on bad input;
-* ``buffered``: bytes of an incomplete frame held back; ``read_size``: bytes to read at once;
+* ``buffered``: bytes of an incomplete frame held back (0 if none; may be an upper bound),
+  ``incomplete()``: whether a frame is pending, exactly; ``read_size``: bytes to read at once;
 * ``encode_event(type, data) -> bytes``; ``encode_request`` / ``encode_reply`` where
   ``supports_requests`` is true;
 * ``framed``: False for raw mode, where every read is one ``data`` frame.

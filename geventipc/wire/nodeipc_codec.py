@@ -206,6 +206,10 @@ class NodeIPCCodec:
         """Bytes of an incomplete frame waiting for the rest."""
         return len(self._tail)
 
+    def incomplete(self) -> bool:
+        """True if a frame has begun and not finished (here exactly ``buffered > 0``)."""
+        return bool(self._tail)
+
     def feed(self, data: bytes | bytearray | memoryview) -> list[list[Any]]:
         """Take bytes from the peer; return the ``[type, data]`` frames they complete.
 

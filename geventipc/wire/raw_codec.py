@@ -60,6 +60,10 @@ class RawCodec:
         """One ``["data", bytes]`` frame for a non-empty read; never raises."""
         return [["data", bytes(data)]] if data else []
 
+    def incomplete(self) -> bool:
+        """Always False: raw mode has no frames to be inside of."""
+        return False
+
     def encode(self, data: Any) -> bytes:
         """``data`` as the bytes to send: bytes-like as is, str through ``encoding``."""
         if isinstance(data, (bytes, bytearray, memoryview)):
