@@ -79,10 +79,12 @@ class NodePeer:
                 self.events.put(json.loads(line))
 
     def send(self, **cmd: Any) -> None:
-        """One command to the Node process (written cooperatively: may be large)."""
+        """One command to the Node process (written cooperatively: may be large); fails if
+        the process has not taken it all within 10 s."""
         data = memoryview(json.dumps(cmd).encode() + b"\n")
-        while data:
-            data = data[nb_write(self._in, data):]
+        with gevent.Timeout(10, AssertionError(f"node-ipc {self.lib} peer did not take a command")):
+            while data:
+                data = data[nb_write(self._in, data):]
 
     def expect(self, ev: str, timeout: float = 10.0, **match: Any) -> dict[str, Any]:
         """The next reported event ``ev`` whose fields equal ``match`` (others are kept
