@@ -82,7 +82,8 @@ class NodePeer:
         """One command to the Node process (written cooperatively: may be large); fails if
         the process has not taken it all within 10 s."""
         data = memoryview(json.dumps(cmd).encode() + b"\n")
-        with gevent.Timeout(10, AssertionError(f"node-ipc {self.lib} peer did not take a command")):
+        refused = AssertionError(f"node-ipc {self.lib} peer did not take a command")
+        with gevent.Timeout(10, refused):
             while data:
                 data = data[nb_write(self._in, data):]
 
