@@ -179,7 +179,7 @@ class MsgpackCodec:
                 for frame in unpacker:
                     end = unpacker.tell()
                     if carried + end - start > self._hard_limit:
-                        raise MessageTooLargeError(self._too_large())
+                        raise frame_too_large(self.max_message_size)
                     frames.append(frame)
                     break
             if size <= EXACT_BELOW:
@@ -193,7 +193,7 @@ class MsgpackCodec:
                 if len(frames) != known:
                     end = -1
         except msgpack.BufferFull:
-            raise MessageTooLargeError(self._too_large(), self._good_prefix(frames)) from None
+            raise frame_too_large(self.max_message_size, self._good_prefix(frames)) from None
         except ProtocolError as exc:
             exc.frames = self._good_prefix(frames)
             raise
@@ -216,13 +216,13 @@ class MsgpackCodec:
             # pieces bigger than read_size never make the check refuse a frame in the limit
             self._open = size if size <= self.read_size else self.read_size
         elif carried + size > self._hard_limit:
-            raise MessageTooLargeError(self._too_large())
+            raise frame_too_large(self.max_message_size)
         else:
             self._open = carried + size
             if self._open > self.max_message_size \
                     and self._fed - unpacker.tell() > self.max_message_size:
                 # the bytes held back (a long str/bin body) are exact, and alone too many
-                raise MessageTooLargeError(self._too_large())
+                raise frame_too_large(self.max_message_size)
         return frames
 
     def _good_prefix(self, frames: list[Any]) -> list[Any]:
@@ -234,9 +234,6 @@ class MsgpackCodec:
             except ProtocolError:
                 return frames[:index]
         return frames
-
-    def _too_large(self) -> str:
-        return f"frame larger than max_message_size={self.max_message_size}"
 
     def _fault(self, exc: Exception, frames: list[Any]) -> ProtocolError:
         """The library's error for an exception msgpack raised, naming the limit broken."""
@@ -317,6 +314,12 @@ _MAX_BIN = 2 ** 32 - 1
 # One packer serves every connection: packing never yields, so no two greenlets share it
 # at once, and a reused Packer avoids allocating one per message.
 _PACKER = msgpack.Packer(use_bin_type=True, autoreset=True)
+
+
+def frame_too_large(limit: int, frames: list[Any] | None = None) -> MessageTooLargeError:
+    """The error for an incoming frame over ``limit`` (every codec's), with the good
+    ``frames`` decoded before it."""
+    return MessageTooLargeError(f"frame larger than max_message_size={limit}", frames)
 
 
 def event_too_large(type: str, size: int, limit: int) -> EventTooLargeError:

@@ -21,9 +21,9 @@ import reprlib
 from typing import Any
 
 from ..errors import (
-    ConfigError, EncodeError, MessageTooLargeError, ProtocolError, UnsupportedError,
+    ConfigError, EncodeError, ProtocolError, UnsupportedError,
 )
-from .msgpack_codec import READ_SIZE, event_too_large
+from .msgpack_codec import READ_SIZE, event_too_large, frame_too_large
 from .names import EventNames
 
 #: the longest prefix of a bad value quoted in an error message
@@ -227,8 +227,7 @@ class NodeIPCCodec:
             cut = tail.find(delim, start)
             if cut < 0:
                 if len(tail) > self.max_message_size:
-                    raise MessageTooLargeError(
-                        f"frame larger than max_message_size={self.max_message_size}")
+                    raise frame_too_large(self.max_message_size)
                 return []
             # slicing a memoryview copies once; slicing the bytearray would copy twice
             view = memoryview(tail)
@@ -241,8 +240,7 @@ class NodeIPCCodec:
         good = self.names.good
         for part in parts:
             if len(part) > limit:
-                raise MessageTooLargeError(
-                    f"frame larger than max_message_size={limit}", frames)
+                raise frame_too_large(limit, frames)
             try:
                 message = _load(part.decode("utf-8"))
             except UnicodeDecodeError as exc:
@@ -265,7 +263,7 @@ class NodeIPCCodec:
                     raise
             frames.append([event, message.get("data")])
         if len(rest) > limit:
-            raise MessageTooLargeError(f"frame larger than max_message_size={limit}", frames)
+            raise frame_too_large(limit, frames)
         return frames
 
     # --- encoding ----------------------------------------------------------------------
