@@ -43,7 +43,9 @@ class ServerSocket(StreamConnection):
     def emit(self, type: str, data: Any = None) -> bool:
         """Send one event to this client, after any broadcast queued before it."""
         server = self.server
-        if self.codec.framed:  # raw mode: emit(data), no event type
+        # raw mode: emit(data), no event type; a name already found good is one set
+        # lookup, without a call (as in Client.emit)
+        if self.codec.framed and type not in self.names.good:
             self.names.check_outgoing(type)
         if server._bcast and not self._closing:
             server._commit_broadcast()
@@ -457,7 +459,8 @@ class Server(Dispatcher):
         """Send one event to one client. Returns False if dropped by policy."""
         if not isinstance(socket, StreamConnection):
             raise NotConnectedError(f"emit needs a client socket, not {socket!r}")
-        if socket.codec.framed:  # raw mode: emit(socket, data), no event type
+        # raw mode: emit(socket, data), no event type; a known-good name costs no call
+        if socket.codec.framed and type not in self.names.good:
             self.names.check_outgoing(type)
         if self._bcast and not socket.closed:
             self._commit_broadcast()
@@ -470,7 +473,7 @@ class Server(Dispatcher):
 
         In raw mode: ``broadcast(data)``, the bytes (or str) to send.
         """
-        if self._encoder.framed:
+        if self._encoder.framed and type not in self.names.good:  # known-good: no call
             self.names.check_outgoing(type)
         frame = self._encoder.encode_event(type, data)
         self._bcast.append(frame)
