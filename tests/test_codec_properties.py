@@ -136,7 +136,7 @@ def test_good_frames_before_garbage_are_kept(items, junk, cuts):
 @given(st.lists(frames, min_size=1, max_size=8), st.data())
 def test_corrupted_streams_raise_only_protocol_error(items, data):
     c = codec(4096)
-    stream = bytearray(b"".join(encode(c, item)[0] for item in items))
+    stream = bytearray(encode_all(c, items)[0])
     for _ in range(data.draw(st.integers(1, 8))):
         stream[data.draw(st.integers(0, len(stream) - 1))] = data.draw(st.integers(0, 255))
     cuts = data.draw(st.lists(st.integers(0, len(stream)), max_size=10))
