@@ -27,7 +27,7 @@ from gevent.hub import get_hub
 from gevent.ssl import SSLSocket
 
 from ..errors import (
-    IncompleteMessageTimeoutError, IPCError, NotConnectedError, ProtocolError, ServeError,
+    IncompleteMessageTimeoutError, NotConnectedError, ProtocolError, ServeError,
     SlowConsumerError,
 )
 from ..wire.msgpack_codec import READ_SIZE
@@ -556,5 +556,5 @@ def tune_tcp(sock: Any) -> None:
 
 __all__ = [
     "FLUSH_AT", "StreamConnection", "listen_unix", "listen_tcp", "dial_unix", "dial_tcp",
-    "tune_tcp", "IPCError",
+    "tune_tcp",
 ]
