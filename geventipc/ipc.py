@@ -13,7 +13,6 @@ if TYPE_CHECKING:  # UDP is imported only when a UDP server is made
     from .udp import UDPServer
 
 Callback = Callable[[], Any]
-_MISSING: Any = object()
 
 
 class ClientMap(dict):
