@@ -19,6 +19,7 @@ import signal
 import sys
 import time
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any, Callable, Iterator, NoReturn, Sequence, TextIO
 
 import gevent
@@ -671,15 +672,9 @@ def cmd_emit(args: argparse.Namespace) -> int:
         return _emit_udp(ipc, target, type_, values)
     confirm = not (args.raw or args.no_confirm or ipc.config.wire != "msgpack")
     conn = Connection(ipc, target)
-    sent = 0
     try:
         conn.wait(timeout)
-        for value in values:
-            if args.raw:
-                conn.client.emit(value)  # type: ignore[arg-type]  # raw mode: data only
-            else:
-                conn.client.emit(type_, value)  # type: ignore[arg-type]
-            sent += 1
+        sent = _send_all(conn.client.emit, type_, values)
         # --timeout bounds connecting, then (afresh, as stdin may have run for hours)
         # finishing: the server's confirmation and the flush before closing
         deadline = Deadline(timeout)
@@ -706,18 +701,24 @@ def _confirm(conn: Connection, sent: int, timeout: float) -> None:
                         f"always confirms; see --wire, --no-confirm)") from None
 
 
+def _send_all(emit: Callable[..., Any], type_: str | None, values: Iterator[Any]) -> int:
+    """``emit`` each value, as ``type_`` (raw mode, None: the data alone); the count."""
+    sent = 0
+    for value in values:
+        if type_ is None:
+            emit(value)
+        else:
+            emit(type_, value)
+        sent += 1
+    return sent
+
+
 def _emit_udp(ipc: IPC, target: Target, type_: str | None, values: Iterator[Any]) -> int:
     """UDP has no client: send from an ephemeral port, then close it."""
     server = _udp_endpoint(ipc, target)
     peer = {"address": target.host, "port": target.port}
-    sent = 0
     try:
-        for value in values:
-            if type_ is None:
-                server.emit(peer, value)
-            else:
-                server.emit(peer, type_, value)
-            sent += 1
+        sent = _send_all(partial(server.emit, peer), type_, values)
     finally:
         server.stop()
     ipc.log("<good>geventipc: sent</good>", str(sent), "<good>datagram(s) to</good>",
