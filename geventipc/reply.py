@@ -137,3 +137,9 @@ def settle(result: AsyncResult, status: int, data: Any) -> None:
     message = str(detail.get("message", data))
     cls = NoHandlerError if status == REPLY_NO_HANDLER else RemoteError
     result.set_exception(cls(remote_type, message))
+
+
+def error_detail(exc: BaseException) -> dict[str, str]:
+    """The body of an error reply: the exception's class name and message (what
+    :func:`settle` turns back into RemoteError on the requesting side)."""
+    return {"type": type(exc).__name__, "message": str(exc)}

@@ -21,7 +21,9 @@ from .config import Config, check_socket_dir
 from .dispatch import Dispatcher
 from .emitter import _Once
 from .errors import IPCError, NotConnectedError, UnsupportedError
-from .reply import DEFAULT_POOL_SIZE, LATER, PooledHandler, outcome, resolve_pool
+from .reply import (
+    DEFAULT_POOL_SIZE, LATER, PooledHandler, error_detail, outcome, resolve_pool,
+)
 from .transports.stream import FLUSH_AT, StreamConnection, listen_tcp, listen_unix, tune_tcp
 from .transports.tls import TLSError, accept_tls
 from .wire import LIFECYCLE_EVENTS, REPLY_ERROR, REPLY_NO_HANDLER, REPLY_OK, make_codec, names_for
@@ -361,7 +363,7 @@ class Server(Dispatcher):
         except Exception as exc:
             self.log("<notice>geventipc: request handler for</notice>", repr(event),
                      f"<notice>raised</notice> {type(exc).__name__}: {exc}")
-            self._reply(conn, request_id, REPLY_ERROR, _error_detail(exc))
+            self._reply(conn, request_id, REPLY_ERROR, error_detail(exc))
             return
         if isinstance(result, LATER):
             result.rawlink(lambda done: self._settle(conn, request_id, done))
@@ -374,7 +376,7 @@ class Server(Dispatcher):
         if ok:
             self._reply(conn, request_id, REPLY_OK, value)
         else:
-            self._reply(conn, request_id, REPLY_ERROR, _error_detail(value))
+            self._reply(conn, request_id, REPLY_ERROR, error_detail(value))
 
     def _reply(self, conn: StreamConnection, request_id: int, status: int, data: Any) -> None:
         if conn.closed:
@@ -386,7 +388,7 @@ class Server(Dispatcher):
         try:
             frame = conn.codec.encode_reply(request_id, status, data)
         except IPCError as exc:
-            frame = conn.codec.encode_reply(request_id, REPLY_ERROR, _error_detail(exc))
+            frame = conn.codec.encode_reply(request_id, REPLY_ERROR, error_detail(exc))
         if not conn.write(frame):
             self.log("<warn>geventipc: reply to request</warn>", request_id,
                      "<warn>dropped (overflow_policy drop); the caller will time out</warn>")
@@ -497,8 +499,3 @@ class Server(Dispatcher):
         for conn in self._conns:
             if not conn._closing:
                 conn.write_many(batch, size, count)
-
-
-def _error_detail(exc: BaseException) -> dict[str, str]:
-    """The error reply body: the exception's class name and message."""
-    return {"type": type(exc).__name__, "message": str(exc)}

@@ -26,11 +26,11 @@ from .errors import (
     AddressError, ConfigError, IPCError, MessageTooLargeError, NotConnectedError,
     ProtocolError, Timeout, UnsupportedError,
 )
-from .server import DESCRIBE, Definitions, _error_detail
+from .server import DESCRIBE, Definitions
 from .transports.datagram import (
     FAMILIES, MAX_PAYLOAD, DatagramEndpoint, SockAddr, bind_udp, family_name, resolve,
 )
-from .reply import settle
+from .reply import error_detail, settle
 from .wire import REPLY_ERROR, REPLY_NO_HANDLER, REPLY_OK, make_codec, names_for
 
 
@@ -291,7 +291,7 @@ class UDPServer(Dispatcher):
         try:
             result = handler(data, peer)
         except Exception as exc:
-            self._reply(peer, request_id, REPLY_ERROR, _error_detail(exc))
+            self._reply(peer, request_id, REPLY_ERROR, error_detail(exc))
             return
         self._reply(peer, request_id, REPLY_OK, result)
 
@@ -305,7 +305,7 @@ class UDPServer(Dispatcher):
             endpoint.check_size(len(frame))
         except IPCError as exc:
             # the requester gets the reason instead of waiting for its timeout
-            frame = encoder.encode_reply(request_id, REPLY_ERROR, _error_detail(exc))
+            frame = encoder.encode_reply(request_id, REPLY_ERROR, error_detail(exc))
         try:
             endpoint.send(frame, peer.sockaddr)
         except IPCError as exc:
