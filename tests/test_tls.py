@@ -17,6 +17,7 @@ from typing import Any, Callable
 import gevent
 import pytest
 import trustme
+from gevent import socket as gsocket
 
 from geventipc import IPC
 from geventipc.errors import ConfigError, TLSError
@@ -202,7 +203,6 @@ class Tap:
         self.target_port = target_port
 
     def _relay(self, downstream: Any, _address: Any) -> None:
-        from gevent import socket as gsocket
         upstream = gsocket.create_connection(("127.0.0.1", self.target_port))
 
         def pump(src: Any, dst: Any) -> None:
@@ -476,8 +476,8 @@ def test_server_reject_unauthorized_false_admits_clients_without_certificate(
 def test_silent_and_slow_handshakes_do_not_block_others(
         make_ipc: Callable[..., IPC], port: int, pki: PKI) -> None:
     server_ipc, srec = tls_server(make_ipc, port, pki.server_tls(), handshake_timeout=800)
-    silent = socket.create_connection(("127.0.0.1", port))
-    slow = socket.create_connection(("127.0.0.1", port))
+    silent = gsocket.create_connection(("127.0.0.1", port))
+    slow = gsocket.create_connection(("127.0.0.1", port))
     slow.sendall(b"\x16\x03\x01\x02\x00\x01")  # the start of a ClientHello, then nothing
     try:
         gevent.sleep(0.05)
@@ -513,7 +513,7 @@ def test_client_handshake_timeout(make_ipc: Callable[..., IPC], port: int, pki: 
 def test_stop_ends_pending_handshakes(make_ipc: Callable[..., IPC], port: int,
                                       pki: PKI) -> None:
     server_ipc, srec = tls_server(make_ipc, port, pki.server_tls())
-    silent = socket.create_connection(("127.0.0.1", port))
+    silent = gsocket.create_connection(("127.0.0.1", port))
     try:
         wait_until(lambda: server_ipc.server._handshaking, message="handshake started")
         server_ipc.server.stop(timeout=1)
@@ -528,10 +528,10 @@ def test_handshakes_count_toward_max_connections(make_ipc: Callable[..., IPC], p
                                                  pki: PKI) -> None:
     server_ipc, srec = tls_server(make_ipc, port, pki.server_tls(), max_connections=2,
                                   handshake_timeout=600)
-    stalled = [socket.create_connection(("127.0.0.1", port)) for _ in range(2)]
+    stalled = [gsocket.create_connection(("127.0.0.1", port)) for _ in range(2)]
     try:
         wait_until(lambda: len(server_ipc.server._handshaking) == 2, message="2 handshaking")
-        extra = socket.create_connection(("127.0.0.1", port))
+        extra = gsocket.create_connection(("127.0.0.1", port))
         extra.settimeout(5)
         gevent.sleep(0.05)
         try:
@@ -549,7 +549,6 @@ def test_handshakes_count_toward_max_connections(make_ipc: Callable[..., IPC], p
 
 def test_corrupt_record_mid_session_is_reported(make_ipc: Callable[..., IPC], port: int,
                                                 pki: PKI) -> None:
-    from gevent import socket as gsocket
     server_ipc, srec = tls_server(make_ipc, port, pki.server_tls())
     ctx = make_context(pki.client_tls(), "client")  # a gevent context: cooperative
     raw = gsocket.create_connection(("127.0.0.1", port), timeout=5)
