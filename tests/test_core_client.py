@@ -208,7 +208,7 @@ def test_disconnect_sends_what_was_already_emitted(make_ipc):
 
 
 def test_connect_to_again_after_disconnect_makes_a_new_client(make_ipc):
-    world = serve(make_ipc)
+    serve(make_ipc)
     hello = make_ipc("hello")
     first = hello.connect_to("world")
     first.wait_connected(5)
