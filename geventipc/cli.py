@@ -436,9 +436,11 @@ def with_tls(args: argparse.Namespace, ipc: IPC, target: Target) -> Target:
 class Stopper:
     """The end of a long-running command: SIGINT/SIGTERM, ``--count`` or ``--timeout``."""
 
-    def __init__(self, count: int | None = None) -> None:
+    def __init__(self, count: int | None = None, timeout: float | None = None) -> None:
         self.done = Event()
         self.count = count
+        #: the whole --timeout, named when ``--count`` was not reached within it
+        self.timeout = timeout
         self.seen = 0
         self.interrupted = False
         self._signals = [gevent.signal_handler(sig, self._interrupt)
@@ -461,14 +463,14 @@ class Stopper:
             self.done.set()
         return True
 
-    def wait(self, timeout: float | None) -> bool:
-        """Block until done or ``timeout``; True unless a ``--count`` was not reached."""
-        self.done.wait(timeout)
+    def wait(self, left: float | None) -> None:
+        """Block until done or ``left`` seconds pass; Timeout if ``--count`` was not
+        reached (an interrupt is a success)."""
+        self.done.wait(left)
         for handler in self._signals:
             handler.cancel()
-        if self.count is None or self.interrupted:
-            return True
-        return self.seen >= self.count
+        if self.count is not None and not self.interrupted and self.seen < self.count:
+            raise Timeout(f"{self.seen} of {self.count} events within {self.timeout:g} s")
 
 
 def sender_of(socket: Any) -> str | None:
@@ -513,7 +515,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         ipc.config.id = target.name   # a server given by id is known by that id
     if target.kind == "tls" and not args.tls_cert:
         raise UsageError("serving TLS needs --tls-cert and --tls-key")
-    stopper = Stopper(args.count)
+    stopper = Stopper(args.count, args.timeout)
     printer = make_printer(args, on_broken=stopper.stop)
     encoding = ipc.config.encoding
     if target.kind == "unix":
@@ -551,12 +553,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     bound = replace(target, port=getattr(server, "port", None) or target.port)
     ipc.log("<good>geventipc: serving on</good>", str(bound))
     try:
-        complete = stopper.wait(args.timeout)
+        stopper.wait(args.timeout)
     finally:
         server.stop()
         printer.flush()
-    if not complete:
-        raise Timeout(f"{stopper.seen} of {args.count} events within {args.timeout:g} s")
     return OK
 
 
@@ -841,7 +841,7 @@ def cmd_listen(args: argparse.Namespace) -> int:
     for name in types:
         _check_name(ipc, name)
     wanted = frozenset(types)
-    stopper = Stopper(args.count)
+    stopper = Stopper(args.count, args.timeout)
     printer = make_printer(args, on_broken=stopper.stop)
     encoding = ipc.config.encoding
 
@@ -861,12 +861,10 @@ def cmd_listen(args: argparse.Namespace) -> int:
     try:
         conn.wait(min(deadline.left() or DEFAULT_TIMEOUT, DEFAULT_TIMEOUT))
         ipc.log("<good>geventipc: listening to</good>", str(target))
-        complete = stopper.wait(deadline.left())
+        stopper.wait(deadline.left())
     finally:
         ipc.disconnect(target.id)
         printer.flush()
-    if not complete:
-        raise Timeout(f"{stopper.seen} of {args.count} events within {args.timeout:g} s")
     return OK
 
 
