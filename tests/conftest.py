@@ -77,6 +77,14 @@ def make_ipc(sock_dir: str) -> Iterator[Callable[..., IPC]]:
             inst.server.stop(timeout=1)
 
 
+def serve(make_ipc: Callable[..., IPC], id: str = "world", **config: object) -> IPC:
+    """An IPC from ``make_ipc`` whose default (Unix socket) server is started."""
+    inst = make_ipc(id, **config)
+    inst.serve()
+    inst.server.start()
+    return inst
+
+
 def wait_until(predicate: Callable[[], bool], timeout: float = 5.0, step: float = 0.005,
                message: str = "condition") -> None:
     """Yield to gevent until ``predicate()`` is true; fail the test after ``timeout`` s."""

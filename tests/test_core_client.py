@@ -7,15 +7,8 @@ import gevent
 import gevent.event
 import pytest
 
-from conftest import ipv6_port, wait_until
+from conftest import ipv6_port, serve, wait_until
 from geventipc.errors import ConnectError, NotConnectedError, QueueFullError, Timeout
-
-
-def serve(make_ipc, id="world", **config):
-    inst = make_ipc(id, **config)
-    inst.serve()
-    inst.server.start()
-    return inst
 
 
 def test_emit_before_the_server_exists_is_queued_and_delivered_in_order(make_ipc):

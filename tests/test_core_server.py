@@ -10,15 +10,8 @@ import msgpack
 import pytest
 from gevent import socket as gsocket
 
-from conftest import free_port, wait_until
+from conftest import free_port, serve, wait_until
 from geventipc.errors import ForbiddenEventError, HandlerError, ServeError
-
-
-def serve(make_ipc, id="world", **config):
-    inst = make_ipc(id, **config)
-    inst.serve()
-    inst.server.start()
-    return inst
 
 
 def raw_peer(path):
