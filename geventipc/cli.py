@@ -374,13 +374,11 @@ def make_ipc(args: argparse.Namespace, serving: bool = False) -> IPC:
         "wire": args.wire,
         "log_in_color": wants_colour(sys.stderr),
         "id": args.id or f"geventipc-cli-{os.getpid()}",
+        "socket_root": args.socket_root,   # None: config's own per-user default
+        "raw_buffer": args.raw,
     }
-    if args.socket_root is not None:
-        values["socket_root"] = args.socket_root
     if args.appspace is not None:
         values["appspace"] = args.appspace
-    if args.raw:
-        values["raw_buffer"] = True
     if args.encoding is not None:
         if not args.raw:
             raise UsageError("--encoding is raw mode's: add --raw")
