@@ -182,8 +182,8 @@ def data_values(arg: str | None, as_text: bool = False, raw: bool = False) -> It
     bad DATA is a usage error before anything is opened."""
     if arg == "-":
         return _stdin_values(as_text, raw)
-    if arg is None:
-        return iter(["" if raw else None])
+    if arg is None:   # never in raw mode, where DATA is required
+        return iter([None])
     if arg.startswith("@"):
         try:
             with open(arg[1:], encoding="utf-8") as handle:
