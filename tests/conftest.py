@@ -106,6 +106,14 @@ def python_process(code: str, *args: str, env: dict[str, str] | None = None
     )
 
 
+def run_example(args: list[str], env: dict[str, str], timeout: float = 20
+                ) -> subprocess.CompletedProcess[str]:
+    """Run ``python *args`` from the repository root to the end (at most ``timeout`` s),
+    with ``env`` added to the environment; output captured as text."""
+    return subprocess.run([sys.executable, *args], env=dict(os.environ, **env), cwd=ROOT,
+                          capture_output=True, text=True, timeout=timeout)
+
+
 def read_line(proc: subprocess.Popen[str], timeout: float = 10.0) -> str:
     """One stdout line from ``proc``, waiting cooperatively at most ``timeout`` s."""
     from gevent.os import make_nonblocking, nb_read  # noqa: PLC0415

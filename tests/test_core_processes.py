@@ -10,7 +10,8 @@ import tempfile
 import gevent
 import pytest
 
-from conftest import ROOT, free_port, python_process, read_line, stop_process, wait_until
+from conftest import (ROOT, free_port, python_process, read_line, run_example, stop_process,
+                      wait_until)
 
 # The issue's server and client, word for word, then a line so the test knows when each
 # is ready (the client one also keeps the process alive while the exchange happens).
@@ -86,11 +87,6 @@ def test_the_issue_snippets_as_two_processes(runtime_dir):
     server_log = server.stderr.read()
     assert "got a message: hello" in server_log
     assert "client hello left" in server_log
-
-
-def run_example(args, env, timeout=20):
-    return subprocess.run([sys.executable, *args], env=dict(os.environ, **env), cwd=ROOT,
-                          capture_output=True, text=True, timeout=timeout)
 
 
 def wait_for_log(proc, text, timeout=10.0):

@@ -8,7 +8,7 @@ import random
 import gevent
 import pytest
 from gevent.event import AsyncResult
-from conftest import python_process, read_line, stop_process, wait_until
+from conftest import python_process, read_line, run_example, stop_process, wait_until
 
 from geventipc import errors
 from geventipc.errors import (
@@ -455,12 +455,7 @@ def test_requests_never_sent_before_a_server_died_are_sent_on_reconnect(make_ipc
 
 
 def test_the_example_runs_and_exits_by_itself():
-    import os
-    import subprocess
-    import sys
-    from conftest import ROOT
-    done = subprocess.run([sys.executable, os.path.join(ROOT, "examples", "request_reply.py")],
-                          capture_output=True, text=True, timeout=30, cwd=ROOT)
+    done = run_example(["examples/request_reply.py"], {}, timeout=30)
     assert done.returncode == 0, done.stderr
     out = done.stdout
     assert "sum([1, 2, 3])              -> 6" in out

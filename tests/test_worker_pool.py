@@ -15,7 +15,7 @@ import gevent
 import pytest
 from gevent.event import Event
 from gevent.pool import Pool
-from conftest import python_process, read_line, stop_process, wait_until
+from conftest import python_process, read_line, run_example, stop_process, wait_until
 
 from geventipc.errors import ConnectionLostError, HandlerError
 
@@ -423,12 +423,7 @@ def test_monkey_patched_process_with_blocking_handlers(make_ipc, sock_dir):
 
 
 def test_the_example_runs_and_exits_by_itself():
-    import os
-    import subprocess
-    import sys
-    from conftest import ROOT
-    done = subprocess.run([sys.executable, os.path.join(ROOT, "examples", "worker_pool.py")],
-                          capture_output=True, text=True, timeout=60, cwd=ROOT)
+    done = run_example(["examples/worker_pool.py"], {}, timeout=60)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert len(lines) == 3 and all(line.endswith("all replies right: True") for line in lines)
