@@ -668,7 +668,7 @@ def cmd_emit(args: argparse.Namespace) -> int:
     timeout = args.timeout or DEFAULT_TIMEOUT
     if target.kind == "udp":
         return _emit_udp(ipc, target, type_, values)
-    confirm = not (args.raw or args.no_confirm or ipc.config.wire != "msgpack")
+    confirm = _has_requests(args) and not args.no_confirm
     conn = Connection(ipc, target)
     try:
         conn.wait(timeout)
@@ -731,8 +731,13 @@ def _check_name(ipc: IPC, name: str) -> None:
         raise UsageError(reason)
 
 
+def _has_requests(args: argparse.Namespace) -> bool:
+    """Whether the wire the options chose carries request/reply (msgpack, not raw)."""
+    return not args.raw and args.wire == "msgpack"
+
+
 def _needs_requests(args: argparse.Namespace, what: str) -> None:
-    if args.raw or args.wire != "msgpack":
+    if not _has_requests(args):
         raise UsageError(f"{what} needs the msgpack wire (request/reply is not part of "
                          f"node-ipc's JSON wire or raw mode)")
 
