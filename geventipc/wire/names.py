@@ -13,7 +13,9 @@ LIFECYCLE_EVENTS = frozenset({
 #: Prefix of the library's own wire events (hello, describe, ...).
 INTERNAL_PREFIX = "$ipc."
 
-_CACHE_LIMIT = 4096
+#: most names a cache keyed by event name holds (a peer sending endless distinct names
+#: cannot grow one past it)
+CACHE_LIMIT = 4096
 
 
 class EventNames:
@@ -50,7 +52,7 @@ class EventNames:
         return None
 
     def _remember(self, name: str) -> None:
-        if len(self.good) >= _CACHE_LIMIT:
+        if len(self.good) >= CACHE_LIMIT:
             self.good.clear()
         self.good.add(name)
 

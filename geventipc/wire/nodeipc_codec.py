@@ -24,7 +24,7 @@ from ..errors import (
     ConfigError, EncodeError, ProtocolError, UnsupportedError,
 )
 from .msgpack_codec import READ_SIZE, event_too_large, frame_too_large
-from .names import EventNames
+from .names import CACHE_LIMIT, EventNames
 
 #: the longest prefix of a bad value quoted in an error message
 _QUOTE = 60
@@ -84,7 +84,7 @@ def _encode_message(type: str, data: Any) -> str:
     event name (bounded, like the name cache)."""
     head = _HEADS.get(type)
     if head is None:
-        if len(_HEADS) >= 4096:
+        if len(_HEADS) >= CACHE_LIMIT:
             _HEADS.clear()
         head = _HEADS[type] = '{"type":' + _encode(type) + ',"data":'
     return head + _encode(data) + "}"
