@@ -441,16 +441,13 @@ class Stopper:
         self.timeout = timeout
         self.seen = 0
         self.interrupted = False
-        self._signals = [gevent.signal_handler(sig, self._interrupt)
+        self._signals = [gevent.signal_handler(sig, self.stop)
                          for sig in (signal.SIGINT, signal.SIGTERM)]
 
-    def _interrupt(self) -> None:
+    def stop(self) -> None:
+        """End now, as a success (a signal, or stdout's reader went away)."""
         self.interrupted = True
         self.done.set()
-
-    def stop(self) -> None:
-        """End now, as a success (stdout's reader went away)."""
-        self._interrupt()
 
     def take(self) -> bool:
         """Count one item; False once ``--count`` items were taken (drop the rest)."""
