@@ -65,16 +65,28 @@ def _spawn(impl: str, role: str, workload: str, transport: str, addr: str, cpu: 
 
 
 def _line(proc: subprocess.Popen[str], prefix: str, timeout: float) -> str:
+    """The rest of the next stdout line starting with ``prefix``, within ``timeout`` s.
+
+    Reads the raw pipe with a buffer of its own: a buffered ``readline`` could hold a
+    second line that ``select`` no longer sees, and the wait would time out wrongly.
+    """
     assert proc.stdout is not None
+    fd = proc.stdout.fileno()
+    buf: bytes = getattr(proc, "_bench_buf", b"")
     deadline = time.monotonic() + timeout
     while True:
-        left = deadline - time.monotonic()
-        if left <= 0 or not select.select([proc.stdout], [], [], left)[0]:
-            raise BenchError(f"no {prefix} line within {timeout} s")
-        line = proc.stdout.readline()
-        if not line:
-            err = proc.stderr.read() if proc.stderr else ""
-            raise BenchError(f"process ended without {prefix}; stderr:\n{err[-3000:]}")
+        while b"\n" not in buf:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                raise BenchError(f"no {prefix} line within {timeout} s")
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                err = proc.stderr.read() if proc.stderr else ""
+                raise BenchError(f"process ended without {prefix}; stderr:\n{err[-3000:]}")
+            buf += chunk
+        raw, _, buf = buf.partition(b"\n")
+        proc._bench_buf = buf  # type: ignore[attr-defined]
+        line = raw.decode()
         if line.startswith(prefix):
             return line[len(prefix):].strip()
 
