@@ -36,3 +36,21 @@ def test_oversize_request_raises(make_ipc):
     with pytest.raises(EventTooLargeError):
         client.request("echo", b"z" * 2048, timeout=2)
     assert client.request("echo", b"ok", timeout=2) == b"ok"
+
+
+def test_oversize_reply_becomes_a_remote_error(make_ipc):
+    """A handler whose answer is too large for one frame: the caller gets RemoteError
+    naming EventTooLargeError, and the connection stays up (the reply was never sent)."""
+    from geventipc.errors import RemoteError
+
+    world = make_ipc("world", max_message_size=1024)
+    hello = make_ipc("hello", max_message_size=1024)
+    world.serve(lambda: world.server.handle("big", lambda data, socket: b"z" * 2048))
+    world.server.start()
+    client = hello.connect_to("world")
+    client.wait_connected(5)
+    with pytest.raises(RemoteError) as info:
+        client.request("big", None, timeout=2)
+    assert info.value.remote_type == "EventTooLargeError"
+    assert client.connected
+    assert client.describe(timeout=2) == {"listen": {}, "broadcast": {}}

@@ -301,9 +301,14 @@ class MsgpackCodec:
     def encode_reply(self, request_id: int, status: int, data: Any) -> bytes:
         """Bytes of a reply frame to ``request_id``."""
         try:
-            return self._pack([request_id, status, data])
+            frame = self._pack([request_id, status, data])
         except Exception as exc:
             raise EncodeError(f"cannot encode reply as msgpack: {_describe(exc)}") from None
+        if len(frame) > self.max_message_size:
+            raise EventTooLargeError(f"reply to request {request_id} encodes to {len(frame)} "
+                                     f"bytes, over max_message_size={self.max_message_size}; "
+                                     f"a peer would refuse it")
+        return frame
 
 
 #: a ``bytes`` payload from this size up is framed by hand (see ``encode_event``)
