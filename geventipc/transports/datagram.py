@@ -19,6 +19,7 @@ from gevent import socket as gsocket
 
 from ..errors import AddressError, DatagramTooLargeError, NotConnectedError, SendError, \
     ServeError
+from .binding import bind_first
 
 #: ``serve_net``'s udp_type -> address family
 FAMILIES: dict[str, int] = {"udp4": gsocket.AF_INET, "udp6": gsocket.AF_INET6}
@@ -68,22 +69,16 @@ def bind_udp(host: str, port: int, family: int) -> gsocket.socket:
     except OSError as exc:
         raise ServeError(errno.EADDRNOTAVAIL, f"cannot resolve {host!r} as an "
                          f"{family_name(family)} address: {exc}") from None
-    last: OSError | None = None
-    for fam, type_, proto, _name, addr in infos:
-        sock = gsocket.socket(fam, type_, proto)
-        try:
-            for option in (gsocket.SO_RCVBUF, gsocket.SO_SNDBUF):
-                try:
-                    sock.setsockopt(gsocket.SOL_SOCKET, option, SOCKET_BUFFER)
-                except OSError:
-                    pass  # a smaller buffer still works; only bursts suffer
-            sock.bind(addr)
-            return sock
-        except OSError as exc:
-            sock.close()
-            last = exc
-    assert last is not None
-    raise ServeError(last.errno, f"cannot bind UDP {host}:{port}: {last.strerror}")
+
+    def prepare(sock: gsocket.socket, addr: Any) -> None:
+        for option in (gsocket.SO_RCVBUF, gsocket.SO_SNDBUF):
+            try:
+                sock.setsockopt(gsocket.SOL_SOCKET, option, SOCKET_BUFFER)
+            except OSError:
+                pass  # a smaller buffer still works; only bursts suffer
+        sock.bind(addr)
+
+    return bind_first(infos, prepare, f"cannot bind UDP {host}:{port}")
 
 
 def resolve(host: Any, port: Any, family: int) -> SockAddr:

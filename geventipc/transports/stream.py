@@ -31,6 +31,7 @@ from ..errors import (
     SlowConsumerError,
 )
 from ..wire.msgpack_codec import READ_SIZE
+from .binding import bind_first
 
 #: queued bytes at which a write flushes at once instead of waiting for the hub
 FLUSH_AT = 128 * 1024
@@ -508,19 +509,13 @@ def listen_tcp(host: str, port: int, backlog: int = 1024) -> gsocket.socket:
         infos = gsocket.getaddrinfo(host, port, 0, gsocket.SOCK_STREAM, 0, gsocket.AI_PASSIVE)
     except OSError as exc:
         raise ServeError(errno.EADDRNOTAVAIL, f"cannot resolve {host!r}: {exc}") from None
-    last: OSError | None = None
-    for family, type_, proto, _name, addr in infos:
-        sock = gsocket.socket(family, type_, proto)
-        try:
-            sock.setsockopt(gsocket.SOL_SOCKET, gsocket.SO_REUSEADDR, 1)
-            sock.bind(addr)
-            sock.listen(backlog)
-            return sock
-        except OSError as exc:
-            sock.close()
-            last = exc
-    assert last is not None
-    raise ServeError(last.errno, f"cannot listen on {host}:{port}: {last.strerror}")
+
+    def prepare(sock: gsocket.socket, addr: Any) -> None:
+        sock.setsockopt(gsocket.SOL_SOCKET, gsocket.SO_REUSEADDR, 1)
+        sock.bind(addr)
+        sock.listen(backlog)
+
+    return bind_first(infos, prepare, f"cannot listen on {host}:{port}")
 
 
 def dial_unix(path: str, timeout: float) -> gsocket.socket:
