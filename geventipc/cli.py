@@ -493,12 +493,11 @@ def serve_target(args: argparse.Namespace, ipc: IPC) -> Target:
         raise UsageError("serve needs exactly one of ID, ADDRESS, --path, --tcp or --udp")
     if args.path is not None:
         return Target("unix", path=args.path)
-    if args.tcp is not None:
-        host, port = parse_host_port(args.tcp, "--tcp", allow_zero=True)
-        return Target("tcp", host=host, port=port)
-    if args.udp is not None:
-        host, port = parse_host_port(args.udp, "--udp", allow_zero=True)
-        return Target("udp", host=host, port=port)
+    for kind in ("tcp", "udp"):
+        text = getattr(args, kind)
+        if text is not None:
+            host, port = parse_host_port(text, f"--{kind}", allow_zero=True)
+            return Target(kind, host=host, port=port)
     return parse_target(args.address, ipc.config, serving=True)
 
 
