@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
 from .errors import ConfigError, InsecureSocketRootError
+from .wire.raw_codec import ENCODINGS
 
 _UNSET: Any = object()
 MIB = 1024 * 1024
@@ -67,8 +68,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("network_port", 8000, (int,), "port for serve_net / connect_to_net", minimum=0,
            maximum=65535),
     Option("encoding", "utf8", (str,), "text encoding for raw_buffer mode",
-           choices=("utf8", "utf-8", "ascii", "utf16le", "ucs2", "base64", "hex",
-                    "latin1", "binary")),
+           choices=tuple(ENCODINGS)),
     Option("raw_buffer", False, (bool,), "send and receive raw bytes, no framing"),
     Option("sync", False, (bool,), "client waits for an answer before sending the next event"),
     Option("silent", False, (bool,), "turn off ipc.log entirely"),

@@ -226,3 +226,15 @@ def test_default_socket_root_refuses_another_users_directory(monkeypatch, tmp_pa
     os.chown(planted, 65534, 65534)              # nobody: an attacker's directory
     with pytest.raises(InsecureSocketRootError, match="owner-only"):
         default_socket_root()
+
+
+def test_encoding_accepts_every_name_the_raw_codec_knows():
+    """config.encoding and the raw codec share one table of names (node-ipc's spellings)."""
+    from geventipc.wire.raw_codec import ENCODINGS
+
+    config = Config()
+    for name in ENCODINGS:
+        config.encoding = name
+        assert config.encoding == name
+    with pytest.raises(ConfigError):
+        config.encoding = "utf32"
