@@ -112,6 +112,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("handler_pool_size", None, (int, NoneType),
            "run server event/request handlers in a gevent Pool of this size "
            "(None = inline, in each connection's greenlet)", minimum=1),
+    Option("workers", 1, (int,),
+           "stream server processes sharing the listening socket (pre-fork, supervised); "
+           "more than 1 needs config.cluster", minimum=1),
 )
 
 _BY_NAME: dict[str, Option] = {o.name: o for o in OPTIONS}

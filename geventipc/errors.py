@@ -192,3 +192,17 @@ class EventTooLargeError(EncodeError):
     """An event whose encoded frame is larger than ``max_message_size``: a peer with the
     same limit would refuse it and close the connection, so it is refused at ``emit``
     instead. Nothing was written."""
+
+
+# --- pre-fork workers (issue 12) ------------------------------------------------------
+
+
+class ClusterRequiredError(ConfigError):
+    """``config.workers`` > 1 without ``config.cluster``: each worker process has its own
+    clients, so a broadcast or ``emit_to`` made in one could not reach the others' clients
+    without the cluster joining them. Raised by ``serve``/``serve_net`` and ``start``."""
+
+
+class WorkersError(IPCError):
+    """The pre-fork workers' supervisor process died (it runs no application code, so
+    this is not expected): the server stops, and this is its ``error`` event."""

@@ -151,11 +151,17 @@ class IPC:
         return self.config.copy(**overrides) if overrides else self.config
 
     def _new_server(self, callback: Callback | None, config: Config, **where: Any) -> Server:
+        if config.workers > 1:
+            from .cluster.workers import WorkersServer  # noqa: PLC0415 - only with workers
+            return self._install(WorkersServer, callback, config, **where)
         return self._install(Server, callback, config, **where)
 
     def _new_udp_server(self, callback: Callback | None, host: str, port: int,
                         udp_type: str, config: Config) -> Any:
         from .udp import UDPServer  # noqa: PLC0415 - optional transport
+        if config.workers > 1:
+            raise ConfigError("config.workers applies to stream servers (Unix, TCP, TLS); "
+                              "a UDP server runs in one process")
         return self._install(UDPServer, callback, config, host=host, port=port,
                              udp_type=udp_type)
 

@@ -1,0 +1,1 @@
+"""Capabilities over many processes: pre-fork workers (:mod:`.workers`)."""
