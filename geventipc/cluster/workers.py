@@ -64,9 +64,9 @@ def require_cluster(config: Config) -> None:
     """ClusterRequiredError unless ``config.workers`` is 1 or a cluster URL is set."""
     if config.workers > 1 and not config.as_dict().get("cluster"):
         raise ClusterRequiredError(
-            f"config.workers = {config.workers} needs config.cluster (a redis:// or "
-            f"valkey URL): without it a broadcast or emit_to made in one worker could not "
-            f"reach the clients of the others")
+            f"config.workers = {config.workers} needs config.cluster (a redis:// URL; "
+            f"serve --cluster URL): without it a broadcast or emit_to made in one worker "
+            f"could not reach the clients of the others")
 
 
 def describe_status(status: int) -> str:
@@ -119,6 +119,11 @@ class WorkersServer(Server):
     def worker_pids(self) -> dict[int, int]:
         """Worker number -> pid of the workers serving now (parent only; {} in a worker)."""
         return dict(self._supervision.serving) if self._supervision is not None else {}
+
+    @property
+    def supervisor_pid(self) -> int | None:
+        """The supervisor process's pid (parent only, once started)."""
+        return self._supervision.pid if self._supervision is not None else None
 
     @property
     def restarts(self) -> int:
