@@ -23,6 +23,7 @@ Workers report to the parent over a pipe, one short line per event (``up``, ``fa
 """
 from __future__ import annotations
 
+import mmap
 import os
 import signal
 import sys
@@ -58,6 +59,13 @@ POLL_INTERVAL = 0.1
 PARENT_CHECK_INTERVAL = 0.5
 #: what a worker gets, after the parent's stop timeout, to flush and exit before SIGKILL
 KILL_GRACE = 1.0
+#: accept balance: a worker stops accepting while it holds more than BALANCE_SLACK (plus
+#: a tenth) connections over the least loaded live worker, and looks again every
+#: BALANCE_INTERVAL s; a worker whose heartbeat is older than BALANCE_STALE s (hung, dead)
+#: does not count, so the others never wait for it
+BALANCE_SLACK = 1
+BALANCE_INTERVAL = 0.02
+BALANCE_STALE = 1.0
 
 
 def require_cluster(config: Config) -> None:
@@ -220,6 +228,13 @@ class _Supervision:
         self._seen: set[int] = set()   # worker numbers that have served once
         self.all_up = Event()
         self.stopping = False
+        # per worker: connections held, heartbeat (ms, CLOCK_MONOTONIC is machine-wide);
+        # an anonymous shared map made before the forks is one memory for all of them
+        self.shared = mmap.mmap(-1, 16 * self.count)
+        table = memoryview(self.shared).cast("q")
+        for index in range(self.count):
+            table[2 * index] = -1
+        table.release()
         control_r, self.control_w = os.pipe()
         self.status_r, status_w = os.pipe()
         for stream in (sys.stdout, sys.stderr):  # else both processes print what is buffered
@@ -231,7 +246,7 @@ class _Supervision:
         if pid == 0:  # the supervisor; never returns
             _close(self.control_w)
             _close(self.status_r)
-            _Supervisor(server, listener, self.count, control_r, status_w).run()
+            _Supervisor(server, listener, self.count, control_r, status_w, self.shared).run()
         self.pid = pid
         os.close(control_r)
         os.close(status_w)
@@ -322,8 +337,10 @@ class _Supervisor:
     """The supervisor process's loop (runs in the forked child, blocking, no hub)."""
 
     def __init__(self, server: WorkersServer, listener: Any, count: int, control_r: int,
-                 status_w: int) -> None:
+                 status_w: int, shared: mmap.mmap) -> None:
         self.server = server
+        self.shared = shared
+        self.table = memoryview(shared).cast("q")
         self.listener = listener
         self.count = count
         self.control_r = control_r
@@ -390,6 +407,7 @@ class _Supervisor:
             index = self.children.pop(pid, None)
             if index is None:
                 continue
+            self.table[2 * index] = -1   # gone: the others stop waiting for it
             how = describe_status(status)
             if stopping or self.stopping:
                 _say(self.status_w, "exit", index, pid, how, "-")
@@ -405,7 +423,8 @@ class _Supervisor:
         pid = _fork()
         if pid == 0:
             _close(self.control_r)
-            _run_worker(self.server, self.listener, index, self.status_w, os.getppid())
+            _run_worker(self.server, self.listener, index, self.status_w, os.getppid(),
+                        _Balance(self.server, self.table, index, self.count))
         self.children[pid] = index
         self.started_at[pid] = time.monotonic()
 
@@ -431,7 +450,7 @@ class _Supervisor:
 
 
 def _run_worker(server: WorkersServer, listener: Any, index: int, status_w: int,
-                supervisor: int) -> NoReturn:
+                supervisor: int, balance: "_Balance") -> NoReturn:
     """A worker process: serve on ``listener`` until SIGTERM or the supervisor is gone."""
     code = 1
     try:
@@ -442,15 +461,12 @@ def _run_worker(server: WorkersServer, listener: Any, index: int, status_w: int,
         server.worker_index = index
         server._supervision = None
         server.start(listener)
-        stream_server = server._stream_server
-        if stream_server is not None:
-            # one accept per wake-up: the workers all wake for a new connection, and the
-            # first must not take a whole burst of them
-            stream_server.max_accept = 1
+        balancer = balance.start()
         _say(status_w, "up", index, os.getpid())
         watcher = gevent.spawn(_watch_supervisor, supervisor, stop)
         gevent.wait([stop, server._done], count=1)
         watcher.kill(block=False)
+        balancer.kill(block=False)
         server.stop()
         code = 0
     except BaseException as exc:  # noqa: BLE001 - reported, then the worker ends
@@ -463,6 +479,63 @@ def _run_worker(server: WorkersServer, listener: Any, index: int, status_w: int,
             except (OSError, ValueError):
                 pass
         os._exit(code)
+
+
+class _Balance:
+    """Spreads connections over the workers sharing one listening socket.
+
+    Every worker wakes for a new connection and the first to call accept() gets it, so a
+    burst (or every client reconnecting at once) can pile onto one worker. Each worker
+    publishes its connection count in shared memory; gevent's accept loop asks
+    ``full()`` before each accept, and a worker well above the least loaded live one says
+    yes and stops accepting until the others catch up.
+    """
+
+    def __init__(self, server: Server, table: memoryview, index: int, count: int) -> None:
+        self.server = server
+        self.table = table
+        self.index = index
+        self.count = count
+
+    def start(self) -> Any:
+        """Hook the worker's accept loop; returns the greenlet that keeps the table."""
+        stream_server = self.server._stream_server
+        assert stream_server is not None
+        # one accept per wake-up, so that full() is asked before each one
+        stream_server.max_accept = 1
+        stream_server.full = self.full  # type: ignore[method-assign]
+        self._publish()
+        return gevent.spawn(self._keep, stream_server)
+
+    def _publish(self) -> int:
+        server = self.server
+        held = len(server._conns) + len(server._handshaking)
+        self.table[2 * self.index] = held
+        self.table[2 * self.index + 1] = int(time.monotonic() * 1000)
+        return held
+
+    def full(self) -> bool:
+        """True while this worker holds clearly more connections than the least loaded."""
+        held = self._publish()
+        table, me = self.table, self.index
+        oldest = int((time.monotonic() - BALANCE_STALE) * 1000)
+        loads = [table[2 * j] for j in range(self.count)
+                 if j != me and table[2 * j] >= 0 and table[2 * j + 1] >= oldest]
+        if not loads:
+            return False
+        least = min(loads)
+        return held > least + BALANCE_SLACK + least // 10
+
+    def _keep(self, stream_server: Any) -> None:
+        # the heartbeat, and accepting again once the others caught up (gevent's loop
+        # stopped accepting when full() said so, and nothing else would restart it)
+        while not self.server._stopped.is_set():
+            if stream_server._watcher is None and not stream_server.closed \
+                    and not self.full():
+                stream_server.start_accepting()
+            else:
+                self._publish()
+            gevent.sleep(BALANCE_INTERVAL)
 
 
 def _watch_supervisor(supervisor: int, stop: Event) -> None:
