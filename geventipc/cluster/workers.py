@@ -161,6 +161,9 @@ class WorkersServer(Server):
         finally:
             listener.close()  # the supervisor and the workers hold their own copies
         self._started = True
+        cluster = getattr(self, "cluster", None)
+        if cluster is not None:
+            cluster.start()   # the parent is a node too, without clients
         self.fire("start")
         return self
 
@@ -460,6 +463,7 @@ def _run_worker(server: WorkersServer, listener: Any, index: int, status_w: int,
         _signal(signal.SIGTERM, lambda signum, frame: stop.set())
         server.worker_index = index
         server._supervision = None
+        _own_cluster_node(server)
         server.start(listener)
         balancer = balance.start()
         _say(status_w, "up", index, os.getpid())
@@ -479,6 +483,16 @@ def _run_worker(server: WorkersServer, listener: Any, index: int, status_w: int,
             except (OSError, ValueError):
                 pass
         os._exit(code)
+
+
+def _own_cluster_node(server: Server) -> None:
+    """Give this worker a cluster membership of its own: the one it inherited was made in
+    the parent, with the parent's node id (each worker must be a node of its own)."""
+    inherited = getattr(server, "cluster", None)
+    if inherited is not None:
+        server.cluster = type(inherited)(  # type: ignore[attr-defined]
+            server, inherited.address, heartbeat=inherited.heartbeat,
+            max_pending=inherited.max_pending)
 
 
 class _Balance:
