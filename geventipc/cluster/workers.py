@@ -139,10 +139,15 @@ class WorkersServer(Server):
         return self._supervision.restarts if self._supervision is not None else 0
 
     def wait_workers(self, timeout: float | None = None) -> bool:
-        """Block this greenlet until every worker serves; False if ``timeout`` ran out."""
+        """Block this greenlet until every worker serves and is subscribed to the cluster,
+        and the parent's own cluster node too; False if ``timeout`` ran out."""
         if self._supervision is None:
             return False
-        return self._supervision.all_up.wait(timeout)
+        started = time.monotonic()
+        if not self._supervision.all_up.wait(timeout):
+            return False
+        left = None if timeout is None else max(0.0, timeout - (time.monotonic() - started))
+        return _cluster_joined(self, left)
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -466,6 +471,10 @@ def _run_worker(server: WorkersServer, listener: Any, index: int, status_w: int,
         _own_cluster_node(server)
         server.start(listener)
         balancer = balance.start()
+        # "up" once subscribed too, so that what is broadcast after wait_workers() reaches
+        # this worker's clients; an engine away for longer does not hold the worker back
+        # (it serves its own clients and the cluster reconnects by itself)
+        _cluster_joined(server, server.config.connect_timeout / 1000.0)
         _say(status_w, "up", index, os.getpid())
         watcher = gevent.spawn(_watch_supervisor, supervisor, stop)
         gevent.wait([stop, server._done], count=1)
@@ -483,6 +492,19 @@ def _run_worker(server: WorkersServer, listener: Any, index: int, status_w: int,
             except (OSError, ValueError):
                 pass
         os._exit(code)
+
+
+def _cluster_joined(server: Server, timeout: float | None) -> bool:
+    """Wait (bounded) until ``server``'s cluster node, if any, is connected."""
+    cluster = getattr(server, "cluster", None)
+    if cluster is None:
+        return True
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while not cluster.connected:
+        if deadline is not None and time.monotonic() >= deadline:
+            return False
+        gevent.sleep(0.01)
+    return True
 
 
 def _own_cluster_node(server: Server) -> None:
