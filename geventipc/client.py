@@ -147,6 +147,8 @@ class Client(Dispatcher):
     def disconnect(self) -> None:
         """Stop for good: close the connection (after sending what is queued on it) and
         stop retrying; ``disconnect`` and ``destroy`` fire."""
+        if get_ident() != self._tid:  # another OS thread: hand over (threads.py)
+            return call_in_owner(self._tid, Client.disconnect, self)
         self._stopping = True
         conn = self.conn
         if conn is not None:
