@@ -161,6 +161,8 @@ class Client(Dispatcher):
         """Stop for good: close the connection (after sending what is queued on it) and
         stop retrying; ``disconnect`` and ``destroy`` fire. From here on nothing more is
         dispatched and ``connected`` is False."""
+        if get_ident() != self._tid:  # another OS thread: hand over (threads.py)
+            return call_in_owner(self._tid, Client.disconnect, self)
         self._stopping = True
         self._connected.clear()
         conn = self.conn

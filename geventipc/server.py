@@ -198,6 +198,8 @@ class Server(Dispatcher):
     def stop(self, timeout: float = 2.0) -> None:
         """Close the listener and every client (after flushing what is queued to them), and
         remove the socket file this server made."""
+        if get_ident() != self._tid:  # another OS thread: hand over (threads.py)
+            return call_in_owner(self._tid, Server.stop, self, timeout)
         if not self._started or self._stopped.is_set():
             return
         self._stopped.set()

@@ -177,6 +177,8 @@ class UDPServer(Dispatcher):
 
     def stop(self, timeout: float = 2.0) -> None:
         """Close the socket; requests still waiting fail with NotConnectedError."""
+        if get_ident() != self._tid:  # another OS thread: hand over (threads.py)
+            return call_in_owner(self._tid, UDPServer.stop, self, timeout)
         if not self._started or self._stopped.is_set():
             return
         self._stopped.set()
