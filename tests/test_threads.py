@@ -11,7 +11,8 @@ import gevent
 import pytest
 from gevent.monkey import get_original
 
-from conftest import free_port, python_process, serve, stop_process, wait_until
+from conftest import (free_port, python_process, run_example, serve, stop_process,
+                      wait_until)
 from geventipc import threads
 from geventipc.errors import EventNameError, RemoteError, ThreadHandoffError
 
@@ -318,3 +319,9 @@ def test_disconnect_and_stop_from_a_thread(make_ipc):
     assert ends.index("disconnected") < ends.index("stopped")
     assert got == list(range(500))   # every one sent before the disconnect, in order
     assert client.destroyed and dialling.destroyed and not world.server.started
+
+
+def test_the_threads_example_runs():
+    done = run_example(["examples/threads.py"], {}, timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert "all 300 readings arrived, each once and in order" in done.stdout
