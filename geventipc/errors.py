@@ -223,3 +223,9 @@ class AcceptError(IPCError, OSError):
     ``ENOBUFS``, ``ENOMEM``); ``errno`` is the system's. Reported as an ``error`` event
     (the log line is rate-limited); the server keeps serving and accepts again after a
     short, growing pause (gevent's: 10 ms doubling to 1 s)."""
+
+
+class ThreadHandoffError(IPCError, TimeoutError):
+    """A call from another OS thread was not taken by the hub of the thread that owns the
+    connection within ``geventipc.threads.HANDOFF_TIMEOUT`` seconds (that thread is
+    blocked outside gevent); the call was withdrawn: nothing of it happened."""
