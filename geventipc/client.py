@@ -15,6 +15,7 @@ from __future__ import annotations
 import itertools
 import socket as _stdsocket
 from collections import deque
+from time import monotonic
 from typing import Any, Callable
 
 import gevent
@@ -22,28 +23,30 @@ from gevent.event import AsyncResult, Event
 from gevent.hub import get_hub
 
 from .config import Config
+from .counters import ClientCounts
 from .dispatch import WILDCARD, Dispatcher
 from .errors import (
     ConnectError, ConnectionLostError, DeadlockError, IPCError, NotConnectedError,
-    QueueFullError, Timeout, UnsupportedError,
+    ProtocolError, QueueFullError, Timeout, UnsupportedError,
 )
-from .server import DESCRIBE, HELLO
+from .server import DESCRIBE, HELLO, STATS
 from .transports.stream import StreamConnection, dial_tcp, dial_unix
 from .transports.tls import connect_tls, server_hostname
 from .reply import settle
-from .wire import make_codec, names_for
+from .wire import REPLY_OK, make_codec, names_for
 
 
 class _Pending:
     """A request waiting for its reply: the caller's result, the frame (to tell whether
     it ever left this process) and the timeout timer."""
 
-    __slots__ = ("result", "frame", "timer")
+    __slots__ = ("result", "frame", "timer", "started")
 
     def __init__(self, result: AsyncResult, frame: bytes) -> None:
         self.result = result
         self.frame = frame
         self.timer: Any = None
+        self.started = monotonic()
 
     def fail(self, exc: BaseException) -> None:
         """Stop the timeout and give the caller ``exc``."""
@@ -91,6 +94,8 @@ class Client(Dispatcher):
         self._hello: bytes | None = None   # the hello frame of the current connection
         # sync mode (node-ipc's config.sync): one event in flight until the server answers
         self._awaiting = False
+        #: what :meth:`stats` reports beyond the connection's own counters
+        self.counts = ClientCounts()
         if config.sync:
             self._send = self._send_sync  # type: ignore[method-assign]
 
@@ -100,6 +105,11 @@ class Client(Dispatcher):
         return f"<Client {self.id!r} {where} {state}>"
 
     # --- state ---------------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        """This client's counters as a plain dict (fields: docs/operations.md)."""
+        from .stats import client_stats  # noqa: PLC0415 - stats sits above the client
+        return client_stats(self)
 
     @property
     def connected(self) -> bool:
@@ -252,6 +262,7 @@ class Client(Dispatcher):
                     f"{len(queue)} are still queued"))
                 return
         self.conn = conn
+        self.counts.connects += 1
         self._connected.set()
         if config.sync:
             self._pump()
@@ -260,6 +271,7 @@ class Client(Dispatcher):
 
     def _on_close(self, conn: StreamConnection, reason: BaseException | None) -> None:
         self.conn = None
+        self.counts.closed(conn, reason, ProtocolError)
         self._connected.clear()
         self._requeue_unsent(conn)
         if isinstance(reason, IPCError):
@@ -282,6 +294,7 @@ class Client(Dispatcher):
             if id(pending.frame) in queued:
                 continue
             del self._waiting[request_id]
+            self.counts.requests.failed += 1
             pending.fail(ConnectionLostError(
                 f"connection to {self.id!r} closed before the reply came"))
 
@@ -295,6 +308,7 @@ class Client(Dispatcher):
             self.report(NotConnectedError(
                 f"{count} queued events were never sent: the client of {self.id!r} stopped"))
         waiting, self._waiting = self._waiting, {}
+        self.counts.requests.failed += len(waiting)
         for pending in waiting.values():
             pending.fail(NotConnectedError(
                 f"client of {self.id!r} stopped before the request was answered"))
@@ -344,6 +358,12 @@ class Client(Dispatcher):
             return
         if pending.timer is not None:
             pending.timer.stop()
+        requests = self.counts.requests
+        requests.latency.since(pending.started)
+        if status == REPLY_OK:
+            requests.answered += 1
+        else:
+            requests.failed += 1
         settle(pending.result, status, data)
 
     # --- sending -------------------------------------------------------------------------
@@ -416,7 +436,7 @@ class Client(Dispatcher):
         if not encoder.supports_requests:
             raise UnsupportedError(f"request/reply needs the msgpack wire; this client uses "
                                    f"{encoder.name!r}, which has no reply frames")
-        if type != DESCRIBE:
+        if type != DESCRIBE and type != STATS:
             self.names.check_outgoing(type)
         request_id = next(self._request_ids)
         frame = encoder.encode_request(type, data, request_id)
@@ -445,6 +465,7 @@ class Client(Dispatcher):
                 self._queue.remove(pending.frame)
             except ValueError:
                 pass
+        self.counts.requests.timed_out += 1
         pending.result.set_exception(Timeout(f"no reply to {type!r} within {timeout} s"))
 
     def request(self, type: str, data: Any = None, timeout: float | None = 10.0) -> Any:
@@ -465,3 +486,8 @@ class Client(Dispatcher):
     def describe(self, timeout: float | None = 10.0) -> dict[str, dict[str, Any]]:
         """The server's ``define`` tables: ``{"listen": {...}, "broadcast": {...}}``."""
         return self.request(DESCRIBE, None, timeout)
+
+    def remote_stats(self, timeout: float | None = 10.0) -> dict[str, Any]:
+        """The server's ``stats()``, if its owner turned stats requests on
+        (``config.stats_requests``; else NoHandlerError)."""
+        return self.request(STATS, None, timeout)

@@ -89,6 +89,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("log_format", "text", (str,),
            "ipc.log's output: text (node-ipc's theme) or json (one object per line)",
            choices=("text", "json")),
+    Option("stats_requests", False, (bool,),
+           "answer clients' $ipc.stats requests with server.stats() (off: counts reveal "
+           "load and client ids)"),
     # --- geventipc's keys -------------------------------------------------------------
     Option("wire", "msgpack", (str,), "wire format", choices=("msgpack", "node-ipc")),
     Option("max_message_size", 16 * MIB, (int,),

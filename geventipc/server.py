@@ -18,9 +18,12 @@ from gevent.pool import Pool
 from gevent.server import StreamServer
 
 from .config import Config, check_socket_dir
+from .counters import ServerCounts
 from .dispatch import Dispatcher
 from .emitter import _Once
-from .errors import IPCError, NotConnectedError, UnsupportedError
+from .errors import (
+    IPCError, NotConnectedError, ProtocolError, SlowConsumerError, UnsupportedError,
+)
 from .reply import (
     DEFAULT_POOL_SIZE, LATER, PooledHandler, error_detail, outcome, resolve_pool,
 )
@@ -30,6 +33,9 @@ from .wire import LIFECYCLE_EVENTS, REPLY_ERROR, REPLY_NO_HANDLER, REPLY_OK, mak
 
 HELLO = "$ipc.hello"
 DESCRIBE = "$ipc.describe"
+#: a client asks for ``server.stats()``; answered only with ``config.stats_requests``
+STATS = "$ipc.stats"
+STATS_OFF = "stats requests are off on this server (its owner sets config.stats_requests)"
 
 
 class ServerSocket(StreamConnection):
@@ -128,6 +134,8 @@ class Server(Dispatcher):
         self._started = False
         self._stopped = Event()
         self._done = Event()  # set once stop() has finished: socket file gone, clients closed
+        #: what :meth:`stats` reports beyond the connections' own counters
+        self.counts = ServerCounts()
         self.handlers[HELLO] = (self._on_hello,)
 
     def __repr__(self) -> str:
@@ -135,6 +143,11 @@ class Server(Dispatcher):
         return f"<Server {where} clients={len(self._conns)}>"
 
     # --- lifecycle -----------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        """This server's counters as a plain dict (fields: docs/operations.md)."""
+        from .stats import server_stats  # noqa: PLC0415 - stats sits above the server
+        return server_stats(self)
 
     @property
     def sockets(self) -> list[ServerSocket]:
@@ -235,12 +248,14 @@ class Server(Dispatcher):
         if self._stopped.is_set():
             # accepted just before stop() closed the listener: serving it now would leave
             # a client talking to a server that has stopped
+            self.counts.refuse("stopping")
             sock.close()
             return
         # connections still in their TLS handshake count: they hold a socket and a greenlet
         if len(self._conns) + len(self._handshaking) >= config.max_connections:
             self.log("<notice>geventipc: max_connections</notice>", config.max_connections,
                      "<notice>reached; closing new connection</notice>")
+            self.counts.refuse("max_connections")
             sock.close()
             return
         tune_tcp(sock)
@@ -253,6 +268,7 @@ class Server(Dispatcher):
                 sock = accept_tls(sock, self.ssl_context, config.handshake_timeout / 1000.0,
                                   address)
             except TLSError as exc:
+                self.counts.refuse("tls_handshake")
                 self.report(exc)
                 return
             finally:
@@ -275,11 +291,13 @@ class Server(Dispatcher):
         if self.ssl_context is not None:
             conn.peer_certificate = sock.getpeercert() or None
         self._conns[conn] = None
+        self.counts.connected(len(self._conns))
         self.fire("connect", conn)
         conn.run()
 
     def _on_close(self, conn: StreamConnection, reason: BaseException | None) -> None:
         self._conns.pop(conn, None)  # type: ignore[call-overload]
+        self.counts.closed(conn, reason, ProtocolError, SlowConsumerError)
         if isinstance(reason, IPCError):
             reason.socket = conn  # type: ignore[attr-defined]
             self.report(reason)
@@ -341,10 +359,18 @@ class Server(Dispatcher):
         self._requests.pop(event, None)
 
     def _on_request(self, conn: StreamConnection, event: str, data: Any, request_id: int) -> None:
+        self.counts.request_started(conn, request_id)
         entry = self._requests.get(event)
         if entry is None:
             if event == DESCRIBE:
                 self._reply(conn, request_id, REPLY_OK, self.define.as_dict())
+                return
+            if event == STATS:
+                if self.config.stats_requests:
+                    self._reply(conn, request_id, REPLY_OK, self.stats())
+                else:
+                    self._reply(conn, request_id, REPLY_NO_HANDLER,
+                                {"type": "NoHandlerError", "message": STATS_OFF})
                 return
             self._reply(conn, request_id, REPLY_NO_HANDLER,
                         {"type": "NoHandlerError", "message": f"no handler for {event!r}"})
@@ -379,6 +405,7 @@ class Server(Dispatcher):
             self._reply(conn, request_id, REPLY_ERROR, error_detail(value))
 
     def _reply(self, conn: StreamConnection, request_id: int, status: int, data: Any) -> None:
+        self.counts.request_done(conn, request_id, status == REPLY_OK)
         if conn.closed:
             return  # the client is gone; it fails its own request
         if self._bcast:
@@ -492,6 +519,7 @@ class Server(Dispatcher):
         if not frames:
             return
         count, size = len(frames), self._bcast_bytes
+        self.counts.broadcasts += count
         chunk = frames[0] if count == 1 else b"".join(frames)
         self._bcast = []
         self._bcast_bytes = 0

@@ -63,6 +63,7 @@ class StreamConnection:
         "_on_frames", "_on_close", "_loop", "_raw_send", "_wbuf", "_wbytes", "_pending",
         "_partial", "_writer", "_flush_scheduled", "_closing", "_closed", "_reason",
         "_drained", "_partial_since", "_timer", "_finished", "_linger", "__weakref__",
+        "bytes_in", "events_in", "bytes_out", "events_out",
     )
 
     def __init__(self, sock: Any, codec: Any, names: Any, *, address: Any = None,
@@ -108,6 +109,12 @@ class StreamConnection:
         self._partial_since = 0.0
         self._timer: Any = None
         self._linger: Any = None   # timer bounding a graceful close
+        #: bytes read from the peer; frames (events, requests, replies) decoded from them
+        self.bytes_in = 0
+        self.events_in = 0
+        #: bytes and frames the application queued for the peer (accepted writes)
+        self.bytes_out = 0
+        self.events_out = 0
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
@@ -124,6 +131,15 @@ class StreamConnection:
     def pending_bytes(self) -> int:
         """Bytes queued for this peer that the kernel has not taken yet."""
         return self._pending
+
+    def stats(self) -> dict[str, Any]:
+        """This connection's counters, as a plain dict (docs/operations.md): ``id``,
+        ``address``, ``bytes_in``, ``events_in``, ``bytes_out``, ``events_out``,
+        ``pending_bytes``, ``dropped``, ``closed``."""
+        return {"id": self.id, "address": self.address, "bytes_in": self.bytes_in,
+                "events_in": self.events_in, "bytes_out": self.bytes_out,
+                "events_out": self.events_out, "pending_bytes": self._pending,
+                "dropped": self.dropped, "closed": self._closing}
 
     # --- reading -------------------------------------------------------------------------
 
@@ -158,10 +174,12 @@ class StreamConnection:
                     continue
                 if not n:
                     break
+                self.bytes_in += n
                 short = n < want
                 frames = codec.feed(view[:n])
                 if frames:
                     want = small
+                    self.events_in += len(frames)
                     on_frames(self, frames)
                 elif not short:
                     want = size
@@ -237,6 +255,8 @@ class StreamConnection:
                 return False
             pending = self._pending + size
         self._pending = pending
+        self.bytes_out += size
+        self.events_out += 1
         self._wbuf.append(frame)
         self._wbytes += size
         if self._wbytes >= FLUSH_AT and self._writer is None:
@@ -255,6 +275,8 @@ class StreamConnection:
             if not self._overflow(size, count):
                 return False
         self._pending += size
+        self.bytes_out += size
+        self.events_out += count
         self._wbuf.extend(frames)
         self._wbytes += size
         if self._wbytes >= FLUSH_AT and self._writer is None:
