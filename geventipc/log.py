@@ -180,7 +180,8 @@ class Log:
             probe = next(_ids)
             handler = _loguru.add(lambda _m: None, format="{message}", colorize=True,
                                   level=LEVEL_NO,
-                                  filter=lambda r: r["extra"].get("_geventipc") == probe)
+                                  filter=lambda r, probe=probe: r["extra"].get(
+                                      "_geventipc") == probe)
             try:
                 _loguru.bind(_geventipc=probe).opt(colors=True).log(
                     LEVEL, f"<{loguru_tag(style)}>x</>")
