@@ -107,6 +107,13 @@ class Styled(str):
         return self
 
 
+def _only(token: int) -> Callable[[Any], bool]:
+    """A loguru filter taking only the records bound to ``token`` (one Log's own)."""
+    def only(record: Any) -> bool:
+        return bool(record["extra"].get("_geventipc") == token)
+    return only
+
+
 def no_color() -> bool:
     """True when the ``NO_COLOR`` convention (https://no-color.org) asks for no colour:
     the variable is set and not empty."""
@@ -179,9 +186,7 @@ class Log:
             # loguru parses markup only for a sink that takes the record: a probe sink
             probe = next(_ids)
             handler = _loguru.add(lambda _m: None, format="{message}", colorize=True,
-                                  level=LEVEL_NO,
-                                  filter=lambda r, probe=probe: r["extra"].get(
-                                      "_geventipc") == probe)
+                                  level=LEVEL_NO, filter=_only(probe))
             try:
                 _loguru.bind(_geventipc=probe).opt(colors=True).log(
                     LEVEL, f"<{loguru_tag(style)}>x</>")
@@ -274,9 +279,8 @@ class Log:
                       no_colour: bool) -> None:
         if self._handler is not None:
             _loguru.remove(self._handler)
-        token = self._token
         options: dict[str, Any] = dict(
-            level=LEVEL_NO, filter=lambda record: record["extra"].get("_geventipc") == token,
+            level=LEVEL_NO, filter=_only(self._token),
             format=_json_line if fmt == "json" else "{message}",
             backtrace=False, diagnose=False,  # diagnose would print variables' values
         )
