@@ -102,3 +102,12 @@ def test_udp_server_metrics(make_ipc):
         endpoint.stop()
     assert samples[("geventipc_events_received_total", ())] == 7
     assert samples[("geventipc_udp_peers", ())] == 1
+
+
+def test_the_metrics_example_runs_and_prints_a_scrape():
+    from conftest import run_example
+    out = run_example(["examples/metrics.py"], {})
+    assert out.returncode == 0, out.stderr
+    assert 'geventipc_events_received_total{role="server",server="world",transport="unix"} ' \
+           '606.0' in out.stdout
+    assert '"broadcasts": 1' in out.stdout

@@ -24,7 +24,7 @@ def build_parser() -> Parser:
     parser = Parser(
         prog=PROG,
         description="Poke at IPC services from the shell: serve, emit, request, listen, "
-                    "describe. Run 'geventipc COMMAND --help' for a command's options.",
+                    "describe, stats. Run 'geventipc COMMAND --help' for a command's options.",
         epilog=TARGETS + "\n" + EXIT,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
