@@ -5,17 +5,18 @@ The connection lives in one greenlet: dial, announce our id, send what was queue
 again; after ``max_retries`` failed dials in a row (or ``stop_retrying``, or
 ``disconnect()``) it fires ``destroy`` and ends.
 
-Delivery: events emitted while not connected are queued (``max_queued_events``) and sent,
-in order, once connected. Events queued on a connection that drops before the kernel took
-them are queued again; events the kernel had taken but the server had not read when the
-connection dropped are lost (at-most-once).
+Delivery: events emitted while not connected (or while reconnecting) are queued
+(``max_queued_events``, ``max_queued_bytes``) and sent, in order, once connected. Every
+frame on a connection that drops that the kernel had not taken whole is queued again, ahead
+of the rest; only bytes the kernel had accepted (its socket buffers) can be lost when the
+connection dropped before the server read them (at-most-once).
 """
 from __future__ import annotations
 
 import itertools
 import socket as _stdsocket
+import time
 from collections import deque
-from time import monotonic
 from typing import Any, Callable
 
 import gevent
@@ -30,9 +31,10 @@ from .errors import (
     ProtocolError, QueueFullError, Timeout, UnsupportedError,
 )
 from .server import DESCRIBE, HELLO, STATS
-from .transports.stream import StreamConnection, dial_tcp, dial_unix
+from .transports.stream import FLUSH_AT, StreamConnection, dial_tcp, dial_unix
 from .transports.tls import connect_tls, server_hostname
 from .reply import settle
+from .threads import call_in_owner, get_ident, owner, request_in_owner
 from .wire import REPLY_OK, make_codec, names_for
 
 
@@ -46,7 +48,7 @@ class _Pending:
         self.result = result
         self.frame = frame
         self.timer: Any = None
-        self.started = monotonic()
+        self.started = time.monotonic()
 
     def fail(self, exc: BaseException) -> None:
         """Stop the timeout and give the caller ``exc``."""
@@ -67,6 +69,7 @@ class Client(Dispatcher):
                  path: str | None = None, host: str | None = None, port: int | None = None,
                  ssl_context: Any = None, live_config: Config | None = None) -> None:
         super().__init__(log)
+        self._tid = owner()  # the OS thread whose hub runs this client (threads.py)
         self.id = server_id
         self.config = config
         # the IPC's own config, read for stop_retrying: node-ipc users set
@@ -85,6 +88,12 @@ class Client(Dispatcher):
         self.late_replies = 0
         self._encoder = make_codec(config, self.names)
         self._queue: deque[bytes] = deque()
+        self._queued_bytes = 0   # bytes in _queue (max_queued_bytes)
+        # the inlined emit (see emit): names known good on the msgpack wire, else none
+        self._fast_names: Any = (self.names.good if self._encoder.name == "msgpack"
+                                 and not config.sync else frozenset())
+        self._fast_pack = getattr(self._encoder, "_pack", None)
+        self._fast_max = config.max_message_size
         self._connected = Event()
         self._ended = Event()
         self._greenlet: gevent.Greenlet | None = None
@@ -126,6 +135,11 @@ class Client(Dispatcher):
         """Events waiting for a connection."""
         return len(self._queue)
 
+    @property
+    def queued_bytes(self) -> int:
+        """Bytes of the events waiting for a connection (``max_queued_bytes``)."""
+        return self._queued_bytes
+
     def wait_connected(self, timeout: float | None = None) -> None:
         """Block this greenlet until connected. Raises Timeout, or NotConnectedError if the
         client has given up."""
@@ -154,14 +168,48 @@ class Client(Dispatcher):
 
     def disconnect(self) -> None:
         """Stop for good: close the connection (after sending what is queued on it) and
-        stop retrying; ``disconnect`` and ``destroy`` fire."""
+        stop retrying; ``disconnect`` and ``destroy`` fire. From here on nothing more is
+        dispatched and ``connected`` is False."""
+        if get_ident() != self._tid:  # another OS thread: hand over (threads.py)
+            return call_in_owner(self._tid, Client.disconnect, self)
         self._stopping = True
+        self._connected.clear()
         conn = self.conn
         if conn is not None:
             conn.close()
         elif self._greenlet is not None and not self._ended.is_set():
             self._greenlet.kill(block=False)
             gevent.spawn(self._end)
+
+    def drain(self, timeout: float | None = None) -> bool:
+        """Block this greenlet until every event emitted so far is with the kernel: the
+        offline queue sent and the connection's write queue empty.
+
+        Returns True once drained; False if ``timeout`` (seconds) passed first or the
+        client stopped. While the client is reconnecting it waits for the next
+        connection. Raises DeadlockError from this client's own handlers while not
+        connected (only that greenlet can connect).
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0 or self._ended.is_set():
+                return False
+            conn = self.conn
+            if conn is not None and not conn._closing and not self._queue:
+                if conn.drain(left):
+                    if self.conn is conn and not self._queue:
+                        return True
+                continue
+            if conn is None and gevent.getcurrent() is self._greenlet:
+                raise DeadlockError(
+                    f"drain() from a handler of client {self.id!r} would wait for a "
+                    f"connection that only this greenlet can make")
+            step = 0.01 if left is None else min(left, 0.01)
+            if conn is None:   # reconnecting: wait for the next connection
+                gevent.wait([self._connected, self._ended], count=1, timeout=step)
+            else:   # closing, or (sync mode) events waiting for answers: look again soon
+                gevent.sleep(min(step, 0.005))
 
     def _where(self) -> str:
         return self.path if self.path is not None else f"{self.host}:{self.port}"
@@ -228,6 +276,7 @@ class Client(Dispatcher):
         conn = StreamConnection(
             sock, make_codec(config, self.names), self.names, address=self._where(),
             max_pending_bytes=config.max_pending_bytes, overflow_policy="wait",
+            drain_timeout=config.drain_timeout / 1000.0,
             message_timeout=config.message_timeout / 1000.0,
             on_frames=self._on_frames_sync if config.sync else self._on_frames,
             on_close=self._on_close,
@@ -247,10 +296,12 @@ class Client(Dispatcher):
             try:
                 while queue:
                     frame = queue.popleft()
+                    self._queued_bytes -= len(frame)
                     try:
                         conn.write(frame)  # may wait: overflow policy "wait"
                     except NotConnectedError:
                         queue.appendleft(frame)
+                        self._queued_bytes += len(frame)
                         raise
             except NotConnectedError:
                 # the server went away while a long queue was being sent: keep what the
@@ -284,7 +335,11 @@ class Client(Dispatcher):
         """Put back, in order and ahead of what is queued, the frames ``conn`` never
         handed to the kernel; its hello stays behind (the next connection sends its own)."""
         hello = self._hello
-        self._queue.extendleft(reversed([f for f in conn.take_unsent() if f is not hello]))
+        frames = [f for f in conn.take_unsent() if f is not hello]
+        if frames:
+            # past max_queued_bytes if need be: these were accepted already, never dropped
+            self._queued_bytes += sum(map(len, frames))
+            self._queue.extendleft(reversed(frames))
 
     def _fail_sent_requests(self) -> None:
         """Fail the requests that reached the lost connection; keep those still queued
@@ -305,6 +360,7 @@ class Client(Dispatcher):
         if self._queue:  # never silently: say what was not sent
             count = len(self._queue)
             self._queue.clear()
+            self._queued_bytes = 0
             self.report(NotConnectedError(
                 f"{count} queued events were never sent: the client of {self.id!r} stopped"))
         waiting, self._waiting = self._waiting, {}
@@ -317,6 +373,8 @@ class Client(Dispatcher):
     # --- receiving -----------------------------------------------------------------------
 
     def _on_frames(self, conn: StreamConnection, frames: list) -> None:
+        if self._stopping:
+            return  # disconnect(): nothing more is dispatched, even while the close lingers
         # Dispatcher.dispatch_to's loop, kept as a copy on purpose: client handlers take
         # (data), server handlers (data, socket), and either way of sharing one loop
         # (handler(data, *extra), or wrapping each handler) costs a slower call per
@@ -374,6 +432,38 @@ class Client(Dispatcher):
         Raises EventNameError, EncodeError (nothing sent) or QueueFullError. In raw mode
         (``config.raw_buffer``) it is ``emit(data)``: bytes, or str in ``config.encoding``.
         """
+        if get_ident() != self._tid:  # another OS thread: hand over (threads.py)
+            return call_in_owner(self._tid, Client.emit, self, type, data)
+        conn = self.conn
+        if conn is not None and type in self._fast_names:
+            # The common case inlined: a known-good name on the msgpack wire, connected,
+            # and the queue short (below pacing). Same checks, same order as the general
+            # path below (name, encode, size, then the connection's write); anything
+            # else (an error to raise, a peer behind) goes the general way.
+            try:
+                frame = self._fast_pack([type, data])  # type: ignore[misc]
+            except Exception:
+                frame = None   # the general path raises the codec's EncodeError
+            if frame is not None:
+                size = len(frame)
+                if size <= self._fast_max:
+                    pending = conn._pending + size
+                    if pending < conn._pace_at and not conn._closing:
+                        conn._pending = pending
+                        conn._wbuf.append(frame)
+                        wbytes = conn._wbytes + size
+                        conn._wbytes = wbytes
+                        conn.bytes_out += size
+                        conn.events_out += 1
+                        if conn._writer is None:
+                            if wbytes >= FLUSH_AT:
+                                conn._flush()
+                            elif not conn._flush_scheduled:
+                                conn._flush_scheduled = True
+                                conn._loop.run_callback(conn._scheduled_flush)
+                        return
+                    self._send(frame)
+                    return
         encoder = self._encoder
         # a name already found good is one set lookup, without a call
         if encoder.framed and type not in self.names.good:
@@ -383,14 +473,30 @@ class Client(Dispatcher):
     def _send(self, frame: bytes) -> None:
         conn = self.conn
         if conn is not None and not conn._closing:   # ``closed``, without a property call
-            conn.write(frame)
-            return
+            try:
+                conn.write(frame)
+                return
+            except NotConnectedError:
+                # closed while this write waited (overflow policy "wait"): the client is
+                # reconnecting, so the frame waits for the next connection like any other
+                pass
         if self._ended.is_set() or self._stopping:
             raise NotConnectedError(f"client of {self.id!r} has stopped")
-        if len(self._queue) >= self.config.max_queued_events:
-            raise QueueFullError(f"{len(self._queue)} events already queued for {self.id!r} "
-                                 f"(max_queued_events)")
+        self._check_room(frame, "")
         self._queue.append(frame)
+        self._queued_bytes += len(frame)
+
+    def _check_room(self, frame: bytes, why: str) -> None:
+        """Raise QueueFullError unless ``frame`` fits in the offline queue."""
+        queue = self._queue
+        config = self.config
+        if len(queue) >= config.max_queued_events:
+            raise QueueFullError(f"{len(queue)} events already queued for {self.id!r} "
+                                 f"(max_queued_events{why})")
+        if queue and self._queued_bytes + len(frame) > config.max_queued_bytes:
+            raise QueueFullError(f"{self._queued_bytes} bytes already queued for {self.id!r}; "
+                                 f"{len(frame)} more would pass max_queued_bytes="
+                                 f"{config.max_queued_bytes}{why}")
 
     def _send_sync(self, frame: bytes) -> None:
         """Sync mode's ``_send``: everything waits in the queue; one frame is sent at a
@@ -402,10 +508,9 @@ class Client(Dispatcher):
             self._awaiting = True
             conn.write(frame)
             return
-        if len(self._queue) >= self.config.max_queued_events:
-            raise QueueFullError(f"{len(self._queue)} events already queued for {self.id!r} "
-                                 f"(max_queued_events; sync mode waits for answers)")
+        self._check_room(frame, "; sync mode waits for answers")
         self._queue.append(frame)
+        self._queued_bytes += len(frame)
         self._pump()
 
     def _pump(self) -> None:
@@ -413,7 +518,9 @@ class Client(Dispatcher):
         if self._awaiting or conn is None or conn.closed or not self._queue:
             return
         self._awaiting = True
-        conn.write(self._queue.popleft())
+        frame = self._queue.popleft()
+        self._queued_bytes -= len(frame)
+        conn.write(frame)
 
     @property
     def in_flight(self) -> int:
@@ -431,7 +538,11 @@ class Client(Dispatcher):
         connect; ``timeout`` (seconds) counts from now. A reply that comes after the
         timeout is discarded and counted in ``late_replies``.
         Raises UnsupportedError on a wire without request/reply (node-ipc JSON, raw).
+        From another OS thread it returns a ``geventipc.threads.ThreadResult`` instead,
+        which that thread can wait on (docs/api.md, Threads).
         """
+        if get_ident() != self._tid:  # another OS thread: hand over (threads.py)
+            return request_in_owner(self._tid, Client.request_async, self, type, data, timeout)  # type: ignore[return-value]  # noqa: E501
         encoder = self._encoder
         if not encoder.supports_requests:
             raise UnsupportedError(f"request/reply needs the msgpack wire; this client uses "
@@ -463,6 +574,7 @@ class Client(Dispatcher):
             # frames are unique (the id), so equality finds this one
             try:
                 self._queue.remove(pending.frame)
+                self._queued_bytes -= len(pending.frame)
             except ValueError:
                 pass
         self.counts.requests.timed_out += 1
@@ -476,6 +588,8 @@ class Client(Dispatcher):
         ConnectionLostError, NotConnectedError, UnsupportedError, and DeadlockError
         when called from this client's own event handlers (use ``request_async`` there).
         """
+        if get_ident() != self._tid:  # another OS thread: hand over (threads.py)
+            return request_in_owner(self._tid, Client.request_async, self, type, data, timeout).get()  # noqa: E501
         if gevent.getcurrent() is self._greenlet:
             raise DeadlockError(
                 f"request({type!r}) from a handler of client {self.id!r} would wait for a "

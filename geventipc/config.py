@@ -108,6 +108,12 @@ OPTIONS: tuple[Option, ...] = (
            "if set, the only event names sent or accepted"),
     Option("max_queued_events", 10000, (int,),
            "events a client queues while not connected", minimum=0),
+    Option("max_queued_bytes", 64 * MIB, (int,),
+           "bytes of events a client queues while not connected", minimum=0),
+    Option("drain_timeout", 5000, _num,
+           "milliseconds an emitting greenlet waits at most for a peer that is behind "
+           "(0 = never wait); a peer still behind then is cut under overflow_policy "
+           "disconnect", minimum=0),
     Option("connect_timeout", 5000, _num, "milliseconds to wait for a connection to open",
            minimum=1),
     Option("check_socket_root", True, (bool,),

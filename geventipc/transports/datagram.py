@@ -255,6 +255,6 @@ def _send_error(exc: OSError, size: int, sockaddr: Any, family: int) -> Exceptio
 
 
 __all__ = [
-    "FAMILIES", "LOOPBACK", "MAX_PAYLOAD", "RECV_SIZE", "SOCKET_BUFFER", "DatagramEndpoint", "bind_udp",
-    "family_name", "resolve",
+    "FAMILIES", "LOOPBACK", "MAX_PAYLOAD", "RECV_SIZE", "SOCKET_BUFFER", "DatagramEndpoint",
+    "bind_udp", "family_name", "resolve",
 ]
