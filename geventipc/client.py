@@ -26,30 +26,32 @@ from gevent.event import AsyncResult, Event
 from gevent.hub import get_hub
 
 from .config import Config
+from .counters import ClientCounts
 from .dispatch import WILDCARD, Dispatcher
 from .errors import (
     ConnectError, ConnectionLostError, DeadlockError, IPCError, NotConnectedError,
-    QueueFullError, ServerFullError, Timeout, UnsupportedError,
+    ProtocolError, QueueFullError, ServerFullError, Timeout, UnsupportedError,
 )
-from .server import DESCRIBE, HELLO
+from .server import DESCRIBE, HELLO, STATS
 from .transports.liveness import PING, PONG, REFUSED, WELCOME, Heartbeat, capabilities
 from .transports.stream import FLUSH_AT, StreamConnection, dial_tcp, dial_unix
 from .transports.tls import connect_tls, server_hostname
 from .reply import settle
 from .threads import call_in_owner, get_ident, owner, request_in_owner
-from .wire import make_codec, names_for
+from .wire import REPLY_OK, make_codec, names_for
 
 
 class _Pending:
     """A request waiting for its reply: the caller's result, the frame (to tell whether
     it ever left this process) and the timeout timer."""
 
-    __slots__ = ("result", "frame", "timer")
+    __slots__ = ("result", "frame", "timer", "started")
 
     def __init__(self, result: AsyncResult, frame: bytes) -> None:
         self.result = result
         self.frame = frame
         self.timer: Any = None
+        self.started = time.monotonic()
 
     def fail(self, exc: BaseException) -> None:
         """Stop the timeout and give the caller ``exc``."""
@@ -104,6 +106,8 @@ class Client(Dispatcher):
         self._hello: bytes | None = None   # the hello frame of the current connection
         # sync mode (node-ipc's config.sync): one event in flight until the server answers
         self._awaiting = False
+        #: what :meth:`stats` reports beyond the connection's own counters
+        self.counts = ClientCounts()
         if config.sync:
             self._send = self._send_sync  # type: ignore[method-assign]
         # the msgpack wire's handshake and heartbeat (handled here, never by user handlers)
@@ -131,6 +135,11 @@ class Client(Dispatcher):
         return f"<Client {self.id!r} {where} {state}>"
 
     # --- state ---------------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        """This client's counters as a plain dict (fields: docs/operations.md)."""
+        from .stats import client_stats  # noqa: PLC0415 - stats sits above the client
+        return client_stats(self)
 
     @property
     def connected(self) -> bool:
@@ -412,6 +421,7 @@ class Client(Dispatcher):
                 return False
         self.conn = conn
         self._up = True
+        self.counts.connects += 1
         self._connected.set()
         if config.sync:
             self._pump()
@@ -434,6 +444,7 @@ class Client(Dispatcher):
                     f"it (no welcome){f': {reason}' if reason else ''}"))
             return
         self.conn = None
+        self.counts.closed(conn, reason, ProtocolError)
         self._connected.clear()
         self._requeue_unsent(conn)
         if isinstance(reason, IPCError):
@@ -462,6 +473,7 @@ class Client(Dispatcher):
             if id(pending.frame) in queued:
                 continue
             del self._waiting[request_id]
+            self.counts.requests.failed += 1
             pending.fail(ConnectionLostError(
                 f"connection to {self.id!r} closed before the reply came"))
 
@@ -478,6 +490,7 @@ class Client(Dispatcher):
             self.report(NotConnectedError(
                 f"{count} queued events were never sent: the client of {self.id!r} stopped"))
         waiting, self._waiting = self._waiting, {}
+        self.counts.requests.failed += len(waiting)
         for pending in waiting.values():
             pending.fail(NotConnectedError(
                 f"client of {self.id!r} stopped before the request was answered"))
@@ -531,6 +544,12 @@ class Client(Dispatcher):
             return
         if pending.timer is not None:
             pending.timer.stop()
+        requests = self.counts.requests
+        requests.latency.since(pending.started)
+        if status == REPLY_OK:
+            requests.answered += 1
+        else:
+            requests.failed += 1
         settle(pending.result, status, data)
 
     # --- sending -------------------------------------------------------------------------
@@ -656,7 +675,7 @@ class Client(Dispatcher):
         if not encoder.supports_requests:
             raise UnsupportedError(f"request/reply needs the msgpack wire; this client uses "
                                    f"{encoder.name!r}, which has no reply frames")
-        if type != DESCRIBE:
+        if type != DESCRIBE and type != STATS:
             self.names.check_outgoing(type)
         request_id = next(self._request_ids)
         frame = encoder.encode_request(type, data, request_id)
@@ -686,6 +705,7 @@ class Client(Dispatcher):
                 self._queued_bytes -= len(pending.frame)
             except ValueError:
                 pass
+        self.counts.requests.timed_out += 1
         pending.result.set_exception(Timeout(f"no reply to {type!r} within {timeout} s"))
 
     def request(self, type: str, data: Any = None, timeout: float | None = 10.0) -> Any:
@@ -708,3 +728,8 @@ class Client(Dispatcher):
     def describe(self, timeout: float | None = 10.0) -> dict[str, dict[str, Any]]:
         """The server's ``define`` tables: ``{"listen": {...}, "broadcast": {...}}``."""
         return self.request(DESCRIBE, None, timeout)
+
+    def remote_stats(self, timeout: float | None = 10.0) -> dict[str, Any]:
+        """The server's ``stats()``, if its owner turned stats requests on
+        (``config.stats_requests``; else NoHandlerError)."""
+        return self.request(STATS, None, timeout)

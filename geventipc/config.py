@@ -86,6 +86,12 @@ OPTIONS: tuple[Option, ...] = (
     Option("log_in_color", True, (bool,), "colour ipc.log output"),
     Option("log_depth", 5, (int,), "depth to which ipc.log pretty-prints objects", minimum=1),
     Option("logger", None, (object,), "function that receives each log line instead of stderr"),
+    Option("log_format", "text", (str,),
+           "ipc.log's output: text (node-ipc's theme) or json (one object per line)",
+           choices=("text", "json")),
+    Option("stats_requests", False, (bool,),
+           "answer clients' $ipc.stats requests with server.stats() (off: counts reveal "
+           "load and client ids)"),
     # --- geventipc's keys -------------------------------------------------------------
     Option("wire", "msgpack", (str,), "wire format", choices=("msgpack", "node-ipc")),
     Option("max_message_size", 16 * MIB, (int,),

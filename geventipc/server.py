@@ -23,9 +23,13 @@ from .transports.acceptor import Acceptor, Throttle
 from .transports.liveness import PING, PONG, REFUSED, WELCOME, Heartbeat, capabilities
 
 from .config import Config, check_socket_dir
+from .counters import ServerCounts
 from .dispatch import Dispatcher
 from .emitter import _Once
-from .errors import AcceptError, IPCError, NotConnectedError, ServerFullError, UnsupportedError
+from .errors import (
+    AcceptError, IPCError, NotConnectedError, ProtocolError, ServerFullError,
+    SlowConsumerError, UnsupportedError,
+)
 from .reply import (
     DEFAULT_POOL_SIZE, LATER, PooledHandler, error_detail, outcome, resolve_pool,
 )
@@ -36,6 +40,9 @@ from .wire import LIFECYCLE_EVENTS, REPLY_ERROR, REPLY_NO_HANDLER, REPLY_OK, mak
 
 HELLO = "$ipc.hello"
 DESCRIBE = "$ipc.describe"
+#: a client asks for ``server.stats()``; answered only with ``config.stats_requests``
+STATS = "$ipc.stats"
+STATS_OFF = "stats requests are off on this server (its owner sets config.stats_requests)"
 
 
 class ServerSocket(StreamConnection):
@@ -146,6 +153,8 @@ class Server(Dispatcher):
         self._started = False
         self._stopped = Event()
         self._done = Event()  # set once stop() has finished: socket file gone, clients closed
+        #: what :meth:`stats` reports beyond the connections' own counters
+        self.counts = ServerCounts()
         self.handlers[HELLO] = (self._on_hello,)
         self.handlers[PING] = (self._on_ping,)
         # msgpack wire: the first frame of a connection taken is a welcome, of one refused
@@ -162,6 +171,11 @@ class Server(Dispatcher):
         return f"<Server {where} clients={len(self._conns)}>"
 
     # --- lifecycle -----------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        """This server's counters as a plain dict (fields: docs/operations.md)."""
+        from .stats import server_stats  # noqa: PLC0415 - stats sits above the server
+        return server_stats(self)
 
     @property
     def sockets(self) -> list[ServerSocket]:
@@ -283,10 +297,12 @@ class Server(Dispatcher):
         if self._stopped.is_set():
             # accepted just before stop() closed the listener: serving it now would leave
             # a client talking to a server that has stopped
+            self.counts.refuse("stopping")
             sock.close()
             return
         # connections still in their TLS handshake count: they hold a socket and a greenlet
         if len(self._conns) + len(self._handshaking) >= config.max_connections:
+            self.counts.refuse("max_connections")
             self._refuse(sock, address)
             return
         tune_tcp(sock, config.keepalive)
@@ -299,6 +315,7 @@ class Server(Dispatcher):
                 sock = accept_tls(sock, self.ssl_context, config.handshake_timeout / 1000.0,
                                   address)
             except TLSError as exc:
+                self.counts.refuse("tls_handshake")
                 self.report(exc)
                 return
             finally:
@@ -322,6 +339,7 @@ class Server(Dispatcher):
         if self.ssl_context is not None:
             conn.peer_certificate = sock.getpeercert() or None
         self._conns[conn] = None
+        self.counts.connected(len(self._conns))
         if self._welcome is not None:
             # before anything a connect handler sends: the client fires its own connect
             # (and sends its queue) only now that this server has really taken it
@@ -376,6 +394,7 @@ class Server(Dispatcher):
         self._conns.pop(conn, None)  # type: ignore[call-overload]
         if self._heartbeat is not None:
             self._heartbeat.unwatch(conn)
+        self.counts.closed(conn, reason, ProtocolError, SlowConsumerError)
         if isinstance(reason, IPCError):
             reason.socket = conn  # type: ignore[attr-defined]
             self.report(reason)
@@ -447,10 +466,18 @@ class Server(Dispatcher):
         self._requests.pop(event, None)
 
     def _on_request(self, conn: StreamConnection, event: str, data: Any, request_id: int) -> None:
+        self.counts.request_started(conn, request_id)
         entry = self._requests.get(event)
         if entry is None:
             if event == DESCRIBE:
                 self._reply(conn, request_id, REPLY_OK, self.define.as_dict())
+                return
+            if event == STATS:
+                if self.config.stats_requests:
+                    self._reply(conn, request_id, REPLY_OK, self.stats())
+                else:
+                    self._reply(conn, request_id, REPLY_NO_HANDLER,
+                                {"type": "NoHandlerError", "message": STATS_OFF})
                 return
             self._reply(conn, request_id, REPLY_NO_HANDLER,
                         {"type": "NoHandlerError", "message": f"no handler for {event!r}"})
@@ -485,6 +512,7 @@ class Server(Dispatcher):
             self._reply(conn, request_id, REPLY_ERROR, error_detail(value))
 
     def _reply(self, conn: StreamConnection, request_id: int, status: int, data: Any) -> None:
+        self.counts.request_done(conn, request_id, status == REPLY_OK)
         if conn.closed:
             return  # the client is gone; it fails its own request
         if self._bcast:
@@ -669,6 +697,7 @@ class Server(Dispatcher):
         if not frames:
             return
         count, size, biggest = len(frames), self._bcast_bytes, self._bcast_biggest
+        self.counts.broadcasts += count
         chunk = frames[0] if count == 1 else b"".join(frames)
         self._bcast = []
         self._bcast_bytes = self._bcast_biggest = 0

@@ -80,7 +80,7 @@ class StreamConnection:
         "_on_frames", "_on_close", "_loop", "_raw_send", "_wbuf", "_wbytes", "_pending",
         "_writer", "_flush_scheduled", "_closing", "_closed", "_reason",
         "_drained", "_partial_since", "_timer", "_finished", "_linger", "__weakref__",
-        "bytes_in",
+        "bytes_in", "events_in",
         # the write queue (see "writing" below)
         "bytes_out", "events_out", "drain_timeout", "_hub", "_reader", "_inflight", "_chunk",
         "_off", "_wake_at", "_behind_since", "_pace_at", "_pace_low", "_big_high",
@@ -128,8 +128,9 @@ class StreamConnection:
         self._partial_since = 0.0
         self._timer: Any = None
         self._linger: Any = None   # timer bounding a graceful close
-        #: bytes read from the peer so far (liveness watches it change)
+        #: bytes read from the peer; frames (events, requests, replies) decoded from them
         self.bytes_in = 0
+        self.events_in = 0
         #: bytes and events the application queued on this connection (write side)
         self.bytes_out = 0
         self.events_out = 0
@@ -163,6 +164,15 @@ class StreamConnection:
     def pending_bytes(self) -> int:
         """Bytes queued for this peer that the kernel has not taken yet."""
         return self._pending
+
+    def stats(self) -> dict[str, Any]:
+        """This connection's counters, as a plain dict (docs/operations.md): ``id``,
+        ``address``, ``bytes_in``, ``events_in``, ``bytes_out``, ``events_out``,
+        ``pending_bytes``, ``dropped``, ``closed``."""
+        return {"id": self.id, "address": self.address, "bytes_in": self.bytes_in,
+                "events_in": self.events_in, "bytes_out": self.bytes_out,
+                "events_out": self.events_out, "pending_bytes": self._pending,
+                "dropped": self.dropped, "closed": self._closing}
 
     # --- reading -------------------------------------------------------------------------
 
@@ -202,6 +212,7 @@ class StreamConnection:
                 frames = codec.feed(view[:n])
                 if frames:
                     want = small
+                    self.events_in += len(frames)
                     on_frames(self, frames)
                 elif not short:
                     want = size
