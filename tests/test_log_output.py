@@ -132,10 +132,13 @@ def test_exception_is_logged_once_with_its_traceback(fmt):
                           "<error>raised</error>", event="m")
     assert len(lines) == 1
     if fmt == "text":
-        assert lines[0].startswith("geventipc: handler for 'm' raised\nTraceback")
-        assert lines[0].count("RuntimeError: handler broke") == 1 and "_fail" in lines[0]
+        assert lines[0].startswith("geventipc: handler for 'm' raised RuntimeError: handler "
+                                   "broke\nTraceback")
+        assert "_fail" in lines[0]
     else:
         record = json.loads(lines[0])
+        assert record["message"] == "geventipc: handler for 'm' raised RuntimeError: " \
+            "handler broke"
         assert record["exception"]["type"] == "RuntimeError"
         assert "_fail" in record["exception"]["traceback"] and record["event"] == "m"
 
@@ -158,3 +161,12 @@ def test_the_applications_loguru_sinks_never_get_ipc_log_records():
 def test_log_uses_only_loguru_public_names():
     source = open(os.path.join(ROOT, "geventipc", "log.py")).read()
     assert "loguru._" not in source and "._core" not in source
+
+
+def test_exception_first_form_and_exception_text_never_markup():
+    lines = []
+    ipc = IPC(logger=lines.append, log_in_color=True)
+    exc = ValueError("<error>not markup</error>")
+    ipc.log.exception(exc, "<warn>head</warn>")
+    assert len(lines) == 1
+    assert lines[0].startswith(f"{ESC}31mhead{ESC}0m ValueError: <error>not markup</error>")
