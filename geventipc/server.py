@@ -404,8 +404,10 @@ class Server(Dispatcher):
         try:
             result = handler(data, conn)
         except Exception as exc:
-            self.log("<notice>geventipc: request handler for</notice>", repr(event),
-                     f"<notice>raised</notice> {type(exc).__name__}: {exc}")
+            # the event name and the message are data, never markup (Log.plain)
+            plain = getattr(self.log, "plain", str)
+            self.log("<notice>geventipc: request handler for</notice>", plain(repr(event)),
+                     "<notice>raised</notice>", plain(f"{type(exc).__name__}: {exc}"))
             self._reply(conn, request_id, REPLY_ERROR, error_detail(exc))
             return
         if isinstance(result, LATER):

@@ -170,3 +170,22 @@ def test_exception_first_form_and_exception_text_never_markup():
     ipc.log.exception(exc, "<warn>head</warn>")
     assert len(lines) == 1
     assert lines[0].startswith(f"{ESC}31mhead{ESC}0m ValueError: <error>not markup</error>")
+
+
+def test_the_librarys_own_lines_never_read_data_as_markup(make_ipc):
+    # a request handler's exception message (data from the application or a peer) holds
+    # a theme tag: logged as text, not as a red background
+    from conftest import serve
+    lines = []
+    world = serve(make_ipc, silent=False, logger=lines.append, log_in_color=True)
+
+    def bad(data, socket):
+        raise ValueError(f"<error>{data}</error>")
+
+    world.server.handle("bad", bad)
+    client = make_ipc("hello").connect_to("world")
+    client.wait_connected(5)
+    with pytest.raises(Exception):
+        client.request("bad", "x", timeout=5)
+    (line,) = [line for line in lines if "request handler" in line]
+    assert "ValueError: <error>x</error>" in line and f"{ESC}41m" not in line
