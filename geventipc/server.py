@@ -404,10 +404,14 @@ class Server(Dispatcher):
         try:
             result = handler(data, conn)
         except Exception as exc:
-            # the event name and the message are data, never markup (Log.plain)
-            plain = getattr(self.log, "plain", str)
+            # the event name and the message are data, never markup (Log.plain); the
+            # fields go into JSON log lines (only geventipc's Log takes them)
+            plain = getattr(self.log, "plain", None)
+            fields = {"event": event, "peer": conn.id} if plain is not None else {}
+            plain = plain or str
             self.log("<notice>geventipc: request handler for</notice>", plain(repr(event)),
-                     "<notice>raised</notice>", plain(f"{type(exc).__name__}: {exc}"))
+                     "<notice>raised</notice>", plain(f"{type(exc).__name__}: {exc}"),
+                     **fields)
             self._reply(conn, request_id, REPLY_ERROR, error_detail(exc))
             return
         if isinstance(result, LATER):

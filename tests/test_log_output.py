@@ -189,3 +189,18 @@ def test_the_librarys_own_lines_never_read_data_as_markup(make_ipc):
         client.request("bad", "x", timeout=5)
     (line,) = [line for line in lines if "request handler" in line]
     assert "ValueError: <error>x</error>" in line and f"{ESC}41m" not in line
+
+
+def test_json_lines_of_a_server_carry_server_event_and_peer(make_ipc):
+    from conftest import serve
+    lines = []
+    world = serve(make_ipc, silent=False, logger=lines.append, log_format="json")
+    world.server.handle("bad", lambda data, socket: 1 / 0)
+    client = make_ipc("hello").connect_to("world")
+    client.wait_connected(5)
+    with pytest.raises(Exception):
+        client.request("bad", timeout=5)
+    records = [json.loads(line) for line in lines]
+    (record,) = [r for r in records if "request handler" in r["message"]]
+    assert (record["server"], record["event"], record["peer"]) == ("world", "bad", "hello")
+    assert record["theme"] == "notice" and record["level"] == "INFO"
