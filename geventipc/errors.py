@@ -192,3 +192,15 @@ class EventTooLargeError(EncodeError):
     """An event whose encoded frame is larger than ``max_message_size``: a peer with the
     same limit would refuse it and close the connection, so it is refused at ``emit``
     instead. Nothing was written."""
+
+
+# --- cluster (geventipc.cluster) ------------------------------------------------------
+
+
+class ClusterError(IPCError):
+    """The cluster engine (Redis/Valkey) is unreachable or slow, or a message on the
+    cluster channel was refused (not ours, garbage, another envelope version or wire).
+
+    Fired as the server's ``error`` event (once per outage, not once per event);
+    local clients are served throughout. See docs/cluster.md.
+    """
