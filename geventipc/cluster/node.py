@@ -23,13 +23,14 @@ from gevent.event import Event
 from gevent.lock import BoundedSemaphore
 
 from ..errors import ClusterError
-from .envelope import BROADCAST, DIRECT, HEARTBEAT, VERSION, decode, wire_name
-from .envelope import _packb as packb
+from .envelope import BROADCAST, DIRECT, HEARTBEAT, decode, echo_prefix, encode, wire_name
 from .resp import READ_SIZE, RespConnection, pack
 from .url import EngineAddress, parse_url
 
-#: envelopes queued for the engine before further ones are counted unsent instead
+#: events queued for the engine before further ones are counted unsent instead
 MAX_PENDING = 100_000
+#: bytes of frames one envelope carries at most (more make several envelopes)
+ENVELOPE_BYTES = 256 * 1024
 #: first and largest pause between reconnection attempts, seconds
 BACKOFF_MIN, BACKOFF_MAX = 0.1, 5.0
 #: seconds to open a connection and to wait for a command's reply
@@ -77,9 +78,11 @@ class Cluster:
         self._clients_key = f"{namespace}:clients:{self.node_id}"
         # PUBLISH <channel> <payload>, all but the payload packed once
         self._head = b"*3\r\n$7\r\nPUBLISH\r\n$%d\r\n%b\r\n" % (len(self.channel), self.channel)
-        self._seq = 0
+        self._echo = echo_prefix(self.node_id)
+        self._seq = 0                   # the last number given to an event
+        self._frames: list[bytes] = []  # broadcast frames not yet in an envelope
         self._out: list[bytes] = []     # packed PUBLISH commands, in publish order
-        self._queued = 0                # envelopes of ours in _out (not heartbeats)
+        self._queued = 0                # events of ours in _out
         self._cmds: list[bytes] = []    # presence commands (order among them only)
         self._wake = Event()
         self._woken = False
@@ -98,9 +101,9 @@ class Cluster:
         self._query: RespConnection | None = None
         self._query_lock = BoundedSemaphore()
         self._view: set[str] = set()
-        #: envelopes handed to the engine
+        #: events handed to the engine (broadcasts and emit_to)
         self.published = 0
-        #: envelopes not handed to the engine (engine away, or max_pending reached)
+        #: events not handed to the engine (engine away, or max_pending reached)
         self.unsent = 0
         #: broadcasts from other nodes delivered to the local clients
         self.received = 0
@@ -136,7 +139,7 @@ class Cluster:
             "received_direct": self.received_direct, "gaps": self.gaps,
             "refused": self.refused, "undeliverable": self.undeliverable,
             "outages": self.outages, "connects": self.connects,
-            "pending": len(self._out), "origins": len(self._last),
+            "pending": len(self._frames) + self._queued, "origins": len(self._last),
         }
 
     # --- lifecycle -----------------------------------------------------------------------
@@ -173,17 +176,43 @@ class Cluster:
     # --- publishing (called from Server.broadcast: must never block or raise) ------------
 
     def publish(self, frame: bytes) -> None:
-        """Publish a broadcast's encoded frame to the other nodes (queued, not waited)."""
-        self._seq += 1
-        if not self._up or len(self._out) >= self.max_pending:
+        """Publish a broadcast's encoded frame to the other nodes (queued, not waited).
+
+        The frames of one greenlet's run go out together, in as few envelopes as
+        ENVELOPE_BYTES allows, when the publisher greenlet next runs."""
+        frames = self._frames
+        if not self._up or len(frames) + self._queued >= self.max_pending:
+            self._seq += 1  # numbered all the same: receivers count it missing
             self.unsent += 1
             return
-        env = packb((VERSION, BROADCAST, self.node_id, self._seq, self.wire, None, frame))
-        self._out.append(b"%b$%d\r\n%b\r\n" % (self._head, len(env), env))
-        self._queued += 1
+        frames.append(frame)
         if not self._woken:
             self._woken = True
             self._wake.set()
+
+    def _seal(self) -> None:
+        """Put the pending broadcast frames into envelopes, numbered, in _out."""
+        frames = self._frames
+        if not frames:
+            return
+        self._frames = []
+        start = 0
+        total = len(frames)
+        while start < total:
+            size, end = 0, start
+            while end < total and (size < ENVELOPE_BYTES or end == start):
+                size += len(frames[end])
+                end += 1
+            count = end - start
+            chunk = frames[start] if count == 1 else b"".join(frames[start:end])
+            self._put(encode(self.node_id, BROADCAST, self._seq + 1, count, self.wire, None,
+                             chunk))
+            self._seq += count
+            self._queued += count
+            start = end
+
+    def _put(self, env: bytes) -> None:
+        self._out.append(b"%b$%d\r\n%b\r\n" % (self._head, len(env), env))
 
     def emit_to(self, client_id: str, type: str, data: Any = None) -> bool:
         """Send one event to the client that announced ``client_id``, on whichever node.
@@ -206,12 +235,13 @@ class Cluster:
         if encoder.framed and type not in server.names.good:
             server.names.check_outgoing(type)
         frame = encoder.encode_event(type, data)
-        self._seq += 1
-        if not self._up or len(self._out) >= self.max_pending:
+        if not self._up or len(self._frames) + self._queued >= self.max_pending:
+            self._seq += 1
             self.unsent += 1
             return False
-        env = packb((VERSION, DIRECT, self.node_id, self._seq, self.wire, client_id, frame))
-        self._out.append(b"%b$%d\r\n%b\r\n" % (self._head, len(env), env))
+        self._seal()  # after the broadcasts made before it, as on one connection
+        self._seq += 1
+        self._put(encode(self.node_id, DIRECT, self._seq, 1, self.wire, client_id, frame))
         self._queued += 1
         if not self._woken:
             self._woken = True
@@ -265,8 +295,8 @@ class Cluster:
 
     def _presence(self) -> None:
         """Queue this node's heartbeat envelope and presence refresh."""
-        env = packb((VERSION, HEARTBEAT, self.node_id, self._seq, self.wire, None, b""))
-        self._out.append(b"%b$%d\r\n%b\r\n" % (self._head, len(env), env))
+        self._seal()
+        self._put(encode(self.node_id, HEARTBEAT, self._seq, 0, self.wire, None, b""))
         ttl_ms = int(self.ttl * 1000)
         ids = self._local_ids()
         key = self._clients_key
@@ -345,9 +375,13 @@ class Cluster:
 
     def _disconnected(self, exc: BaseException) -> None:
         self._up = False
-        # what was queued and not written is lost (at most once); receivers count it
-        self.unsent += self._queued
+        # what was queued and not written is lost (at most once); numbered all the
+        # same, so receivers count it missing
+        lost = self._queued + len(self._frames)
+        self._seq += len(self._frames)
+        self.unsent += lost
         self._queued = 0
+        self._frames = []
         self._out = []
         self._cmds = []
         if self._closed or self._outage:
@@ -367,6 +401,7 @@ class Cluster:
             wake.wait()
             wake.clear()
             self._woken = False
+            self._seal()
             out, cmds = self._out, self._cmds
             if not out and not cmds:
                 continue
@@ -407,6 +442,7 @@ class Cluster:
         sock.settimeout(self.ttl)
         recv, feed, gets = sock.recv, reader.feed, reader.gets
         on_message = self._on_message
+        echo = self._echo
         while True:
             try:
                 data = recv(READ_SIZE)
@@ -422,35 +458,37 @@ class Cluster:
                 if msg is False:
                     break
                 if type(msg) is list and len(msg) == 3 and msg[0] == b"message":
-                    on_message(msg[2])
+                    payload = msg[2]
+                    # our own (pub/sub sends them back): local clients had them first,
+                    # from broadcast itself; dropped without decoding
+                    if not payload.startswith(echo):
+                        on_message(payload)
 
     # --- receiving -----------------------------------------------------------------------
 
     def _on_message(self, payload: bytes) -> None:
         try:
-            kind, node, seq, wire, target, frame = decode(payload)
+            node, kind, first, count, wire, target, frames = decode(payload)
         except ClusterError as exc:
             self._refuse(exc)
             return
         if node == self.node_id:
-            return  # our own: local clients had it first, from broadcast itself
+            return
         last = self._last.get(node)
+        if kind == HEARTBEAT:  # first is the sender's last number
+            if last is not None and first > last:
+                self._missed(node, last, first - last)
+            if last is None or first > last:
+                self._last[node] = first
+            return
         if last is not None:
-            missed = seq - last - (kind != HEARTBEAT)
-            if missed > 0:
-                self.gaps += missed
-                self.server.log("<warn>geventipc: cluster missed</warn>", missed,
-                                "<warn>message(s) from node</warn>", node,
-                                f"<warn>(numbers {last + 1}..{last + missed})</warn>")
-            elif seq <= last and kind != HEARTBEAT:
+            if first > last + 1:
+                self._missed(node, last, first - last - 1)
+            elif first <= last:
                 return  # seen already: at most once
-        if kind == HEARTBEAT and last is not None and seq < last:
-            return
-        self._last[node] = seq
-        if kind == HEARTBEAT:
-            return
+        self._last[node] = first + count - 1
         if wire != self.wire:
-            self.refused += 1
+            self.refused += count
             if node not in self._wire_refused:
                 self._wire_refused.add(node)
                 self.server.report(ClusterError(
@@ -458,12 +496,18 @@ class Cluster:
                     f"{self.wire!r}; nodes of one cluster must share wire settings"))
             return
         if kind == BROADCAST:
-            self.received += 1
-            self.server.broadcast_frame(frame)
-        elif self.server.send_frame(target, frame):
+            self.received += count
+            self.server.broadcast_frame(frames)
+        elif self.server.send_frame(target, frames):
             self.received_direct += 1
         else:
             self.undeliverable += 1
+
+    def _missed(self, node: str, last: int, missed: int) -> None:
+        self.gaps += missed
+        self.server.log("<warn>geventipc: cluster missed</warn>", missed,
+                        "<warn>event(s) from node</warn>", node,
+                        f"<warn>(numbers {last + 1}..{last + missed})</warn>")
 
     def _refuse(self, exc: ClusterError) -> None:
         self.refused += 1
