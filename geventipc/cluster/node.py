@@ -83,6 +83,7 @@ class Cluster:
         self._frames: list[bytes] = []  # broadcast frames not yet in an envelope
         self._out: list[bytes] = []     # packed PUBLISH commands, in publish order
         self._queued = 0                # events of ours in _out
+        self._room = 0                  # frames publish() may still queue (0 while down)
         self._cmds: list[bytes] = []    # presence commands (order among them only)
         self._wake = Event()
         self._woken = False
@@ -162,6 +163,7 @@ class Cluster:
         if self._runner is not None:
             self._runner.kill(timeout=timeout)
         self._up = False
+        self._room = 0
         if self._query is not None:
             self._query.close()
         # presence would expire by itself within the TTL; saying goodbye makes it at once
@@ -181,14 +183,14 @@ class Cluster:
         The frames of one greenlet's run go out together, in as few envelopes as
         ENVELOPE_BYTES allows, when the publisher greenlet next runs."""
         frames = self._frames
-        if not self._up or len(frames) + self._queued >= self.max_pending:
-            self._seq += 1  # numbered all the same: receivers count it missing
-            self.unsent += 1
+        if len(frames) < self._room:
+            frames.append(frame)
+            if not self._woken:
+                self._woken = True
+                self._wake.set()
             return
-        frames.append(frame)
-        if not self._woken:
-            self._woken = True
-            self._wake.set()
+        self._seq += 1  # numbered all the same: receivers count it missing
+        self.unsent += 1
 
     def _seal(self) -> None:
         """Put the pending broadcast frames into envelopes, numbered, in _out."""
@@ -209,6 +211,7 @@ class Cluster:
                              chunk))
             self._seq += count
             self._queued += count
+            self._room = (self.max_pending - self._queued) if self._up else 0
             start = end
 
     def _put(self, env: bytes) -> None:
@@ -243,6 +246,7 @@ class Cluster:
         self._seq += 1
         self._put(encode(self.node_id, DIRECT, self._seq, 1, self.wire, client_id, frame))
         self._queued += 1
+        self._room = (self.max_pending - self._queued) if self._up else 0
         if not self._woken:
             self._woken = True
             self._wake.set()
@@ -348,6 +352,7 @@ class Cluster:
                 self._disconnected(exc)
             finally:
                 self._up = False
+                self._room = 0
                 if children:
                     gevent.killall(children, block=True, timeout=1.0)
                 for conn in (pub, sub):
@@ -360,6 +365,7 @@ class Cluster:
 
     def _connected(self) -> None:
         self._up = True
+        self._room = self.max_pending - self._queued
         self.connects += 1
         self._published_ids = None  # the engine may have lost our presence: write it whole
         log = self.server.log
@@ -375,12 +381,14 @@ class Cluster:
 
     def _disconnected(self, exc: BaseException) -> None:
         self._up = False
+        self._room = 0
         # what was queued and not written is lost (at most once); numbered all the
         # same, so receivers count it missing
         lost = self._queued + len(self._frames)
         self._seq += len(self._frames)
         self.unsent += lost
         self._queued = 0
+        self._room = (self.max_pending - self._queued) if self._up else 0
         self._frames = []
         self._out = []
         self._cmds = []
@@ -408,6 +416,7 @@ class Cluster:
             self._out, self._cmds = [], []
             self.published += self._queued
             self._queued = 0
+            self._room = (self.max_pending - self._queued) if self._up else 0
             out.extend(cmds)
             conn.send(b"".join(out))
 
