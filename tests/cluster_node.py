@@ -9,9 +9,16 @@ command with one JSON line:
 * ``stats``: the cluster's counters plus ``clients`` (local) and ``streamed``
 * ``sockets``: ``cluster_sockets()``; ``emit_to ID EVENT``: its result; ``errors``: the
   ``error`` events seen (as text)
-* ``block S``: time.sleep(S), holding the hub (a node too slow to read)
+* ``block S``: time.sleep(S), holding the hub (a node too slow to read; not with
+  GEVENTIPC_PATCH_ALL=1 in the environment, which runs the node monkey-patched)
 """
 from __future__ import annotations
+
+import os
+
+if os.environ.get("GEVENTIPC_PATCH_ALL"):  # a node of an application that monkey-patches
+    from gevent import monkey
+    monkey.patch_all()
 
 import json
 import sys
