@@ -375,3 +375,11 @@ def _spawn_engine(engine: Engine) -> subprocess.Popen:
         [valkey_binary(), "--port", str(engine.port), "--bind", "127.0.0.1", "--save", "",
          "--appendonly", "no", "--dir", engine.dir],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def test_example_demo_cluster_runs_and_ends_by_itself():
+    from conftest import run_example
+    done = run_example(["examples/cluster/demo.py"], {}, timeout=45)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "demo-cluster: ok" in done.stdout
+    assert "got a whisper from alice" in done.stdout and "got a whisper from bob" in done.stdout
