@@ -383,3 +383,14 @@ def test_example_demo_cluster_runs_and_ends_by_itself():
     assert done.returncode == 0, done.stdout + done.stderr
     assert "demo-cluster: ok" in done.stdout
     assert "got a whisper from alice" in done.stdout and "got a whisper from bob" in done.stdout
+
+
+def test_stop_while_the_engine_is_away_is_quick_and_quiet(engine):
+    node = _node(engine.url)
+    wait_until(lambda: node.server.cluster.connected)
+    engine.kill()
+    wait_until(lambda: not node.server.cluster.connected, timeout=10)
+    node.server.broadcast("news", [0, 0])  # never raises while the engine is away
+    node.server.stop()                     # no exception from the goodbye
+    assert not node.server.started
+    assert node.server.cluster.stats()["unsent"] == 1

@@ -166,14 +166,19 @@ class Cluster:
         self._room = 0
         if self._query is not None:
             self._query.close()
+        if not self.connects:
+            return  # never joined: nothing to withdraw
         # presence would expire by itself within the TTL; saying goodbye makes it at once
-        with gevent.Timeout(timeout, False):
-            conn = RespConnection(self.address, timeout)
-            try:
-                conn.pipeline([pack("DEL", self._clients_key),
-                               pack("ZREM", self._nodes_key, self.node_id)])
-            finally:
-                conn.close()
+        try:
+            with gevent.Timeout(timeout, False):
+                conn = RespConnection(self.address, timeout)
+                try:
+                    conn.pipeline([pack("DEL", self._clients_key),
+                                   pack("ZREM", self._nodes_key, self.node_id)])
+                finally:
+                    conn.close()
+        except (OSError, ClusterError, hiredis.ProtocolError):
+            pass  # the engine is away: the TTL withdraws it
 
     # --- publishing (called from Server.broadcast: must never block or raise) ------------
 
