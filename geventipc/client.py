@@ -31,6 +31,7 @@ from .server import DESCRIBE, HELLO
 from .transports.stream import StreamConnection, dial_tcp, dial_unix
 from .transports.tls import connect_tls, server_hostname
 from .reply import settle
+from .threads import call_in_owner, get_ident, owner, request_in_owner
 from .wire import make_codec, names_for
 
 
@@ -64,6 +65,7 @@ class Client(Dispatcher):
                  path: str | None = None, host: str | None = None, port: int | None = None,
                  ssl_context: Any = None, live_config: Config | None = None) -> None:
         super().__init__(log)
+        self._tid = owner()  # the OS thread whose hub runs this client (threads.py)
         self.id = server_id
         self.config = config
         # the IPC's own config, read for stop_retrying: node-ipc users set
@@ -145,6 +147,8 @@ class Client(Dispatcher):
     def disconnect(self) -> None:
         """Stop for good: close the connection (after sending what is queued on it) and
         stop retrying; ``disconnect`` and ``destroy`` fire."""
+        if get_ident() != self._tid:  # another OS thread: hand over (threads.py)
+            return call_in_owner(self._tid, Client.disconnect, self)
         self._stopping = True
         conn = self.conn
         if conn is not None:
@@ -354,6 +358,8 @@ class Client(Dispatcher):
         Raises EventNameError, EncodeError (nothing sent) or QueueFullError. In raw mode
         (``config.raw_buffer``) it is ``emit(data)``: bytes, or str in ``config.encoding``.
         """
+        if get_ident() != self._tid:  # another OS thread: hand over (threads.py)
+            return call_in_owner(self._tid, Client.emit, self, type, data)
         encoder = self._encoder
         # a name already found good is one set lookup, without a call
         if encoder.framed and type not in self.names.good:
@@ -411,7 +417,11 @@ class Client(Dispatcher):
         connect; ``timeout`` (seconds) counts from now. A reply that comes after the
         timeout is discarded and counted in ``late_replies``.
         Raises UnsupportedError on a wire without request/reply (node-ipc JSON, raw).
+        From another OS thread it returns a ``geventipc.threads.ThreadResult`` instead,
+        which that thread can wait on (docs/api.md, Threads).
         """
+        if get_ident() != self._tid:  # another OS thread: hand over (threads.py)
+            return request_in_owner(self._tid, Client.request_async, self, type, data, timeout)  # type: ignore[return-value]  # noqa: E501
         encoder = self._encoder
         if not encoder.supports_requests:
             raise UnsupportedError(f"request/reply needs the msgpack wire; this client uses "
@@ -455,6 +465,8 @@ class Client(Dispatcher):
         ConnectionLostError, NotConnectedError, UnsupportedError, and DeadlockError
         when called from this client's own event handlers (use ``request_async`` there).
         """
+        if get_ident() != self._tid:  # another OS thread: hand over (threads.py)
+            return request_in_owner(self._tid, Client.request_async, self, type, data, timeout).get()  # noqa: E501
         if gevent.getcurrent() is self._greenlet:
             raise DeadlockError(
                 f"request({type!r}) from a handler of client {self.id!r} would wait for a "

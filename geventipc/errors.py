@@ -194,6 +194,12 @@ class EventTooLargeError(EncodeError):
     instead. Nothing was written."""
 
 
+class ThreadHandoffError(IPCError, TimeoutError):
+    """A call from another OS thread was not taken by the hub of the thread that owns the
+    connection within ``geventipc.threads.HANDOFF_TIMEOUT`` seconds (that thread is
+    blocked outside gevent); the call was withdrawn: nothing of it happened."""
+
+
 # --- cluster (geventipc.cluster) ------------------------------------------------------
 
 

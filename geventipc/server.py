@@ -25,6 +25,7 @@ from .reply import (
     DEFAULT_POOL_SIZE, LATER, PooledHandler, error_detail, outcome, resolve_pool,
 )
 from .transports.stream import FLUSH_AT, StreamConnection, listen_tcp, listen_unix, tune_tcp
+from .threads import call_in_owner, get_ident, owner
 from .transports.tls import TLSError, accept_tls
 from .wire import LIFECYCLE_EVENTS, REPLY_ERROR, REPLY_NO_HANDLER, REPLY_OK, make_codec, names_for
 
@@ -44,6 +45,8 @@ class ServerSocket(StreamConnection):
 
     def emit(self, type: str, data: Any = None) -> bool:
         """Send one event to this client, after any broadcast queued before it."""
+        if get_ident() != self.server._tid:  # another OS thread: hand over (threads.py)
+            return call_in_owner(self.server._tid, ServerSocket.emit, self, type, data)
         server = self.server
         # raw mode: emit(data), no event type; a name already found good is one set
         # lookup, without a call (as in Client.emit)
@@ -103,6 +106,7 @@ class Server(Dispatcher):
                  host: str | None = None, port: int | None = None,
                  ssl_context: Any = None) -> None:
         super().__init__(log)
+        self._tid = owner()  # the OS thread whose hub runs this server (threads.py)
         self.config = config
         self.path = path
         self.host = host
@@ -189,6 +193,8 @@ class Server(Dispatcher):
     def stop(self, timeout: float = 2.0) -> None:
         """Close the listener and every client (after flushing what is queued to them), and
         remove the socket file this server made."""
+        if get_ident() != self._tid:  # another OS thread: hand over (threads.py)
+            return call_in_owner(self._tid, Server.stop, self, timeout)
         if not self._started or self._stopped.is_set():
             return
         self._stopped.set()
@@ -466,6 +472,8 @@ class Server(Dispatcher):
 
     def emit(self, socket: StreamConnection, type: str, data: Any = None) -> bool:
         """Send one event to one client. Returns False if dropped by policy."""
+        if get_ident() != self._tid:  # another OS thread: hand over (threads.py)
+            return call_in_owner(self._tid, Server.emit, self, socket, type, data)
         if not isinstance(socket, StreamConnection):
             raise NotConnectedError(f"emit needs a client socket, not {socket!r}")
         # raw mode: emit(socket, data), no event type; a known-good name costs no call
@@ -482,6 +490,8 @@ class Server(Dispatcher):
 
         In raw mode: ``broadcast(data)``, the bytes (or str) to send.
         """
+        if get_ident() != self._tid:  # another OS thread: hand over (threads.py)
+            return call_in_owner(self._tid, Server.broadcast, self, type, data)
         if self._encoder.framed and type not in self.names.good:  # known-good: no call
             self.names.check_outgoing(type)
         frame = self._encoder.encode_event(type, data)

@@ -31,6 +31,7 @@ from .transports.datagram import (
     FAMILIES, MAX_PAYLOAD, DatagramEndpoint, SockAddr, bind_udp, family_name, resolve,
 )
 from .reply import error_detail, settle
+from .threads import call_in_owner, get_ident, owner, request_in_owner
 from .wire import REPLY_ERROR, REPLY_NO_HANDLER, REPLY_OK, make_codec, names_for
 
 
@@ -105,6 +106,7 @@ class UDPServer(Dispatcher):
     def __init__(self, config: Config, log: Callable[..., None], *, host: str | None = None,
                  port: int | None = None, udp_type: str = "udp4") -> None:
         super().__init__(log)
+        self._tid = owner()  # the OS thread whose hub runs this server (threads.py)
         if udp_type not in FAMILIES:
             raise ConfigError(f"udp_type must be one of {tuple(FAMILIES)}, not {udp_type!r}")
         self.config = config
@@ -175,6 +177,8 @@ class UDPServer(Dispatcher):
 
     def stop(self, timeout: float = 2.0) -> None:
         """Close the socket; requests still waiting fail with NotConnectedError."""
+        if get_ident() != self._tid:  # another OS thread: hand over (threads.py)
+            return call_in_owner(self._tid, UDPServer.stop, self, timeout)
         if not self._started or self._stopped.is_set():
             return
         self._stopped.set()
@@ -320,7 +324,11 @@ class UDPServer(Dispatcher):
 
         With ``timeout`` (seconds) the result fails with Timeout if no reply came by then,
         which is also what a lost request or reply looks like: UDP does not resend.
+        From another OS thread: a ``geventipc.threads.ThreadResult`` (docs/api.md).
         """
+        if get_ident() != self._tid:  # another OS thread: hand over (threads.py)
+            return request_in_owner(self._tid, UDPServer.request_async,  # type: ignore[return-value]
+                                    self, socket, type, data, timeout)
         self._require_requests()
         sockaddr = self._destination(socket)
         if sockaddr is None:
@@ -351,6 +359,9 @@ class UDPServer(Dispatcher):
         Not from inside a handler of this server: handlers run in the greenlet that would
         receive the reply (use :meth:`request_async` there, or spawn a greenlet).
         """
+        if get_ident() != self._tid:  # another OS thread: hand over (threads.py)
+            return request_in_owner(self._tid, UDPServer.request_async,
+                                    self, socket, type, data, timeout).get()
         endpoint = self._endpoint
         if endpoint is not None and endpoint.greenlet is gevent.getcurrent():
             raise UnsupportedError("request() inside this server's own handler would wait "
@@ -429,6 +440,8 @@ class UDPServer(Dispatcher):
         does not fit in one datagram; nothing sent), EventNameError, EncodeError,
         AddressError, SendError, NotConnectedError. Delivery is not confirmed.
         """
+        if get_ident() != self._tid:  # another OS thread: hand over (threads.py)
+            return call_in_owner(self._tid, UDPServer.emit, self, socket, type, data)
         sockaddr = self._destination(socket)
         if sockaddr is None:
             self.log("<notice>geventipc: emit to a UDP socket without address or port; "
@@ -448,6 +461,8 @@ class UDPServer(Dispatcher):
         system refuses to send to is reported as an ``error`` event (``exc.socket``) and
         the others still get the event. In raw mode: ``broadcast(data)``.
         """
+        if get_ident() != self._tid:  # another OS thread: hand over (threads.py)
+            return call_in_owner(self._tid, UDPServer.broadcast, self, type, data)
         if self._encoder.framed:
             self.names.check_outgoing(type)
         frame = self._encoder.encode_event(type, data)
