@@ -546,6 +546,8 @@ class Server(Dispatcher):
         """Send one event to the client that announced ``client_id`` (its ``id``):
         on this server, or with a cluster on whichever node has it. False if no client of
         that id is known (or it was dropped by policy); never raises for an unknown id."""
+        if get_ident() != self._tid:  # another OS thread: hand over (threads.py)
+            return call_in_owner(self._tid, Server.emit_to, self, client_id, type, data)
         if self.cluster is not None:
             return bool(self.cluster.emit_to(client_id, type, data))
         return self.emit_to_local(client_id, type, data)

@@ -394,3 +394,35 @@ def test_stop_while_the_engine_is_away_is_quick_and_quiet(engine):
     node.server.stop()                     # no exception from the goodbye
     assert not node.server.started
     assert node.server.cluster.stats()["unsent"] == 1
+
+
+# --- the command line --------------------------------------------------------------------
+
+
+def test_cli_serve_cluster_joins_and_refuses_bad_input(engine, clients):
+    from test_cli import cli, finish, start_cli
+    from conftest import free_port
+    port = free_port()
+    proc = start_cli("serve", "--tcp", f"127.0.0.1:{port}", "--id", "world", "--cluster",
+                     engine.url, "--timeout", "30")
+    local = _node(engine.url)  # an in-process node of the same cluster, to look with
+    try:
+        clients.connect("via-cli", port)
+        wait_until(lambda: any(cid == "via-cli" for cid, _ in
+                               local.server.cluster_sockets()), timeout=15, step=0.05,
+                   message="the CLI node's client in the cluster's presence")
+        local.server.broadcast("news", [7, 1])  # reaches the CLI node's client
+        wait_until(lambda: clients.got["via-cli"] == [(7, 1)], timeout=10,
+                   message="a broadcast through the CLI node")
+    finally:
+        local.server.stop()
+        proc.terminate()
+        finish(proc)
+    for args, words in [
+        (["serve", "--tcp", "127.0.0.1:0", "--cluster", engine.url], "needs the server's id"),
+        (["serve", "world", "--cluster", "http://x"], "malformed cluster URL"),
+        (["serve", "--udp", "127.0.0.1:0", "--id", "w", "--cluster", engine.url], "UDP"),
+    ]:
+        done = cli(*args)
+        assert done.returncode == 2, (args, done.stderr)
+        assert words in done.stderr, (args, done.stderr)
