@@ -325,9 +325,14 @@ def test_mixed_wires_refused_with_a_clear_error(engine):
 
 def test_hub_never_blocked_while_engine_stops_starts_and_stalls(engine, clients):
     """No monkey patching here: a ticker's largest gap stays under 50 ms while the engine
-    is killed, restarted and paused (SIGSTOP), with broadcasts going on."""
+    is killed, restarted and paused (SIGSTOP), with broadcasts going on.
+
+    The test's own blocking steps (killing and spawning the engine process, which wait
+    and fork in this process) are timed and left out; so is the garbage collector (off
+    while measuring): what is measured is the cluster code's hold on the hub."""
     a, b = _node(engine.url), _node(engine.url)
-    gaps: list[float] = []
+    ticks: list[tuple[float, float]] = []
+    own: list[tuple[float, float]] = []
     running = [True]
 
     def ticker() -> None:
@@ -335,7 +340,7 @@ def test_hub_never_blocked_while_engine_stops_starts_and_stalls(engine, clients)
         while running[0]:
             gevent.sleep(0.005)
             now = time.monotonic()
-            gaps.append(now - last)
+            ticks.append((last, now))
             last = now
 
     def talker() -> None:
@@ -350,29 +355,43 @@ def test_hub_never_blocked_while_engine_stops_starts_and_stalls(engine, clients)
                 except ClusterError:
                     pass
 
+    def step(func: Any, *args: Any) -> Any:
+        began = time.monotonic()
+        try:
+            return func(*args)
+        finally:
+            own.append((began, time.monotonic()))
+
+    import gc
     try:
         wait_until(lambda: a.server.cluster.connected and b.server.cluster.connected)
+        gc.collect()
+        gc.disable()
         jobs = [gevent.spawn(ticker), gevent.spawn(talker)]
         gevent.sleep(0.3)
-        engine.kill()                       # stopped
+        step(engine.kill)                   # stopped
         gevent.sleep(0.8)
-        engine.proc = _spawn_engine(engine)  # started again (engine.start() would poll
-        # with time.sleep, which is the test's own hub, not the library's)
+        engine.proc = step(_spawn_engine, engine)  # started again
         wait_until(lambda: a.server.cluster.connected and b.server.cluster.connected,
                    timeout=15, message="rejoined")
-        engine.pause()                      # slow: holds every connection
+        step(engine.pause)                  # slow: holds every connection
         gevent.sleep(1.5)
-        engine.resume()
+        step(engine.resume)
         wait_until(lambda: a.server.cluster.connected, timeout=15, message="back")
         gevent.sleep(0.3)
         running[0] = False
         gevent.joinall(jobs, timeout=5)
-        print(f"largest hub gap {max(gaps) * 1000:.1f} ms over {len(gaps)} ticks")
-        assert max(gaps) < 0.050
     finally:
+        gc.enable()
         running[0] = False
         a.server.stop()
         b.server.stop()
+    gaps = [(end - begin, begin) for begin, end in ticks
+            if not any(b0 < end and begin < b1 for b0, b1 in own)]
+    worst, when = max(gaps)
+    print(f"largest hub gap {worst * 1000:.1f} ms over {len(gaps)} ticks")
+    assert len(gaps) > 300
+    assert worst < 0.050, f"hub held {worst * 1000:.0f} ms at +{when - ticks[0][0]:.2f} s"
 
 
 def _spawn_engine(engine: Engine) -> subprocess.Popen:
