@@ -151,7 +151,11 @@ class IPC:
         return self.config.copy(**overrides) if overrides else self.config
 
     def _new_server(self, callback: Callback | None, config: Config, **where: Any) -> Server:
-        return self._install(Server, callback, config, **where)
+        server = self._install(Server, callback, config, **where)
+        if config.cluster is not None:  # joins when the server starts (docs/cluster.md)
+            from .cluster import attach  # noqa: PLC0415 - optional, the 'cluster' extra
+            attach(server)
+        return server
 
     def _new_udp_server(self, callback: Callback | None, host: str, port: int,
                         udp_type: str, config: Config) -> Any:
