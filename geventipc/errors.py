@@ -229,3 +229,15 @@ class ThreadHandoffError(IPCError, TimeoutError):
     """A call from another OS thread was not taken by the hub of the thread that owns the
     connection within ``geventipc.threads.HANDOFF_TIMEOUT`` seconds (that thread is
     blocked outside gevent); the call was withdrawn: nothing of it happened."""
+
+
+# --- cluster (geventipc.cluster) ------------------------------------------------------
+
+
+class ClusterError(IPCError):
+    """The cluster engine (Redis/Valkey) is unreachable or slow, or a message on the
+    cluster channel was refused (not ours, garbage, another envelope version or wire).
+
+    Fired as the server's ``error`` event (once per outage, not once per event);
+    local clients are served throughout. See docs/cluster.md.
+    """

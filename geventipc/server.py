@@ -153,6 +153,9 @@ class Server(Dispatcher):
         self._started = False
         self._stopped = Event()
         self._done = Event()  # set once stop() has finished: socket file gone, clients closed
+        #: the :class:`geventipc.cluster.Cluster` this server belongs to, or None (set by
+        #: ``geventipc.cluster.attach``; this module only calls it, never imports it)
+        self.cluster: Any = None
         #: what :meth:`stats` reports beyond the connections' own counters
         self.counts = ServerCounts()
         self.handlers[HELLO] = (self._on_hello,)
@@ -215,6 +218,8 @@ class Server(Dispatcher):
         self._stream_server = Acceptor(self._listener, self._handle, self._on_accept_error)
         self._stream_server.start()
         self._started = True
+        if self.cluster is not None:
+            self.cluster.start()
         self.fire("start")
         return self
 
@@ -247,6 +252,8 @@ class Server(Dispatcher):
         if not self._started or self._stopped.is_set():
             return
         self._stopped.set()
+        if self.cluster is not None:
+            self.cluster.close()
         try:
             self._stop(timeout)
         finally:
@@ -494,8 +501,14 @@ class Server(Dispatcher):
         try:
             result = handler(data, conn)
         except Exception as exc:
-            self.log("<notice>geventipc: request handler for</notice>", repr(event),
-                     f"<notice>raised</notice> {type(exc).__name__}: {exc}")
+            # the event name and the message are data, never markup (Log.plain); the
+            # fields go into JSON log lines (only geventipc's Log takes them)
+            plain = getattr(self.log, "plain", None)
+            fields = {"event": event, "peer": conn.id} if plain is not None else {}
+            plain = plain or str
+            self.log("<notice>geventipc: request handler for</notice>", plain(repr(event)),
+                     "<notice>raised</notice>", plain(f"{type(exc).__name__}: {exc}"),
+                     **fields)
             self._reply(conn, request_id, REPLY_ERROR, error_detail(exc))
             return
         if isinstance(result, LATER):
@@ -679,6 +692,8 @@ class Server(Dispatcher):
         elif not self._bcast_scheduled:
             self._bcast_scheduled = True
             get_hub().loop.run_callback(self._commit_broadcast)
+        if self.cluster is not None:  # after local delivery is queued: never delays it
+            self.cluster.publish(frame)
         if self._laggards:
             self._wait_for_laggards()
 
@@ -690,6 +705,64 @@ class Server(Dispatcher):
         for conn in laggards:
             if not conn._closing:
                 conn.pace(size)
+
+    # --- cluster hooks (geventipc.cluster; see docs/cluster.md) ---------------------------
+
+    def broadcast_frame(self, frame: bytes) -> None:
+        """Queue an already-encoded frame of this server's wire to every local client, as
+        :meth:`broadcast` does after encoding (the cluster hands other nodes' frames here).
+        Unlike :meth:`broadcast` it never waits for clients that are behind: the cluster's
+        reader must keep reading the engine."""
+        self._bcast.append(frame)
+        self._bcast_bytes += len(frame)
+        if len(frame) > self._bcast_biggest:
+            self._bcast_biggest = len(frame)
+        if self._bcast_bytes >= FLUSH_AT:
+            self._commit_broadcast()
+        elif not self._bcast_scheduled:
+            self._bcast_scheduled = True
+            get_hub().loop.run_callback(self._commit_broadcast)
+
+    def _by_id(self, client_id: str) -> ServerSocket | None:
+        for conn in self._conns:
+            if conn.id == client_id and not conn._closing:
+                return conn
+        return None
+
+    def send_frame(self, client_id: str, frame: bytes) -> bool:
+        """Write an already-encoded frame to the local client of that id (after the
+        broadcasts queued before it); False if there is none here or it was dropped."""
+        conn = self._by_id(client_id)
+        if conn is None:
+            return False
+        if self._bcast:
+            self._commit_broadcast()
+            if conn._closing:
+                return False
+        return conn.write(frame)
+
+    def emit_to_local(self, client_id: str, type: str, data: Any = None) -> bool:
+        """Send one event to the local client that announced ``client_id``; False if
+        none here."""
+        conn = self._by_id(client_id)
+        return False if conn is None else self.emit(conn, type, data)
+
+    def emit_to(self, client_id: str, type: str, data: Any = None) -> bool:
+        """Send one event to the client that announced ``client_id`` (its ``id``):
+        on this server, or with a cluster on whichever node has it. False if no client of
+        that id is known (or it was dropped by policy); never raises for an unknown id."""
+        if get_ident() != self._tid:  # another OS thread: hand over (threads.py)
+            return call_in_owner(self._tid, Server.emit_to, self, client_id, type, data)
+        if self.cluster is not None:
+            return bool(self.cluster.emit_to(client_id, type, data))
+        return self.emit_to_local(client_id, type, data)
+
+    def cluster_sockets(self) -> list[tuple[str, str | None]]:
+        """``[(client_id, node_id), ...]`` of the clients with an id on every node of the
+        cluster (node_id None without a cluster: this server's own clients)."""
+        if self.cluster is not None:
+            return list(self.cluster.sockets())
+        return sorted((conn.id, None) for conn in self._conns if conn.id is not None)
 
     def _commit_broadcast(self) -> None:
         self._bcast_scheduled = False
