@@ -2,7 +2,8 @@
 
 A client or server belongs to the OS thread that made it (its gevent hub runs there).
 Its public send calls (``emit``, ``broadcast``, ``request``, ``request_async``; a server
-socket's ``emit``; UDP's) begin with one cheap check::
+socket's ``emit``; UDP's) and its ends (``Client.disconnect``, ``stop``) begin with one
+cheap check::
 
     if get_ident() != self._tid: return call_in_owner(self._tid, Client.emit, self, ...)
 
@@ -179,9 +180,14 @@ def owner() -> int:
     """Record the calling OS thread (and its hub) as an owner; returns its id for the
     one-line check. Called once by each Client/Server/UDPServer constructor."""
     ident = get_ident()
-    if ident not in _handoffs:
+    loop = get_hub().loop
+    handoff = _handoffs.get(ident)
+    # a thread id is reused once its thread has ended, and a hub can be destroyed and
+    # made again: hand calls to the loop that runs in this thread now
+    if handoff is None or handoff.loop is not loop:
         with _registry_lock:
-            if ident not in _handoffs:
+            handoff = _handoffs.get(ident)
+            if handoff is None or handoff.loop is not loop:
                 _handoffs[ident] = _Handoff(ident)
     return ident
 

@@ -8,10 +8,10 @@ runs lose, duplicate or wedge (issue 15: QueueFullError while connected, hangs).
 import threading
 
 import gevent
-import pytest
 from gevent.monkey import get_original
 
-from conftest import free_port, python_process, serve, stop_process, wait_until
+from conftest import (free_port, python_process, run_example, serve, stop_process,
+                      wait_until)
 from geventipc import threads
 from geventipc.errors import EventNameError, RemoteError, ThreadHandoffError
 
@@ -290,3 +290,37 @@ def test_monkey_patched_threads_are_greenlets_and_need_no_hand_off(sock_dir):
         stop_process(proc)
     assert proc.returncode == 0, err
     assert out.strip() == "ok 1500"
+
+
+def test_disconnect_and_stop_from_a_thread(make_ipc):
+    world = serve(make_ipc)
+    client = make_ipc("hello").connect_to("world")
+    client.wait_connected(5)
+    dialling = make_ipc("other").connect_to("nobody")   # no server: it keeps retrying
+    got = []
+    world.server.on("n", lambda d, s: got.append(d[0]))
+    ends = []
+    client.on("destroy", lambda: ends.append("destroy"))
+    dialling.on("destroy", lambda: ends.append("destroy dialling"))
+
+    def from_thread(n):
+        for i in range(500):
+            client.emit("n", (i, PAD))
+        client.disconnect()          # after the thread's emits: they are sent first
+        dialling.disconnect()
+        ends.append("disconnected")
+        world.server.stop(timeout=1)
+        ends.append("stopped")
+
+    join_cooperatively(start_threads(from_thread, 1))
+    wait_until(lambda: "destroy" in ends and "destroy dialling" in ends,
+               message="both clients' destroy")
+    assert ends.index("disconnected") < ends.index("stopped")
+    assert got == list(range(500))   # every one sent before the disconnect, in order
+    assert client.destroyed and dialling.destroyed and not world.server.started
+
+
+def test_the_threads_example_runs():
+    done = run_example(["examples/threads.py"], {}, timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert "all 300 readings arrived, each once and in order" in done.stdout

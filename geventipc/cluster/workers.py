@@ -70,7 +70,7 @@ BALANCE_STALE = 1.0
 
 def require_cluster(config: Config) -> None:
     """ClusterRequiredError unless ``config.workers`` is 1 or a cluster URL is set."""
-    if config.workers > 1 and not config.as_dict().get("cluster"):
+    if config.workers > 1 and not config.cluster:
         raise ClusterRequiredError(
             f"config.workers = {config.workers} needs config.cluster (a redis:// URL; "
             f"serve --cluster URL): without it a broadcast or emit_to made in one worker "
@@ -166,9 +166,8 @@ class WorkersServer(Server):
         finally:
             listener.close()  # the supervisor and the workers hold their own copies
         self._started = True
-        cluster = getattr(self, "cluster", None)
-        if cluster is not None:
-            cluster.start()   # the parent is a node too, without clients
+        if self.cluster is not None:
+            self.cluster.start()   # the parent is a node too, without clients
         self.fire("start")
         return self
 
@@ -213,9 +212,8 @@ class WorkersServer(Server):
         try:
             if self._supervision is not None:
                 self._supervision.stop(timeout)
-            cluster = getattr(self, "cluster", None)
-            if cluster is not None:
-                cluster.close()
+            if self.cluster is not None:
+                self.cluster.close()
             self._remove_socket_file()
         finally:
             self._done.set()
@@ -496,7 +494,7 @@ def _run_worker(server: WorkersServer, listener: Any, index: int, status_w: int,
 
 def _cluster_joined(server: Server, timeout: float | None) -> bool:
     """Wait (bounded) until ``server``'s cluster node, if any, is connected."""
-    cluster = getattr(server, "cluster", None)
+    cluster = server.cluster
     if cluster is None:
         return True
     deadline = None if timeout is None else time.monotonic() + timeout
@@ -510,9 +508,9 @@ def _cluster_joined(server: Server, timeout: float | None) -> bool:
 def _own_cluster_node(server: Server) -> None:
     """Give this worker a cluster membership of its own: the one it inherited was made in
     the parent, with the parent's node id (each worker must be a node of its own)."""
-    inherited = getattr(server, "cluster", None)
+    inherited = server.cluster
     if inherited is not None:
-        server.cluster = type(inherited)(  # type: ignore[attr-defined]
+        server.cluster = type(inherited)(
             server, inherited.address, heartbeat=inherited.heartbeat,
             max_pending=inherited.max_pending)
 
