@@ -160,6 +160,9 @@ class IPC:
     def _new_udp_server(self, callback: Callback | None, host: str, port: int,
                         udp_type: str, config: Config) -> Any:
         from .udp import UDPServer  # noqa: PLC0415 - optional transport
+        if config.cluster is not None:
+            raise ConfigError("config.cluster joins stream servers (serve, serve_net over "
+                              "TCP); a UDP server cannot be part of a cluster")
         return self._install(UDPServer, callback, config, host=host, port=port,
                              udp_type=udp_type)
 

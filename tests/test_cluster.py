@@ -478,3 +478,26 @@ def test_unix_socket_url_acl_user_and_database(engine, clients):
     finally:
         for node in (tcp, unix, wrong):
             node.server.stop()
+
+
+def test_udp_server_with_cluster_refused():
+    ipc = IPC(silent=True, cluster="redis://127.0.0.1:1/0")
+    with pytest.raises(ConfigError, match="UDP"):
+        ipc.serve_net("127.0.0.1", 0, "udp4")
+
+
+def test_received_batches_count_every_event_in_server_stats(engine, clients):
+    a, b = _node(engine.url), _node(engine.url)
+    try:
+        wait_until(lambda: a.server.cluster.connected and b.server.cluster.connected)
+        clients.connect("c0", b.server.port)
+        wait_until(lambda: len(b.server.sockets) == 1)
+        for i in range(50):  # one greenlet run: one envelope of 50 events
+            a.server.broadcast("news", [0, i])
+        wait_until(lambda: len(clients.got["c0"]) == 50, message="50 events")
+        assert b.server.cluster.received == 50
+        assert b.server.sockets[0].events_out == 50
+        assert b.server.stats()["broadcasts"] == 50
+    finally:
+        a.server.stop()
+        b.server.stop()
