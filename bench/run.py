@@ -525,7 +525,8 @@ def table(report: dict[str, Any]) -> str:
         lines.append("  ".join(c.ljust(w) for c, w in zip(cell, widths)))
     lines += ["", "ratio = geventipc / baseline of the figure (for us: latency, lower is "
               "better); target: issue 16's, on the ratio unless a unit is given",
-              f"median of {report['runs']} runs; load average {report['machine']['load_before']:.1f}"
+              f"median of {report['runs']} runs; load average "
+              f"{report['machine']['load_before']:.1f}"
               f" before, {report.get('load_after', float('nan')):.1f} after"]
     missed = [r for r in rows if r["met"] is False]
     lines.append(f"targets: {sum(1 for r in rows if r['met'])} met, {len(missed)} not met"

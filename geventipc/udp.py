@@ -21,12 +21,13 @@ from gevent.event import AsyncResult, Event
 from gevent.hub import get_hub
 
 from .config import Config
+from .counters import Requests
 from .dispatch import Dispatcher
 from .errors import (
     AddressError, ConfigError, IPCError, MessageTooLargeError, NotConnectedError,
     ProtocolError, Timeout, UnsupportedError,
 )
-from .server import DESCRIBE, Definitions
+from .server import DESCRIBE, STATS, STATS_OFF, Definitions
 from .transports.datagram import (
     FAMILIES, MAX_PAYLOAD, DatagramEndpoint, SockAddr, bind_udp, family_name, resolve,
 )
@@ -130,6 +131,9 @@ class UDPServer(Dispatcher):
         self._waiting: dict[int, tuple[AsyncResult, tuple[str, int], Any]] = {}
         self._request_ids = itertools.count(1)
         self._endpoint: DatagramEndpoint | None = None
+        #: requests this server answered, and those it sent (see :meth:`stats`)
+        self.served = Requests()
+        self.asked = Requests()
         self._started = False
         self._stopped = Event()
 
@@ -142,6 +146,11 @@ class UDPServer(Dispatcher):
     def started(self) -> bool:
         """True between :meth:`start` and :meth:`stop`."""
         return self._started and not self._stopped.is_set()
+
+    def stats(self) -> dict[str, Any]:
+        """This server's counters as a plain dict (fields: docs/operations.md)."""
+        from .stats import udp_stats  # noqa: PLC0415 - stats sits above the server
+        return udp_stats(self)
 
     @property
     def sockets(self) -> list[UDPSocket]:
@@ -287,6 +296,13 @@ class UDPServer(Dispatcher):
         if event == DESCRIBE:
             self._reply(peer, request_id, REPLY_OK, self.define.as_dict())
             return
+        if event == STATS:
+            if self.config.stats_requests:
+                self._reply(peer, request_id, REPLY_OK, self.stats())
+            else:
+                self._reply(peer, request_id, REPLY_NO_HANDLER,
+                            {"type": "NoHandlerError", "message": STATS_OFF})
+            return
         handler = self._requests.get(event)
         if handler is None:
             self._reply(peer, request_id, REPLY_NO_HANDLER,
@@ -300,6 +316,10 @@ class UDPServer(Dispatcher):
         self._reply(peer, request_id, REPLY_OK, result)
 
     def _reply(self, peer: UDPSocket, request_id: int, status: int, data: Any) -> None:
+        if status == REPLY_OK:
+            self.served.answered += 1
+        else:
+            self.served.failed += 1
         endpoint = self._endpoint
         if endpoint is None or endpoint.closed:
             return
@@ -333,7 +353,7 @@ class UDPServer(Dispatcher):
         sockaddr = self._destination(socket)
         if sockaddr is None:
             raise AddressError(f"a request needs one peer; {_NO_DESTINATION}")
-        if type != DESCRIBE:
+        if type != DESCRIBE and type != STATS:
             self.names.check_outgoing(type)
         request_id = next(self._request_ids)
         frame = self._encoder.encode_request(type, data, request_id)
@@ -373,9 +393,15 @@ class UDPServer(Dispatcher):
         """A peer's ``define`` tables: ``{"listen": {...}, "broadcast": {...}}``."""
         return self.request(socket, DESCRIBE, None, timeout)
 
+    def remote_stats(self, socket: Any, timeout: float | None = 10.0) -> dict[str, Any]:
+        """A peer's ``stats()``, if it answers stats requests (``config.stats_requests``;
+        else NoHandlerError)."""
+        return self.request(socket, STATS, None, timeout)
+
     def _expire(self, request_id: int, type: str, timeout: float) -> None:
         entry = self._waiting.pop(request_id, None)
         if entry is not None:
+            self.asked.timed_out += 1
             entry[0].set_exception(Timeout(f"no reply to {type!r} within {timeout} s "
                                            f"(lost, or the peer did not answer)"))
 
@@ -391,6 +417,10 @@ class UDPServer(Dispatcher):
         result, _key, timer = entry
         if timer is not None:
             timer.stop()
+        if status == REPLY_OK:
+            self.asked.answered += 1
+        else:
+            self.asked.failed += 1
         settle(result, status, data)
 
     # --- sending -------------------------------------------------------------------------

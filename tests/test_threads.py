@@ -8,7 +8,6 @@ runs lose, duplicate or wedge (issue 15: QueueFullError while connected, hangs).
 import threading
 
 import gevent
-import pytest
 from gevent.monkey import get_original
 
 from conftest import (free_port, python_process, run_example, serve, stop_process,

@@ -5,11 +5,12 @@ import argparse
 from dataclasses import replace
 from typing import Any
 
-from ..errors import ConnectError, UsageError
+from ..errors import ConfigError, ConnectError, UsageError
 from ..ipc import IPC
 from .common import OK, Stopper, make_ipc, sender_of, with_tls
 from .options import positive
 from .output import make_printer, one_line
+from .stats import ServeExtras, add_serve_options
 from .targets import Target, parse_host_port, parse_target
 
 NAME = "serve"
@@ -41,6 +42,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="send each event back to its sender")
     parser.add_argument("--count", metavar="N", type=positive,
                         help="exit after N events")
+    add_serve_options(parser)
+    parser.add_argument("--cluster", metavar="URL",
+                        help="join the servers of this id through Redis/Valkey: "
+                             "redis://HOST:PORT/DB, rediss://..., unix:///PATH "
+                             "(docs/cluster.md)")
+
+
+def use_cluster(args: argparse.Namespace, ipc: IPC, target: Target) -> None:
+    """--cluster URL: config.cluster for the server made next (stream servers only)."""
+    if args.cluster is None:
+        return
+    if target.kind == "udp":
+        raise UsageError("--cluster needs a stream server (ID, a socket path or --tcp), "
+                         "not UDP")
+    if not target.name and args.id is None:
+        # the cluster is the servers of one id: a per-process default id would make each
+        # node a cluster of its own
+        raise UsageError("--cluster needs the server's id: serve ID, or --id NAME with "
+                         "--tcp / --path")
+    try:
+        ipc.config.cluster = args.cluster
+    except ConfigError as exc:
+        raise UsageError(f"--cluster: {exc}") from None
 
 
 def serve_target(args: argparse.Namespace, ipc: IPC) -> Target:
@@ -69,6 +93,7 @@ def run(args: argparse.Namespace) -> int:
     stopper = Stopper(args.count, args.timeout)
     printer = make_printer(args, on_broken=stopper.stop)
     encoding = ipc.config.encoding
+    use_cluster(args, ipc, target)
     if target.kind == "unix":
         server = ipc.serve(target.path)
     elif target.kind == "udp":
@@ -96,6 +121,7 @@ def run(args: argparse.Namespace) -> int:
     server.on("socket.disconnected", lambda socket, peer_id: ipc.log(
         "<notice>geventipc: client disconnected:</notice>",
         peer_id or sender_of(socket) or "(no id)"))
+    extras = ServeExtras(args, ipc, server)
     try:
         server.start()
     except OSError as exc:
@@ -107,5 +133,6 @@ def run(args: argparse.Namespace) -> int:
         stopper.wait(args.timeout)
     finally:
         server.stop()
+        extras.stop()
         printer.flush()
     return OK

@@ -80,6 +80,7 @@ class StreamConnection:
         "_on_frames", "_on_close", "_loop", "_raw_send", "_wbuf", "_wbytes", "_pending",
         "_writer", "_flush_scheduled", "_closing", "_closed", "_reason",
         "_drained", "_partial_since", "_timer", "_finished", "_linger", "__weakref__",
+        "bytes_in", "events_in",
         # the write queue (see "writing" below)
         "bytes_out", "events_out", "drain_timeout", "_hub", "_reader", "_inflight", "_chunk",
         "_off", "_wake_at", "_behind_since", "_pace_at", "_pace_low", "_big_high",
@@ -127,6 +128,9 @@ class StreamConnection:
         self._partial_since = 0.0
         self._timer: Any = None
         self._linger: Any = None   # timer bounding a graceful close
+        #: bytes read from the peer; frames (events, requests, replies) decoded from them
+        self.bytes_in = 0
+        self.events_in = 0
         #: bytes and events the application queued on this connection (write side)
         self.bytes_out = 0
         self.events_out = 0
@@ -161,6 +165,15 @@ class StreamConnection:
         """Bytes queued for this peer that the kernel has not taken yet."""
         return self._pending
 
+    def stats(self) -> dict[str, Any]:
+        """This connection's counters, as a plain dict (docs/operations.md): ``id``,
+        ``address``, ``bytes_in``, ``events_in``, ``bytes_out``, ``events_out``,
+        ``pending_bytes``, ``dropped``, ``closed``."""
+        return {"id": self.id, "address": self.address, "bytes_in": self.bytes_in,
+                "events_in": self.events_in, "bytes_out": self.bytes_out,
+                "events_out": self.events_out, "pending_bytes": self._pending,
+                "dropped": self.dropped, "closed": self._closing}
+
     # --- reading -------------------------------------------------------------------------
 
     def run(self) -> None:
@@ -194,10 +207,12 @@ class StreamConnection:
                     continue
                 if not n:
                     break
+                self.bytes_in += n
                 short = n < want
                 frames = codec.feed(view[:n])
                 if frames:
                     want = small
+                    self.events_in += len(frames)
                     on_frames(self, frames)
                 elif not short:
                     want = size
@@ -720,12 +735,25 @@ def dial_unix(path: str, timeout: float) -> gsocket.socket:
     return sock
 
 
-def dial_tcp(host: str, port: int, timeout: float) -> gsocket.socket:
-    """Connect over TCP with Nagle off (IPC wants latency, and we batch writes ourselves)."""
+def dial_tcp(host: str, port: int, timeout: float,
+             keepalive: float = 0) -> gsocket.socket:
+    """Connect over TCP with Nagle off (IPC wants latency, and we batch writes ourselves)
+    and keepalive as :func:`tune_tcp` sets it."""
     sock = gsocket.create_connection((host, port), timeout=timeout)
     sock.settimeout(None)
-    tune_tcp(sock)
+    tune_tcp(sock, keepalive)
     return sock
+
+
+def keepalive_timings(keepalive_ms: float) -> tuple[int, int, int]:
+    """(TCP_KEEPIDLE s, TCP_KEEPINTVL s, TCP_KEEPCNT) that drop a silent peer about
+    ``keepalive_ms`` after the last thing it sent: probes start after a third of it
+    idle, then 4 unanswered probes spread over the rest (30000 ms: 10 s, 5 s, 4)."""
+    total = max(keepalive_ms / 1000.0, 2.0)
+    idle = max(1, int(total / 3))
+    count = 4
+    interval = max(1, int((total - idle) / count))
+    return idle, interval, count
 
 
 #: SO_SNDBUF of TCP connections (the kernel doubles it: 512 KiB). Measured with 1 MiB
@@ -736,18 +764,33 @@ def dial_tcp(host: str, port: int, timeout: float) -> gsocket.socket:
 TCP_SNDBUF = 256 * 1024
 
 
-def tune_tcp(sock: Any) -> None:
-    """Turn Nagle's algorithm off on a TCP socket and bound its send buffer
-    (``TCP_SNDBUF``); a no-op for other families."""
-    if sock.family in (gsocket.AF_INET, gsocket.AF_INET6):
+def tune_tcp(sock: Any, keepalive: float = 0) -> None:
+    """Turn Nagle's algorithm off on a TCP socket and, with ``keepalive`` (ms, 0 = off),
+    have the kernel drop a peer that stopped answering within about that long: TCP
+    keepalive probes on an idle connection (:func:`keepalive_timings`) and, where the
+    platform has it, ``TCP_USER_TIMEOUT`` for data that stays unacknowledged. The send
+    buffer is bounded (``TCP_SNDBUF``). A no-op for other families; an option the
+    platform lacks is skipped."""
+    if sock.family not in (gsocket.AF_INET, gsocket.AF_INET6):
+        return
+    options: list[tuple[int, int, int]] = [(gsocket.IPPROTO_TCP, gsocket.TCP_NODELAY, 1),
+                                           (gsocket.SOL_SOCKET, gsocket.SO_SNDBUF, TCP_SNDBUF)]
+    if keepalive:
+        idle, interval, count = keepalive_timings(keepalive)
+        options.append((gsocket.SOL_SOCKET, gsocket.SO_KEEPALIVE, 1))
+        for name, value in (("TCP_KEEPIDLE", idle), ("TCP_KEEPINTVL", interval),
+                            ("TCP_KEEPCNT", count), ("TCP_USER_TIMEOUT", int(keepalive))):
+            option = getattr(_stdsocket, name, None)
+            if option is not None:
+                options.append((gsocket.IPPROTO_TCP, option, value))
+    for level, option, value in options:
         try:
-            sock.setsockopt(gsocket.IPPROTO_TCP, gsocket.TCP_NODELAY, 1)
-            sock.setsockopt(gsocket.SOL_SOCKET, gsocket.SO_SNDBUF, TCP_SNDBUF)
+            sock.setsockopt(level, option, value)
         except OSError:
             pass
 
 
 __all__ = [
     "FLUSH_AT", "StreamConnection", "listen_unix", "listen_tcp", "dial_unix", "dial_tcp",
-    "tune_tcp",
+    "tune_tcp", "keepalive_timings",
 ]
