@@ -130,6 +130,18 @@ OPTIONS: tuple[Option, ...] = (
     Option("handshake_timeout", 10000, _num,
            "milliseconds a TLS handshake may take before the connection is dropped",
            minimum=1),
+    Option("heartbeat_interval", 5000, _num,
+           "milliseconds of silence from a peer after which a msgpack stream connection "
+           "pings it ($ipc.ping); 0 = no heartbeat (peers' pings are still answered)",
+           minimum=0),
+    Option("heartbeat_timeout", 10000, _num,
+           "milliseconds of silence (no data, no pong) after which a peer that announced "
+           "heartbeats is closed as lost (PeerTimeoutError); found within "
+           "heartbeat_timeout + heartbeat_interval", minimum=1),
+    Option("keepalive", 30000, _num,
+           "TCP: milliseconds after which the kernel drops a peer that stopped answering "
+           "(keepalive probes after a third of it idle; TCP_USER_TIMEOUT for unacknowledged "
+           "data); 0 = kernel defaults (no keepalive, ~15 min retransmits)", minimum=0),
     Option("handler_pool_size", None, (int, NoneType),
            "run server event/request handlers in a gevent Pool of this size "
            "(None = inline, in each connection's greenlet)", minimum=1),

@@ -172,7 +172,8 @@ class IPC:
         ``ipc.server``, unless this IPC already runs one."""
         if self.server is not None and self.server.started:
             raise ConfigError("this IPC instance already has a running server; stop it first")
-        server = cls(config.copy(), self.log, **where)
+        # its log lines carry the server id as a field (JSON logs: docs/operations.md)
+        server = cls(config.copy(), self.log.bind(server=config.id), **where)
         if callback is not None:
             server.on("start", callback)
         self.server = server
@@ -223,7 +224,7 @@ class IPC:
             if callback is not None:
                 callback()
             return existing
-        client = Client(server_id, config.copy(), self.log,
+        client = Client(server_id, config.copy(), self.log.bind(server=server_id),
                         live_config=self.config, **where)
         self.of[server_id] = client
         if callback is not None:
