@@ -167,6 +167,9 @@ class IPC:
         if config.workers > 1:
             raise ConfigError("config.workers applies to stream servers (Unix, TCP, TLS); "
                               "a UDP server runs in one process")
+        if config.cluster is not None:
+            raise ConfigError("config.cluster joins stream servers (serve, serve_net over "
+                              "TCP); a UDP server cannot be part of a cluster")
         return self._install(UDPServer, callback, config, host=host, port=port,
                              udp_type=udp_type)
 

@@ -451,3 +451,55 @@ def test_cli_serve_cluster_joins_and_refuses_bad_input(engine, clients):
         done = cli(*args)
         assert done.returncode == 2, (args, done.stderr)
         assert words in done.stderr, (args, done.stderr)
+
+
+def test_unix_socket_url_acl_user_and_database(engine, clients):
+    """unix://...?db=N and an ACL user with a password reach the same cluster as
+    redis://; a wrong password is an outage with a clear error, never a crash."""
+    assert engine.command("ACL", "SETUSER", "gipc", "on", ">s3cret", "~*", "&*",
+                          "+@all").startswith(b"+OK")
+    tcp = _node(f"redis://gipc:s3cret@127.0.0.1:{engine.port}/3")
+    unix = _node(f"unix://{engine.unix_path}?db=3")
+    wrong = _node(f"redis://gipc:nope@127.0.0.1:{engine.port}/3")
+    try:
+        wait_until(lambda: tcp.server.cluster.connected and unix.server.cluster.connected,
+                   timeout=10, message="both joined")
+        clients.connect("on-unix", unix.server.port)
+        wait_until(lambda: ("on-unix", unix.server.cluster.node_id)
+                   in tcp.server.cluster_sockets(), timeout=10, step=0.05,
+                   message="presence in db 3")
+        tcp.server.broadcast("news", [5, 5])
+        wait_until(lambda: clients.got["on-unix"] == [(5, 5)], message="tcp -> unix node")
+        wait_until(lambda: any(isinstance(e, ClusterError) for e in wrong.server.errors),
+                   message="the wrong password reported")
+        errs = [str(e) for e in wrong.server.errors if isinstance(e, ClusterError)]
+        assert len(errs) == 1 and "AUTH" in errs[0] and "nope" not in errs[0], errs
+        assert not wrong.server.cluster.connected
+    finally:
+        for node in (tcp, unix, wrong):
+            node.server.stop()
+
+
+def test_udp_server_with_cluster_refused():
+    ipc = IPC(silent=True, cluster="redis://127.0.0.1:1/0")
+    with pytest.raises(ConfigError, match="UDP"):
+        ipc.serve_net("127.0.0.1", 0, "udp4")
+
+
+def test_received_batches_count_every_event_in_server_stats(engine, clients):
+    a, b = _node(engine.url), _node(engine.url)
+    try:
+        wait_until(lambda: a.server.cluster.connected and b.server.cluster.connected)
+        clients.connect("c0", b.server.port)
+        wait_until(lambda: len(b.server.sockets) == 1)
+        gevent.sleep(0.1)  # the handshake's own events (welcome) are out
+        before = b.server.sockets[0].events_out
+        for i in range(50):  # one greenlet run: one envelope of 50 events
+            a.server.broadcast("news", [0, i])
+        wait_until(lambda: len(clients.got["c0"]) == 50, message="50 events")
+        assert b.server.cluster.received == 50
+        assert b.server.sockets[0].events_out - before == 50
+        assert b.server.stats()["broadcasts"] == 50
+    finally:
+        a.server.stop()
+        b.server.stop()

@@ -37,6 +37,8 @@ BACKOFF_MIN, BACKOFF_MAX = 0.1, 5.0
 CONNECT_TIMEOUT = 2.0
 #: heartbeats a node may miss before its presence expires
 TTL_BEATS = 3
+#: heartbeats between full rewrites of a node's presence set (else only its TTL renewed)
+REWRITE_BEATS = 10
 #: seconds between error events about refused (foreign) messages
 REFUSED_REPORT_INTERVAL = 1.0
 
@@ -99,6 +101,7 @@ class Cluster:
         self._refused_reported = 0.0
         self._refused_unreported = 0
         self._published_ids: list[str] | None = None
+        self._beat = 0
         self._query: RespConnection | None = None
         self._query_lock = BoundedSemaphore()
         self._view: set[str] = set()
@@ -310,7 +313,10 @@ class Cluster:
         ids = self._local_ids()
         key = self._clients_key
         cmds = self._cmds
-        if ids != self._published_ids:
+        self._beat += 1
+        # rewritten whole when it changed, and every REWRITE_BEATS beats in case the
+        # engine lost it (eviction, a restart we did not see, a FLUSHDB)
+        if ids != self._published_ids or self._beat % REWRITE_BEATS == 0:
             cmds.append(pack("MULTI"))
             cmds.append(pack("DEL", key))
             if ids:
@@ -511,7 +517,7 @@ class Cluster:
             return
         if kind == BROADCAST:
             self.received += count
-            self.server.broadcast_frame(frames)
+            self.server.broadcast_frame(frames, count)
         elif self.server.send_frame(target, frames):
             self.received_direct += 1
         else:
