@@ -26,7 +26,11 @@ from conftest import free_port, python_process, read_line, stop_process, wait_un
 #: needs no cluster; more: ipc.serve/serve_net with config.cluster, as a user would),
 #: prints READY with the worker pids, then serves until SIGTERM and prints STOPPED.
 APP = """
-import json, os, sys
+import sys
+if sys.argv[5] == "patched":
+    from gevent import monkey
+    monkey.patch_all()
+import json, os
 from geventipc import IPC
 from geventipc.cluster.workers import WorkersServer
 
@@ -174,11 +178,13 @@ def test_cli_workers_without_cluster_is_refused(sock_dir: str) -> None:
 # --- supervision (one supervised worker: needs no cluster) --------------------------------
 
 
-@pytest.mark.parametrize("kind", ["unix", "tcp"])
-def test_killed_worker_is_restarted_and_stop_ends_all(kind: str, sock_dir: str,
+@pytest.mark.parametrize("kind,mode", [("unix", "serve"), ("tcp", "serve"),
+                                       ("unix", "patched")])
+def test_killed_worker_is_restarted_and_stop_ends_all(kind: str, mode: str, sock_dir: str,
                                                       make_ipc: Any, apps: list[App]) -> None:
+    """Also with gevent.monkey.patch_all() in the application (mode "patched")."""
     where = place(kind, sock_dir)
-    app = App(kind, where, 1)
+    app = App(kind, where, 1, mode=mode)
     apps.append(app)
     supervisor, first = app.ready["supervisor"], app.pids[0]
     [client] = connect(make_ipc, kind, where, 1)
