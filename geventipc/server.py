@@ -197,12 +197,20 @@ class Server(Dispatcher):
         made), or None: ``len(server.pool)`` is the handlers running in it now."""
         return self._pool if self._pool is not None else self._shared
 
-    def start(self) -> "Server":
-        """Bind and start accepting in greenlets; returns at once, then fires ``start``."""
+    def start(self, listener: Any = None) -> "Server":
+        """Bind and start accepting in greenlets; returns at once, then fires ``start``.
+
+        ``listener``: a socket already listening, to accept on instead of binding one (each
+        pre-fork worker accepts on its parent's); :meth:`stop` then leaves its file alone.
+        """
         if self._started:
             return self
         config = self.config
-        if self.path is not None:
+        if listener is not None:
+            self._listener = listener
+            if self.path is None:
+                self.port = listener.getsockname()[1]
+        elif self.path is not None:
             if config.check_socket_root:
                 check_socket_dir(os.path.dirname(self.path) or ".")
             self._listener = listen_unix(self.path, unlink=config.unlink,
