@@ -181,7 +181,7 @@ def test_emit_while_reconnecting_queues_instead_of_raising(make_ipc):
             errors.append(exc)
 
     emitter = gevent.spawn(emit_all)
-    wait_until(lambda: client.conn is not None and client.conn.pending_bytes > 32_000,
+    wait_until(lambda: client.conn is not None and client.conn.pending_bytes > 20_000,
                message="the client's queue to fill")
     assert not emitter.dead    # waiting: overflow policy "wait"
     conns[0].abort()           # the connection drops under the waiting emit
