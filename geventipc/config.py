@@ -112,6 +112,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("handler_pool_size", None, (int, NoneType),
            "run server event/request handlers in a gevent Pool of this size "
            "(None = inline, in each connection's greenlet)", minimum=1),
+    Option("handle_signals", True, (bool,),
+           "a started server stops cleanly on SIGINT, SIGTERM and SIGHUP (its socket file "
+           "removed); False leaves the signals to the application"),
 )
 
 _BY_NAME: dict[str, Option] = {o.name: o for o in OPTIONS}

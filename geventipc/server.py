@@ -17,6 +17,7 @@ from gevent.hub import get_hub
 from gevent.pool import Pool
 from gevent.server import StreamServer
 
+from . import lifecycle
 from .config import Config, check_socket_dir
 from .dispatch import Dispatcher
 from .emitter import _Once
@@ -128,6 +129,7 @@ class Server(Dispatcher):
         self._started = False
         self._stopped = Event()
         self._done = Event()  # set once stop() has finished: socket file gone, clients closed
+        self._forever = 0  # greenlets waiting in serve_forever (see lifecycle)
         self.handlers[HELLO] = (self._on_hello,)
 
     def __repr__(self) -> str:
@@ -173,13 +175,18 @@ class Server(Dispatcher):
         self._stream_server = StreamServer(self._listener, self._handle)
         self._stream_server.start()
         self._started = True
+        lifecycle.track(self)
         self.fire("start")
         return self
 
     def serve_forever(self) -> None:
-        """Start if needed, then block this greenlet until :meth:`stop`."""
-        self.start()
-        self._done.wait()
+        """Start if needed, then block this greenlet until :meth:`stop`.
+
+        SIGINT, SIGTERM and SIGHUP stop the server and return from here (unless
+        ``config.handle_signals`` is False); an exception that ends the wait stops the
+        server before it propagates. See :mod:`geventipc.lifecycle`.
+        """
+        lifecycle.serve_forever(self, self._done.wait)
 
     def stop(self, timeout: float = 2.0) -> None:
         """Close the listener and every client (after flushing what is queued to them), and
@@ -190,6 +197,7 @@ class Server(Dispatcher):
         try:
             self._stop(timeout)
         finally:
+            lifecycle.untrack(self)
             self._done.set()
 
     def _stop(self, timeout: float) -> None:

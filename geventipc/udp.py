@@ -20,6 +20,7 @@ import gevent
 from gevent.event import AsyncResult, Event
 from gevent.hub import get_hub
 
+from . import lifecycle
 from .config import Config
 from .dispatch import Dispatcher
 from .errors import (
@@ -130,6 +131,7 @@ class UDPServer(Dispatcher):
         self._endpoint: DatagramEndpoint | None = None
         self._started = False
         self._stopped = Event()
+        self._forever = 0  # greenlets waiting in serve_forever (see lifecycle)
 
     def __repr__(self) -> str:
         return f"<UDPServer {self.udp_type} {self.host}:{self.port} peers={len(self._peers)}>"
@@ -165,19 +167,21 @@ class UDPServer(Dispatcher):
         self.port = self._endpoint.address[1]
         self._endpoint.start()
         self._started = True
+        lifecycle.track(self)
         self.fire("start")
         return self
 
     def serve_forever(self) -> None:
-        """Start if needed, then block this greenlet until :meth:`stop`."""
-        self.start()
-        self._stopped.wait()
+        """Start if needed, then block this greenlet until :meth:`stop` (or SIGINT,
+        SIGTERM, SIGHUP: see :mod:`geventipc.lifecycle`)."""
+        lifecycle.serve_forever(self, self._stopped.wait)
 
     def stop(self, timeout: float = 2.0) -> None:
         """Close the socket; requests still waiting fail with NotConnectedError."""
         if not self._started or self._stopped.is_set():
             return
         self._stopped.set()
+        lifecycle.untrack(self)
         assert self._endpoint is not None
         self._endpoint.close(timeout)
         waiting, self._waiting = self._waiting, {}

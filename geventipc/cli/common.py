@@ -36,6 +36,7 @@ def make_ipc(args: argparse.Namespace, serving: bool = False) -> IPC:
         "id": args.id or f"geventipc-cli-{os.getpid()}",
         "socket_root": args.socket_root,   # None: config's own per-user default
         "raw_buffer": args.raw,
+        "handle_signals": False,   # each command ends on signals its own way
     }
     if args.appspace is not None:
         values["appspace"] = args.appspace
