@@ -38,6 +38,21 @@ class UnsupportedError(IPCError):
     on the node-ipc JSON wire)."""
 
 
+class NotReadyError(IPCError, AttributeError):
+    """A name used before the call that makes it, or after the one that ends it:
+    ``ipc.server.on`` before ``serve``/``serve_net``, ``ipc.of.world`` before
+    ``connect_to("world")``, ``start()`` on a server that was stopped. The message says
+    what to call first."""
+
+
+class UnknownClientError(IPCError, KeyError):
+    """``ipc.of[id]`` for an id that has no client: ``connect_to(id)`` first."""
+
+    def __str__(self) -> str:
+        # KeyError shows its argument's repr; this message is meant to be read as text
+        return str(self.args[0]) if self.args else ""
+
+
 # --- lifecycle ------------------------------------------------------------------------
 
 

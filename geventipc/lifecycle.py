@@ -121,9 +121,9 @@ def _stop_all(sig: int) -> None:
     if not waited:
         # nobody was in serve_forever to return: the signal's usual effect, now that the
         # servers are stopped (and their socket files removed)
-        exc: BaseException = (KeyboardInterrupt() if sig == signal.SIGINT
+        effect: BaseException = (KeyboardInterrupt() if sig == signal.SIGINT
                               else SystemExit(128 + sig))
-        gevent.kill(gevent.get_hub().parent, exc)
+        gevent.kill(gevent.get_hub().parent, effect)
 
 
 def serve_forever(server: Any, wait: Callable[[], Any]) -> None:

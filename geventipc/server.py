@@ -21,7 +21,7 @@ from . import lifecycle
 from .config import Config, check_socket_dir
 from .dispatch import Dispatcher
 from .emitter import _Once
-from .errors import IPCError, NotConnectedError, UnsupportedError
+from .errors import IPCError, NotConnectedError, NotReadyError, UnsupportedError
 from .reply import (
     DEFAULT_POOL_SIZE, LATER, PooledHandler, error_detail, outcome, resolve_pool,
 )
@@ -157,6 +157,10 @@ class Server(Dispatcher):
     def start(self) -> "Server":
         """Bind and start accepting in greenlets; returns at once, then fires ``start``."""
         if self._started:
+            if self._stopped.is_set():
+                raise NotReadyError("this server was stopped and does not start again: "
+                                    "make a new one with ipc.serve(...) or "
+                                    "ipc.serve_net(...)")
             return self
         config = self.config
         if self.path is not None:

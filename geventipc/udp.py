@@ -25,7 +25,7 @@ from .config import Config
 from .dispatch import Dispatcher
 from .errors import (
     AddressError, ConfigError, IPCError, MessageTooLargeError, NotConnectedError,
-    ProtocolError, Timeout, UnsupportedError,
+    NotReadyError, ProtocolError, Timeout, UnsupportedError,
 )
 from .server import DESCRIBE, Definitions
 from .transports.datagram import (
@@ -161,6 +161,10 @@ class UDPServer(Dispatcher):
         ServeError if the address cannot be bound.
         """
         if self._started:
+            if self._stopped.is_set():
+                raise NotReadyError("this server was stopped and does not start again: "
+                                    "make a new one with ipc.serve(...) or "
+                                    "ipc.serve_net(...)")
             return self
         sock = bind_udp(self.host, self.port, self.family)
         self._endpoint = DatagramEndpoint(sock, self._on_datagram, self.report)

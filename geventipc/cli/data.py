@@ -1,4 +1,4 @@
-"""DATA arguments: JSON (``{"$hex": ...}`` for bytes), ``@FILE``, ``-`` (stdin lines), ``--text``."""
+"""DATA arguments: JSON (``{"$hex": ...}`` is bytes), ``@FILE``, ``-`` (stdin), ``--text``."""
 from __future__ import annotations
 
 import json
