@@ -187,6 +187,10 @@ class TLSError(ConnectError):
 
     #: the peer's address, where known
     address: Any = None
+    #: True when a retry would fail the same way: a certificate refused (by either side),
+    #: no common TLS version, a peer that does not speak TLS; False for a handshake that
+    #: timed out or a connection closed during it
+    permanent: bool = False
 
 
 # --- request/reply (issue 8) ----------------------------------------------------------

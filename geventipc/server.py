@@ -20,7 +20,7 @@ from gevent.server import StreamServer
 from . import lifecycle
 from .config import Config, check_socket_dir
 from .dispatch import Dispatcher
-from .emitter import _Once
+from .emitter import WILDCARD, _Once
 from .errors import IPCError, NotConnectedError, NotReadyError, UnsupportedError
 from .reply import (
     DEFAULT_POOL_SIZE, LATER, PooledHandler, error_detail, outcome, resolve_pool,
@@ -329,6 +329,9 @@ class Server(Dispatcher):
         type name and message back; the client raises ``RemoteError``. Works as a
         decorator without ``handler``.
 
+        ``event`` ``"*"`` registers the handler of every request that has no handler of
+        its own, called as ``handler(type, data, socket)`` (as the ``*`` event handler).
+
         ``pool``: None runs it where ``config.handler_pool_size`` says (the server's pool
         if set, else inline in the connection's greenlet, one request after another);
         False always inline; True the server's pool; an int a pool of its own of that
@@ -337,7 +340,8 @@ class Server(Dispatcher):
         if not self._encoder.supports_requests:
             raise UnsupportedError(f"request/reply needs the msgpack wire, not "
                                    f"{self._encoder.name!r} (config.wire / raw_buffer)")
-        self.names.check_outgoing(event)
+        if event != WILDCARD:   # "*": requests no other handler takes, (type, data, socket)
+            self.names.check_outgoing(event)
         if handler is None:
             def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
                 self.handle(event, func, pool=pool)
@@ -358,6 +362,8 @@ class Server(Dispatcher):
             if event == DESCRIBE:
                 self._reply(conn, request_id, REPLY_OK, self.define.as_dict())
                 return
+            entry = self._any_request(event)
+        if entry is None:
             self._reply(conn, request_id, REPLY_NO_HANDLER,
                         {"type": "NoHandlerError", "message": f"no handler for {event!r}"})
             return
@@ -367,6 +373,15 @@ class Server(Dispatcher):
         else:
             # blocks while the pool is full, pausing this connection's reads
             pool.spawn(self._answer, conn, request_id, handler, data, event)
+
+    def _any_request(self, event: str) -> tuple[Callable[..., Any], Pool | None] | None:
+        """The ``handle("*", ...)`` handler bound to ``event``, for a request no handler
+        of its own takes (never the library's own ``$ipc.`` requests)."""
+        entry = self._requests.get(WILDCARD)
+        if entry is None or event.startswith("$ipc."):
+            return None
+        handler, pool = entry
+        return (lambda data, conn: handler(event, data, conn)), pool
 
     def _answer(self, conn: StreamConnection, request_id: int, handler: Callable[..., Any],
                 data: Any, event: str) -> None:
