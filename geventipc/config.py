@@ -38,8 +38,9 @@ class Option:
     choices: tuple[Any, ...] = ()
     minimum: float | None = None
     maximum: float | None = None
-    #: a further check of the value: None if it can work, else why not (and what would)
-    validate: Callable[[Any], str | None] | None = None
+    #: a further check of the value, not called for None: returns why the value cannot
+    #: work (and what would), or None; or raises ConfigError itself (e.g. parsing a URL)
+    validate: Callable[[Any], Any] | None = None
 
     def check(self, value: Any) -> Any:
         """Return ``value`` if it suits this option, else raise ConfigError."""
@@ -57,9 +58,9 @@ class Option:
             raise ConfigError(f"config.{self.name} must be <= {self.maximum}, not {value!r}")
         if isinstance(value, float) and not math.isfinite(value):
             raise ConfigError(f"config.{self.name} must be a finite number, not {value!r}")
-        if self.validate is not None:
+        if self.validate is not None and value is not None:
             problem = self.validate(value)
-            if problem:
+            if isinstance(problem, str) and problem:
                 raise ConfigError(f"config.{self.name} {problem}")
         return value
 
@@ -109,6 +110,11 @@ def _tls(value: Any) -> str | None:
     return None
 
 
+def _check_cluster_url(url: str) -> None:
+    from .cluster.url import parse_url  # pure stdlib; imported late to keep config light
+    parse_url(url)
+
+
 NoneType = type(None)
 _num = (int, float)
 
@@ -146,6 +152,12 @@ OPTIONS: tuple[Option, ...] = (
     Option("log_depth", 5, (int,), "depth to which ipc.log pretty-prints objects", minimum=1),
     Option("logger", None, (object,), "function that receives each log line instead of stderr",
            validate=_callable_or_none),
+    Option("log_format", "text", (str,),
+           "ipc.log's output: text (node-ipc's theme) or json (one object per line)",
+           choices=("text", "json")),
+    Option("stats_requests", False, (bool,),
+           "answer clients' $ipc.stats requests with server.stats() (off: counts reveal "
+           "load and client ids)"),
     # --- geventipc's keys -------------------------------------------------------------
     Option("wire", "msgpack", (str,), "wire format", choices=("msgpack", "node-ipc")),
     Option("max_message_size", 16 * MIB, (int,),
@@ -162,6 +174,12 @@ OPTIONS: tuple[Option, ...] = (
            "if set, the only event names sent or accepted", validate=_event_names),
     Option("max_queued_events", 10000, (int,),
            "events a client queues while not connected", minimum=0),
+    Option("max_queued_bytes", 64 * MIB, (int,),
+           "bytes of events a client queues while not connected", minimum=0),
+    Option("drain_timeout", 5000, _num,
+           "milliseconds an emitting greenlet waits at most for a peer that is behind "
+           "(0 = never wait); a peer still behind then is cut under overflow_policy "
+           "disconnect", minimum=0),
     Option("connect_timeout", 5000, _num, "milliseconds to wait for a connection to open",
            minimum=1),
     Option("check_socket_root", True, (bool,),
@@ -169,9 +187,30 @@ OPTIONS: tuple[Option, ...] = (
     Option("handshake_timeout", 10000, _num,
            "milliseconds a TLS handshake may take before the connection is dropped",
            minimum=1),
+    Option("heartbeat_interval", 5000, _num,
+           "milliseconds of silence from a peer after which a msgpack stream connection "
+           "pings it ($ipc.ping); 0 = no heartbeat (peers' pings are still answered)",
+           minimum=0),
+    Option("heartbeat_timeout", 10000, _num,
+           "milliseconds of silence (no data, no pong) after which a peer that announced "
+           "heartbeats is closed as lost (PeerTimeoutError); found within "
+           "heartbeat_timeout + heartbeat_interval", minimum=1),
+    Option("keepalive", 30000, _num,
+           "TCP: milliseconds after which the kernel drops a peer that stopped answering "
+           "(keepalive probes after a third of it idle; TCP_USER_TIMEOUT for unacknowledged "
+           "data); 0 = kernel defaults (no keepalive, ~15 min retransmits)", minimum=0),
     Option("handler_pool_size", None, (int, NoneType),
            "run server event/request handlers in a gevent Pool of this size "
            "(None = inline, in each connection's greenlet)", minimum=1),
+    Option("cluster", None, (str, NoneType),
+           "Redis/Valkey URL joining servers of this id into one cluster (redis://, "
+           "rediss://, unix://; docs/cluster.md)", validate=_check_cluster_url),
+    Option("cluster_heartbeat", 1000, _num,
+           "milliseconds between cluster presence heartbeats; a dead node's clients "
+           "vanish within 3 of them", minimum=50),
+    Option("workers", 1, (int,),
+           "stream server processes sharing the listening socket (pre-fork, supervised); "
+           "more than 1 needs config.cluster", minimum=1),
     Option("handle_signals", True, (bool,),
            "a started server stops cleanly on SIGINT, SIGTERM and SIGHUP (its socket file "
            "removed); False leaves the signals to the application"),

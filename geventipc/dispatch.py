@@ -11,11 +11,13 @@ from .errors import HandlerError
 class Dispatcher(Emitter):
     """An :class:`Emitter` that can report errors and fire lifecycle events safely."""
 
-    __slots__ = ("log",)
+    __slots__ = ("log", "handler_errors")
 
     def __init__(self, log: Any) -> None:
         super().__init__()
         self.log = log
+        #: handlers (of any event, ``error`` included) that raised
+        self.handler_errors = 0
 
     def fire(self, event: str, *args: Any) -> None:
         """Call ``event``'s handlers with ``args``; a raising handler becomes an error."""
@@ -40,6 +42,7 @@ class Dispatcher(Emitter):
 
     def handler_failed(self, event: str, exc: BaseException) -> None:
         """Log a failing handler and report it as an ``error`` event."""
+        self.handler_errors += 1
         if event == "error":
             self.log("<error>geventipc: error handler raised</error>",
                      f"{type(exc).__name__}: {exc}")

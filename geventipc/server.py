@@ -9,6 +9,8 @@ client first commits the broadcasts before it, so per-client order always holds.
 from __future__ import annotations
 
 import os
+import socket as _stdsocket
+import time
 from typing import Any, Callable
 
 import gevent
@@ -18,19 +20,30 @@ from gevent.pool import Pool
 from gevent.server import StreamServer
 
 from . import lifecycle
+from .transports.acceptor import Acceptor, Throttle
+from .transports.liveness import PING, PONG, REFUSED, WELCOME, Heartbeat, capabilities
+
 from .config import Config, check_socket_dir
+from .counters import ServerCounts
 from .dispatch import Dispatcher
 from .emitter import WILDCARD, _Once
-from .errors import IPCError, NotConnectedError, NotReadyError, UnsupportedError
+from .errors import (
+    AcceptError, IPCError, NotConnectedError, NotReadyError, ProtocolError, ServerFullError,
+    SlowConsumerError, UnsupportedError,
+)
 from .reply import (
     DEFAULT_POOL_SIZE, LATER, PooledHandler, error_detail, outcome, resolve_pool,
 )
 from .transports.stream import FLUSH_AT, StreamConnection, listen_tcp, listen_unix, tune_tcp
+from .threads import call_in_owner, get_ident, owner
 from .transports.tls import TLSError, accept_tls
 from .wire import LIFECYCLE_EVENTS, REPLY_ERROR, REPLY_NO_HANDLER, REPLY_OK, make_codec, names_for
 
 HELLO = "$ipc.hello"
 DESCRIBE = "$ipc.describe"
+#: a client asks for ``server.stats()``; answered only with ``config.stats_requests``
+STATS = "$ipc.stats"
+STATS_OFF = "stats requests are off on this server (its owner sets config.stats_requests)"
 
 
 class ServerSocket(StreamConnection):
@@ -45,7 +58,11 @@ class ServerSocket(StreamConnection):
 
     def emit(self, type: str, data: Any = None) -> bool:
         """Send one event to this client, after any broadcast queued before it."""
+        if get_ident() != self.server._tid:  # another OS thread: hand over (threads.py)
+            return call_in_owner(self.server._tid, ServerSocket.emit, self, type, data)
         server = self.server
+        if type in server._fast_names:   # known good on the msgpack wire: inlined
+            return server._fast_emit(self, type, data)
         # raw mode: emit(data), no event type; a name already found good is one set
         # lookup, without a call (as in Client.emit)
         if self.codec.framed and type not in self.names.good:
@@ -104,6 +121,7 @@ class Server(Dispatcher):
                  host: str | None = None, port: int | None = None,
                  ssl_context: Any = None) -> None:
         super().__init__(log)
+        self._tid = owner()  # the OS thread whose hub runs this server (threads.py)
         self.config = config
         self.path = path
         self.host = host
@@ -123,6 +141,14 @@ class Server(Dispatcher):
         self._bcast: list[bytes] = []
         self._bcast_bytes = 0
         self._bcast_scheduled = False
+        self._bcast_biggest = 0   # largest frame in _bcast (big frames are paced apart)
+        self._bcast_extra = 0     # events in _bcast beyond one per frame (cluster batches)
+        self._laggards: list[StreamConnection] = []   # peers behind at the last commit
+        self._lag_size = 0    # the largest frame of that commit
+        # the inlined emit (see _fast_emit): names known good on the msgpack wire
+        self._fast_names: Any = (self.names.good if self._encoder.name == "msgpack"
+                                 else frozenset())
+        self._fast_pack = getattr(self._encoder, "_pack", None)
         self._listener: Any = None
         self._stream_server: StreamServer | None = None
         self._bound_inode: tuple[int, int] | None = None
@@ -130,13 +156,32 @@ class Server(Dispatcher):
         self._stopped = Event()
         self._done = Event()  # set once stop() has finished: socket file gone, clients closed
         self._forever = 0  # greenlets waiting in serve_forever (see lifecycle)
+        #: the :class:`geventipc.cluster.Cluster` this server belongs to, or None (set by
+        #: ``geventipc.cluster.attach``; this module only calls it, never imports it)
+        self.cluster: Any = None
+        #: what :meth:`stats` reports beyond the connections' own counters
+        self.counts = ServerCounts()
         self.handlers[HELLO] = (self._on_hello,)
+        self.handlers[PING] = (self._on_ping,)
+        # msgpack wire: the first frame of a connection taken is a welcome, of one refused
+        # a refusal (node-ipc and raw peers would not understand either)
+        self._welcome: bytes | None = None
+        self._refused: bytes | None = None
+        self._pong = b""
+        self._heartbeat: Heartbeat | None = None
+        self._refusals = Throttle()     # the log lines of refused connections
+        self._accept_errors = Throttle()
 
     def __repr__(self) -> str:
         where = self.path or f"{self.host}:{self.port}"
         return f"<Server {where} clients={len(self._conns)}>"
 
     # --- lifecycle -----------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        """This server's counters as a plain dict (fields: docs/operations.md)."""
+        from .stats import server_stats  # noqa: PLC0415 - stats sits above the server
+        return server_stats(self)
 
     @property
     def sockets(self) -> list[ServerSocket]:
@@ -154,8 +199,12 @@ class Server(Dispatcher):
         made), or None: ``len(server.pool)`` is the handlers running in it now."""
         return self._pool if self._pool is not None else self._shared
 
-    def start(self) -> "Server":
-        """Bind and start accepting in greenlets; returns at once, then fires ``start``."""
+    def start(self, listener: Any = None) -> "Server":
+        """Bind and start accepting in greenlets; returns at once, then fires ``start``.
+
+        ``listener``: a socket already listening, to accept on instead of binding one (each
+        pre-fork worker accepts on its parent's); :meth:`stop` then leaves its file alone.
+        """
         if self._started:
             if self._stopped.is_set():
                 raise NotReadyError("this server was stopped and does not start again: "
@@ -163,7 +212,11 @@ class Server(Dispatcher):
                                     "ipc.serve_net(...)")
             return self
         config = self.config
-        if self.path is not None:
+        if listener is not None:
+            self._listener = listener
+            if self.path is None:
+                self.port = listener.getsockname()[1]
+        elif self.path is not None:
             if config.check_socket_root:
                 check_socket_dir(os.path.dirname(self.path) or ".")
             self._listener = listen_unix(self.path, unlink=config.unlink,
@@ -176,12 +229,31 @@ class Server(Dispatcher):
                                         self.port if self.port is not None else
                                         config.network_port)
             self.port = self._listener.getsockname()[1]
-        self._stream_server = StreamServer(self._listener, self._handle)
+        self._handshake_frames()
+        self._stream_server = Acceptor(self._listener, self._handle, self._on_accept_error)
         self._stream_server.start()
         self._started = True
         lifecycle.track(self)
+        if self.cluster is not None:
+            self.cluster.start()
         self.fire("start")
         return self
+
+    def _handshake_frames(self) -> None:
+        """The welcome, refusal and pong frames of the msgpack wire, and the heartbeat
+        (made at start, so config changed between serve() and start() counts)."""
+        encoder, config = self._encoder, self.config
+        if not encoder.supports_requests:
+            return
+        self._welcome = encoder.encode_event(WELCOME, capabilities(
+            config.heartbeat_interval if config.heartbeat_interval else 0,
+            config.heartbeat_timeout))
+        self._refused = encoder.encode_event(REFUSED, {
+            "reason": "server full", "max_connections": config.max_connections})
+        self._pong = encoder.encode_event(PONG, None)
+        if config.heartbeat_interval:
+            self._heartbeat = Heartbeat(config.heartbeat_interval, config.heartbeat_timeout,
+                                        encoder.encode_event(PING, None))
 
     def serve_forever(self) -> None:
         """Start if needed, then block this greenlet until :meth:`stop`.
@@ -195,9 +267,13 @@ class Server(Dispatcher):
     def stop(self, timeout: float = 2.0) -> None:
         """Close the listener and every client (after flushing what is queued to them), and
         remove the socket file this server made."""
+        if get_ident() != self._tid:  # another OS thread: hand over (threads.py)
+            return call_in_owner(self._tid, Server.stop, self, timeout)
         if not self._started or self._stopped.is_set():
             return
         self._stopped.set()
+        if self.cluster is not None:
+            self.cluster.close()
         try:
             self._stop(timeout)
         finally:
@@ -207,6 +283,8 @@ class Server(Dispatcher):
     def _stop(self, timeout: float) -> None:
         if self._bcast:
             self._commit_broadcast()
+        if self._heartbeat is not None:
+            self._heartbeat.stop()
         assert self._stream_server is not None
         self._stream_server.close()
         if self._handshaking:  # accept_tls closes its socket on the way out
@@ -247,15 +325,15 @@ class Server(Dispatcher):
         if self._stopped.is_set():
             # accepted just before stop() closed the listener: serving it now would leave
             # a client talking to a server that has stopped
+            self.counts.refuse("stopping")
             sock.close()
             return
         # connections still in their TLS handshake count: they hold a socket and a greenlet
         if len(self._conns) + len(self._handshaking) >= config.max_connections:
-            self.log("<notice>geventipc: max_connections</notice>", config.max_connections,
-                     "<notice>reached; closing new connection</notice>")
-            sock.close()
+            self.counts.refuse("max_connections")
+            self._refuse(sock, address)
             return
-        tune_tcp(sock)
+        tune_tcp(sock, config.keepalive)
         if self.ssl_context is not None:
             # in this connection's greenlet, under a timeout: a stalled handshake holds
             # only its own greenlet, never the accept loop or other clients
@@ -265,6 +343,7 @@ class Server(Dispatcher):
                 sock = accept_tls(sock, self.ssl_context, config.handshake_timeout / 1000.0,
                                   address)
             except TLSError as exc:
+                self.counts.refuse("tls_handshake")
                 self.report(exc)
                 return
             finally:
@@ -277,6 +356,7 @@ class Server(Dispatcher):
             sock, codec, self.names,
             address=address or self.path,
             max_pending_bytes=config.max_pending_bytes,
+            drain_timeout=config.drain_timeout / 1000.0,
             overflow_policy=config.overflow_policy,
             message_timeout=config.message_timeout / 1000.0,
             on_frames=self.dispatch_to if codec.supports_requests or not codec.framed
@@ -287,19 +367,80 @@ class Server(Dispatcher):
         if self.ssl_context is not None:
             conn.peer_certificate = sock.getpeercert() or None
         self._conns[conn] = None
+        self.counts.connected(len(self._conns))
+        if self._welcome is not None:
+            # before anything a connect handler sends: the client fires its own connect
+            # (and sends its queue) only now that this server has really taken it
+            conn.write(self._welcome)
         self.fire("connect", conn)
         conn.run()
 
+    def _refuse(self, sock: Any, address: Any) -> None:
+        """At max_connections: tell a msgpack client why (so it keeps its queue and backs
+        off), close without reading, and report it (the log line rate-limited)."""
+        where = address or self.path
+        if self._refused is not None and self.ssl_context is None:
+            # over TLS the refusal would need a handshake first: a plain close there
+            try:
+                sock.send(self._refused)  # a few bytes: a fresh socket's buffer takes them
+            except OSError:
+                pass
+        # what the client sent already is thrown away, so close() sends FIN, not a reset
+        # that could overtake the refusal
+        raw = getattr(sock, "_sock", sock)
+        try:
+            for _ in range(16):
+                if not raw.recv(65536, _stdsocket.MSG_DONTWAIT):
+                    break
+        except OSError:
+            pass
+        sock.close()
+        exc = ServerFullError(f"max_connections={self.config.max_connections} reached: "
+                              f"refused a connection from {where!r}")
+        exc.address = where
+        self._report_throttled(exc, self._refusals)
+
+    def _on_accept_error(self, exc: OSError) -> None:
+        where = self.path or f"{self.host}:{self.port}"
+        error = AcceptError(exc.errno or 0, f"accept failed on {where}: "
+                            f"{exc.strerror or exc}; still serving, accepting again shortly")
+        self._report_throttled(error, self._accept_errors)
+
+    def _report_throttled(self, exc: BaseException, throttle: Throttle) -> None:
+        """An error that can come in floods: every one to the ``error`` handlers; without
+        handlers, at most one log line a second, counting the rest."""
+        if self.handlers.get("error"):
+            self.report(exc)
+            return
+        held = throttle.allow()
+        if held is None:
+            return
+        more = f" (and {held} more in the last {throttle.every:g} s)" if held else ""
+        self.log("<warn>geventipc:</warn>", f"{type(exc).__name__}: {exc}{more}")
+
     def _on_close(self, conn: StreamConnection, reason: BaseException | None) -> None:
         self._conns.pop(conn, None)  # type: ignore[call-overload]
+        if self._heartbeat is not None:
+            self._heartbeat.unwatch(conn)
+        self.counts.closed(conn, reason, ProtocolError, SlowConsumerError)
         if isinstance(reason, IPCError):
             reason.socket = conn  # type: ignore[attr-defined]
             self.report(reason)
         self.fire("socket.disconnected", conn, conn.id)
 
     def _on_hello(self, data: Any, conn: StreamConnection) -> None:
-        if isinstance(data, dict) and isinstance(data.get("id"), str) and conn.id is None:
+        if not isinstance(data, dict):
+            return
+        if isinstance(data.get("id"), str) and conn.id is None:
             conn.id = data["id"]
+        # only a client that said it answers pings is ever timed out by the heartbeat
+        if data.get("ping") is True and self._heartbeat is not None and not conn._closing:
+            self._heartbeat.watch(conn)
+
+    def _on_ping(self, data: Any, conn: StreamConnection) -> None:
+        # a full queue is answer enough: the client sees its bytes arrive
+        if not conn._closing and conn._pending + len(self._pong) <= conn.max_pending_bytes:
+            conn.write(self._pong)
 
     def _on_node_ipc_frames(self, conn: StreamConnection, frames: list) -> None:
         # node-ipc has no hello: its clients put their id in the data ({"id": ..., ...})
@@ -357,10 +498,18 @@ class Server(Dispatcher):
         self._requests.pop(event, None)
 
     def _on_request(self, conn: StreamConnection, event: str, data: Any, request_id: int) -> None:
+        self.counts.request_started(conn, request_id)
         entry = self._requests.get(event)
         if entry is None:
             if event == DESCRIBE:
                 self._reply(conn, request_id, REPLY_OK, self.define.as_dict())
+                return
+            if event == STATS:
+                if self.config.stats_requests:
+                    self._reply(conn, request_id, REPLY_OK, self.stats())
+                else:
+                    self._reply(conn, request_id, REPLY_NO_HANDLER,
+                                {"type": "NoHandlerError", "message": STATS_OFF})
                 return
             entry = self._any_request(event)
         if entry is None:
@@ -388,8 +537,14 @@ class Server(Dispatcher):
         try:
             result = handler(data, conn)
         except Exception as exc:
-            self.log("<notice>geventipc: request handler for</notice>", repr(event),
-                     f"<notice>raised</notice> {type(exc).__name__}: {exc}")
+            # the event name and the message are data, never markup (Log.plain); the
+            # fields go into JSON log lines (only geventipc's Log takes them)
+            plain = getattr(self.log, "plain", None)
+            fields = {"event": event, "peer": conn.id} if plain is not None else {}
+            plain = plain or str
+            self.log("<notice>geventipc: request handler for</notice>", plain(repr(event)),
+                     "<notice>raised</notice>", plain(f"{type(exc).__name__}: {exc}"),
+                     **fields)
             self._reply(conn, request_id, REPLY_ERROR, error_detail(exc))
             return
         if isinstance(result, LATER):
@@ -406,6 +561,7 @@ class Server(Dispatcher):
             self._reply(conn, request_id, REPLY_ERROR, error_detail(value))
 
     def _reply(self, conn: StreamConnection, request_id: int, status: int, data: Any) -> None:
+        self.counts.request_done(conn, request_id, status == REPLY_OK)
         if conn.closed:
             return  # the client is gone; it fails its own request
         if self._bcast:
@@ -486,8 +642,12 @@ class Server(Dispatcher):
 
     def emit(self, socket: StreamConnection, type: str, data: Any = None) -> bool:
         """Send one event to one client. Returns False if dropped by policy."""
+        if get_ident() != self._tid:  # another OS thread: hand over (threads.py)
+            return call_in_owner(self._tid, Server.emit, self, socket, type, data)
         if not isinstance(socket, StreamConnection):
             raise NotConnectedError(f"emit needs a client socket, not {socket!r}")
+        if type in self._fast_names:   # known good on the msgpack wire: inlined
+            return self._fast_emit(socket, type, data)
         # raw mode: emit(socket, data), no event type; a known-good name costs no call
         if socket.codec.framed and type not in self.names.good:
             self.names.check_outgoing(type)
@@ -497,32 +657,173 @@ class Server(Dispatcher):
                 return False  # the broadcasts before it overflowed this peer: closed by policy
         return socket.write(socket.codec.encode_event(type, data))
 
+    def _fast_emit(self, socket: StreamConnection, type: str, data: Any) -> bool:
+        """``emit`` for the common case, inlined: a known-good name on the msgpack wire
+        and the peer's queue short. Same checks, same order as the general path
+        (broadcasts before it, encode, size, the connection's write); anything else goes
+        the general way."""
+        if self._bcast and not socket._closing:
+            self._commit_broadcast()
+            if socket._closing:
+                return False  # the broadcasts before it overflowed this peer: closed by policy
+        try:
+            frame = self._fast_pack([type, data])  # type: ignore[misc]
+        except Exception:
+            return socket.write(socket.codec.encode_event(type, data))  # raises EncodeError
+        size = len(frame)
+        pending = socket._pending + size
+        if pending >= socket._pace_at or socket._closing or size > self.config.max_message_size:
+            if size > socket.codec.max_message_size:
+                socket.codec.encode_event(type, data)   # raises EventTooLargeError
+            return socket.write(frame)
+        socket._pending = pending
+        socket._wbuf.append(frame)
+        wbytes = socket._wbytes + size
+        socket._wbytes = wbytes
+        socket.bytes_out += size
+        socket.events_out += 1
+        if socket._writer is None:
+            if wbytes >= FLUSH_AT:
+                socket._flush()
+            elif not socket._flush_scheduled:
+                socket._flush_scheduled = True
+                socket._loop.run_callback(socket._scheduled_flush)
+        return True
+
+    def drain(self, timeout: float | None = None) -> bool:
+        """Block this greenlet until everything queued for every client (broadcasts
+        included) is with the kernel. True once drained; False if ``timeout`` (seconds)
+        passed first. Closed clients are skipped; no client is cut for being slow."""
+        if self._bcast:
+            self._commit_broadcast()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for conn in list(self._conns):
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not conn.drain(left) and not conn._closed:
+                return False
+        return True
+
     def broadcast(self, type: str, data: Any = None) -> None:
-        """Send one event to every connected client; never waits for a slow one.
+        """Send one event to every connected client.
+
+        Never held up by a peer for long: when a peer is behind (its queue past the pacing
+        mark while the kernel is full), the calling greenlet waits for it to catch up, at
+        most ``drain_timeout`` from when it fell behind (then, under the ``disconnect``
+        policy, it is cut). It never waits in the gevent hub or in that peer's own
+        greenlet. ``drain_timeout = 0`` never waits.
 
         In raw mode: ``broadcast(data)``, the bytes (or str) to send.
         """
+        if get_ident() != self._tid:  # another OS thread: hand over (threads.py)
+            return call_in_owner(self._tid, Server.broadcast, self, type, data)
         if self._encoder.framed and type not in self.names.good:  # known-good: no call
             self.names.check_outgoing(type)
         frame = self._encoder.encode_event(type, data)
         self._bcast.append(frame)
         self._bcast_bytes += len(frame)
+        if len(frame) > self._bcast_biggest:
+            self._bcast_biggest = len(frame)
+        if self._bcast_bytes >= FLUSH_AT:
+            self._commit_broadcast()
+        elif not self._bcast_scheduled:
+            self._bcast_scheduled = True
+            get_hub().loop.run_callback(self._commit_broadcast)
+        if self.cluster is not None:  # after local delivery is queued: never delays it
+            self.cluster.publish(frame)
+        if self._laggards:
+            self._wait_for_laggards()
+
+    def _wait_for_laggards(self) -> None:
+        """Let the peers that were behind at the last commit catch up (each bounded by
+        its drain_timeout; see StreamConnection.pace)."""
+        laggards, self._laggards = self._laggards, []
+        size = self._lag_size
+        for conn in laggards:
+            if not conn._closing:
+                conn.pace(size)
+
+    # --- cluster hooks (geventipc.cluster; see docs/cluster.md) ---------------------------
+
+    def broadcast_frame(self, frame: bytes, count: int = 1) -> None:
+        """Queue an already-encoded frame of this server's wire to every local client, as
+        :meth:`broadcast` does after encoding (the cluster hands other nodes' frames here).
+        Unlike :meth:`broadcast` it never waits for clients that are behind: the cluster's
+        reader must keep reading the engine. ``count``: the events ``frame`` holds."""
+        if count != 1:
+            self._bcast_extra += count - 1
+        self._bcast.append(frame)
+        self._bcast_bytes += len(frame)
+        if len(frame) > self._bcast_biggest:
+            self._bcast_biggest = len(frame)
         if self._bcast_bytes >= FLUSH_AT:
             self._commit_broadcast()
         elif not self._bcast_scheduled:
             self._bcast_scheduled = True
             get_hub().loop.run_callback(self._commit_broadcast)
 
+    def _by_id(self, client_id: str) -> ServerSocket | None:
+        for conn in self._conns:
+            if conn.id == client_id and not conn._closing:
+                return conn
+        return None
+
+    def send_frame(self, client_id: str, frame: bytes) -> bool:
+        """Write an already-encoded frame to the local client of that id (after the
+        broadcasts queued before it); False if there is none here or it was dropped."""
+        conn = self._by_id(client_id)
+        if conn is None:
+            return False
+        if self._bcast:
+            self._commit_broadcast()
+            if conn._closing:
+                return False
+        return conn.write(frame)
+
+    def emit_to_local(self, client_id: str, type: str, data: Any = None) -> bool:
+        """Send one event to the local client that announced ``client_id``; False if
+        none here."""
+        conn = self._by_id(client_id)
+        return False if conn is None else self.emit(conn, type, data)
+
+    def emit_to(self, client_id: str, type: str, data: Any = None) -> bool:
+        """Send one event to the client that announced ``client_id`` (its ``id``):
+        on this server, or with a cluster on whichever node has it. False if no client of
+        that id is known (or it was dropped by policy); never raises for an unknown id."""
+        if get_ident() != self._tid:  # another OS thread: hand over (threads.py)
+            return call_in_owner(self._tid, Server.emit_to, self, client_id, type, data)
+        if self.cluster is not None:
+            return bool(self.cluster.emit_to(client_id, type, data))
+        return self.emit_to_local(client_id, type, data)
+
+    def cluster_sockets(self) -> list[tuple[str, str | None]]:
+        """``[(client_id, node_id), ...]`` of the clients with an id on every node of the
+        cluster (node_id None without a cluster: this server's own clients)."""
+        if self.cluster is not None:
+            return list(self.cluster.sockets())
+        return sorted((conn.id, None) for conn in self._conns if conn.id is not None)
+
     def _commit_broadcast(self) -> None:
         self._bcast_scheduled = False
         frames = self._bcast
         if not frames:
             return
-        count, size = len(frames), self._bcast_bytes
+        count, size, biggest = len(frames), self._bcast_bytes, self._bcast_biggest
+        self.counts.broadcasts += count
         chunk = frames[0] if count == 1 else b"".join(frames)
+        if self._bcast_extra:  # frames from other cluster nodes carry several events each
+            count += self._bcast_extra
+            self.counts.broadcasts += self._bcast_extra
+            self._bcast_extra = 0
         self._bcast = []
-        self._bcast_bytes = 0
+        self._bcast_bytes = self._bcast_biggest = 0
         batch = [chunk]
+        # the peers now behind: the next broadcast() waits for them (it may; a commit may
+        # run in the hub, where nothing can wait)
+        laggards = self._laggards = []
+        self._lag_size = biggest
         for conn in self._conns:
             if not conn._closing:
                 conn.write_many(batch, size, count)
+                if conn._writer is not None and conn._pending >= conn._pace_at \
+                        and conn.behind(biggest):
+                    laggards.append(conn)

@@ -30,7 +30,7 @@ def started():
     ipc.server.on("socket.disconnected",
                   lambda socket, destroyed_id: ipc.log("client", destroyed_id, "left"))
 
-ipc.serve(started)                 # path defaults to config.socket_root + config.appspace + config.id
+ipc.serve(started)       # path defaults to config.socket_root + config.appspace + config.id
 ipc.server.start()                 # returns at once; serving runs in greenlets
 print("READY", ipc.server.path, flush=True)
 ipc.server.serve_forever()         # blocks until ipc.server.stop()
@@ -383,6 +383,7 @@ srv.bind(sys.argv[1])
 srv.listen(1)
 print("READY", flush=True)
 conn, _ = srv.accept()
+conn.sendall(b"\\x92\\xac$ipc.welcome\\x80")   # ["$ipc.welcome", {}]: taken, then gone
 time.sleep(0.2)
 conn.close()
 srv.close()

@@ -1,4 +1,5 @@
-"""DATA arguments: JSON (``{"$hex": ...}`` is bytes), ``@FILE``, ``-`` (stdin), ``--text``."""
+"""DATA arguments: JSON (``{"$hex": ...}`` for bytes), ``@FILE``, ``-`` (stdin lines),
+``--text``."""
 from __future__ import annotations
 
 import json

@@ -10,12 +10,12 @@ import argparse
 from types import ModuleType
 
 from .. import __version__
-from . import describe, emit, listen, request, serve
+from . import describe, emit, listen, request, serve, stats
 from .options import EXIT, PROG, TARGETS, Parser, common_options
 
 #: the commands, in the order ``geventipc --help`` lists them
 COMMANDS: dict[str, ModuleType] = {
-    module.NAME: module for module in (serve, emit, request, listen, describe)
+    module.NAME: module for module in (serve, emit, request, listen, describe, stats)
 }
 
 
@@ -24,7 +24,7 @@ def build_parser() -> Parser:
     parser = Parser(
         prog=PROG,
         description="Poke at IPC services from the shell: serve, emit, request, listen, "
-                    "describe. Run 'geventipc COMMAND --help' for a command's options.",
+                    "describe, stats. Run 'geventipc COMMAND --help' for a command's options.",
         epilog=TARGETS + "\n" + EXIT,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

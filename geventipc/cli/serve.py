@@ -7,11 +7,12 @@ import runpy
 from dataclasses import replace
 from typing import Any, Callable
 
-from ..errors import ConnectError, UsageError
+from ..errors import ConfigError, ConnectError, UsageError
 from ..ipc import IPC
 from .common import OK, Stopper, check_name, has_requests, make_ipc, sender_of, with_tls
 from .options import positive
 from .output import make_printer, one_line
+from .stats import ServeExtras, add_serve_options
 from .targets import Target, parse_host_port, parse_target
 
 NAME = "serve"
@@ -50,9 +51,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "with its data")
     parser.add_argument("--count", metavar="N", type=positive,
                         help="exit after N events")
+    add_serve_options(parser)
     parser.add_argument("--handlers", metavar="FILE.py",
                         help="answer requests with the functions FILE.py defines (see "
                              "below)")
+    parser.add_argument("--cluster", metavar="URL",
+                        help="join the servers of this id through Redis/Valkey: "
+                             "redis://HOST:PORT/DB, rediss://..., unix:///PATH "
+                             "(docs/cluster.md)")
+    parser.add_argument("--workers", metavar="N", type=positive,
+                        help="serve from N pre-forked processes sharing the socket "
+                             "(more than 1 needs --cluster; docs/workers.md)")
+
+
+def use_cluster(args: argparse.Namespace, ipc: IPC, target: Target) -> None:
+    """--cluster URL: config.cluster for the server made next (stream servers only)."""
+    if args.cluster is None:
+        return
+    if target.kind == "udp":
+        raise UsageError("--cluster needs a stream server (ID, a socket path or --tcp), "
+                         "not UDP")
+    if not target.name and args.id is None:
+        # the cluster is the servers of one id: a per-process default id would make each
+        # node a cluster of its own
+        raise UsageError("--cluster needs the server's id: serve ID, or --id NAME with "
+                         "--tcp / --path")
+    try:
+        ipc.config.cluster = args.cluster
+    except ConfigError as exc:
+        raise UsageError(f"--cluster: {exc}") from None
 
 
 def serve_target(args: argparse.Namespace, ipc: IPC) -> Target:
@@ -70,6 +97,18 @@ def serve_target(args: argparse.Namespace, ipc: IPC) -> Target:
     return parse_target(args.address, ipc.config, serving=True)
 
 
+def use_workers(args: argparse.Namespace, ipc: IPC, target: Target) -> None:
+    """--workers N: config.workers, for stream servers; --count cannot be split."""
+    if args.workers is None or args.workers == 1:
+        return
+    if target.kind == "udp":
+        raise UsageError("--workers works with Unix socket and TCP servers, not UDP")
+    if args.count is not None:
+        raise UsageError("--count does not combine with --workers (each worker would count "
+                         "only its own events)")
+    ipc.config.workers = args.workers
+
+
 def run(args: argparse.Namespace) -> int:
     """Run a server that prints every event it receives, until interrupted."""
     ipc = make_ipc(args, serving=True)
@@ -82,9 +121,11 @@ def run(args: argparse.Namespace) -> int:
     if handlers is not None and handlers[0] and not has_requests(args):
         raise UsageError("--handlers answers requests, which need the msgpack wire "
                          "(not --wire node-ipc or --raw)")
+    use_workers(args, ipc, target)
     stopper = Stopper(args.count, args.timeout)
     printer = make_printer(args, on_broken=stopper.stop)
     encoding = ipc.config.encoding
+    use_cluster(args, ipc, target)
     if target.kind == "unix":
         server = ipc.serve(target.path)
     elif target.kind == "udp":
@@ -116,6 +157,7 @@ def run(args: argparse.Namespace) -> int:
     server.on("socket.disconnected", lambda socket, peer_id: ipc.log(
         "<notice>geventipc: client disconnected:</notice>",
         peer_id or sender_of(socket) or "(no id)"))
+    extras = ServeExtras(args, ipc, server)
     try:
         server.start()
     except OSError as exc:
@@ -127,6 +169,7 @@ def run(args: argparse.Namespace) -> int:
         stopper.wait(args.timeout)
     finally:
         server.stop()
+        extras.stop()
         printer.flush()
     return OK
 
