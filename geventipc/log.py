@@ -123,6 +123,21 @@ class Log:
         except ValueError:  # unbalanced theme tags: print the text as it is
             self._logger.info(text)
 
+    def exception(self, exc: BaseException, *args: Any) -> None:
+        """Log ``args`` as one line (as a call does), followed by ``exc``'s traceback."""
+        config = self._config
+        if config.silent:
+            return
+        key = (config.logger, config.log_in_color)
+        if key != self._sink_key:
+            self._install_sink(*key)
+        text = " ".join(a if type(a) is str else self._text(a) for a in args)
+        text += f" {type(exc).__name__}: {exc}"
+        try:
+            self._logger.opt(colors=True, exception=exc).info(self._markup(text))
+        except ValueError:
+            self._logger.opt(exception=exc).info(text)
+
     def _text(self, value: Any) -> str:
         if isinstance(value, str):
             return value

@@ -9,7 +9,7 @@ client first commits the broadcasts before it, so per-client order always holds.
 from __future__ import annotations
 
 import os
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Iterator
 
 import gevent
 from gevent.event import Event
@@ -30,6 +30,17 @@ from .wire import LIFECYCLE_EVENTS, REPLY_ERROR, REPLY_NO_HANDLER, REPLY_OK, mak
 
 HELLO = "$ipc.hello"
 DESCRIBE = "$ipc.describe"
+
+
+def _naming(conn: StreamConnection, frames: Iterable[Any]) -> Iterator[Any]:
+    """``frames``, naming ``conn`` after the first ``{"id": ...}`` data among them (before
+    that frame is dispatched)."""
+    for frame in frames:
+        if conn.id is None:
+            data = frame[1]
+            if type(data) is dict and type(data.get("id")) is str and data["id"]:
+                conn.id = data["id"]
+        yield frame
 
 
 class ServerSocket(StreamConnection):
@@ -267,8 +278,9 @@ class Server(Dispatcher):
             max_pending_bytes=config.max_pending_bytes,
             overflow_policy=config.overflow_policy,
             message_timeout=config.message_timeout / 1000.0,
-            on_frames=self.dispatch_to if codec.supports_requests or not codec.framed
-            else self._on_node_ipc_frames, on_close=self._on_close,
+            on_frames=self.dispatch_to if codec.supports_requests
+            else self._on_node_ipc_frames if codec.framed else self.dispatch_raw,
+            on_close=self._on_close,
         )
         conn.server = self
         conn.greenlet = gevent.getcurrent()
@@ -289,15 +301,12 @@ class Server(Dispatcher):
         if isinstance(data, dict) and isinstance(data.get("id"), str) and conn.id is None:
             conn.id = data["id"]
 
-    def _on_node_ipc_frames(self, conn: StreamConnection, frames: list) -> None:
+    def _on_node_ipc_frames(self, conn: StreamConnection, frames: Iterable[Any]) -> int:
         # node-ipc has no hello: its clients put their id in the data ({"id": ..., ...})
         # and node-ipc servers name the socket after it; the first such id names it here
         if conn.id is None:
-            for _event, data in frames:
-                if type(data) is dict and type(data.get("id")) is str and data["id"]:
-                    conn.id = data["id"]
-                    break
-        self.dispatch_to(conn, frames)
+            frames = _naming(conn, frames)
+        return self.dispatch_to(conn, frames)
 
     def on_other_frame(self, socket: Any, frame: list) -> None:
         """A request from a client is answered; a reply to a server matches nothing (a
@@ -409,8 +418,8 @@ class Server(Dispatcher):
                 return func
             return decorate
         # registered wrapped (when pooled), but the caller gets back what it gave, as from
-        # Emitter.on, once and the decorator form
-        super().on(event, self._pooled(event, handler, pool))
+        # Emitter.on, once and the decorator form; fitted to its arity inside the pool
+        super().on(event, self._pooled(event, self.fit(event, handler), pool))
         return handler
 
     def once(self, event: str, handler: Callable[..., Any] | None = None, *,
@@ -422,7 +431,8 @@ class Server(Dispatcher):
                 return func
             return decorate
         # _Once outside the pool wrapper: removed at dispatch, before it is spawned
-        super().on(event, _Once(self, event, self._pooled(event, handler, pool)))
+        super().on(event, _Once(self, event, self._pooled(event, self.fit(event, handler),
+                                                          pool)))
         return handler
 
     def _pooled(self, event: str, handler: Callable[..., Any], pool: Any) -> Any:

@@ -1,9 +1,10 @@
 """Stream connections (Unix, TCP, TLS) on gevent: the read loop and the write queue.
 
 Reading: the connection's own greenlet ``recv_into``s one shared buffer (reads never yield
-between ``recv_into`` and the codec's ``feed``, which copies, so one buffer serves every
-connection and an idle connection holds no read buffer), decodes with its sans-IO codec,
-and hands whole batches of frames to the owner's dispatch function.
+between ``recv_into`` and the codec's ``frames``, which copies, so one buffer serves every
+connection and an idle connection holds no read buffer), and hands the codec's lazily
+decoded frames to the owner's dispatch function, which dispatches each as it is decoded
+(one pass: no list of frames is kept, so nothing decoded outlives its handlers).
 
 Writing never blocks the caller: frames are appended to a per-connection queue, and a
 callback on the gevent hub sends the whole queue in one system call once the emitting
@@ -18,7 +19,7 @@ import os
 import socket as _stdsocket
 import stat
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import gevent
 from gevent import socket as gsocket
@@ -44,7 +45,8 @@ BATCH_READ = 16 * 1024
 _read_buffer = bytearray(READ_SIZE)
 _read_view = memoryview(_read_buffer)
 
-FramesHandler = Callable[["StreamConnection", list], None]
+#: ``on_frames(conn, frames) -> count``: dispatches an iterable of frames as they decode
+FramesHandler = Callable[["StreamConnection", Iterable[Any]], int]
 CloseHandler = Callable[["StreamConnection", "BaseException | None"], None]
 
 
@@ -62,7 +64,8 @@ class StreamConnection:
         "max_pending_bytes", "overflow_policy", "message_timeout",
         "_on_frames", "_on_close", "_loop", "_raw_send", "_wbuf", "_wbytes", "_pending",
         "_partial", "_writer", "_flush_scheduled", "_closing", "_closed", "_reason",
-        "_drained", "_partial_since", "_timer", "_finished", "_linger", "__weakref__",
+        "_drained", "_partial_since", "_timer", "_finished", "_linger", "_busy",
+        "bytes_in", "events_in", "__weakref__",
     )
 
     def __init__(self, sock: Any, codec: Any, names: Any, *, address: Any = None,
@@ -108,6 +111,11 @@ class StreamConnection:
         self._partial_since = 0.0
         self._timer: Any = None
         self._linger: Any = None   # timer bounding a graceful close
+        self._busy = False         # a batch is being dispatched (see _check_partial)
+        #: bytes read from the peer (counted per read; liveness watches it change)
+        self.bytes_in = 0
+        #: frames received and dispatched (counted per batch)
+        self.events_in = 0
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
@@ -158,17 +166,29 @@ class StreamConnection:
                     continue
                 if not n:
                     break
+                self.bytes_in += n
                 short = n < want
-                frames = codec.feed(view[:n])
-                if frames:
+                # one pass: each frame is dispatched as it is decoded (see
+                # geventipc.dispatch); ``frames`` copies what it needs from the shared
+                # buffer before returning, so a handler that yields cannot see it reused
+                self._busy = True
+                try:
+                    count = on_frames(self, codec.frames(view[:n]))
+                    codec.settle(count)
+                except ProtocolError:
+                    raise
+                except Exception as exc:  # the decoder's own (msgpack's ValueError...)
+                    raise codec.fault(exc) from None
+                self._busy = False
+                if count:
+                    self.events_in += count
                     want = small
-                    on_frames(self, frames)
                 elif not short:
                     want = size
                 if codec.buffered:
                     if not self._partial_since:
                         self._start_partial_timer()
-                    elif frames:
+                    elif count:
                         # a frame finished, so what is pending now began in this read:
                         # message_timeout counts from here, not from an older frame
                         self._partial_since = time.monotonic()
@@ -179,8 +199,7 @@ class StreamConnection:
                     # data instead of paying for a recv that would fail with EAGAIN
                     wait(read_event)
         except ProtocolError as exc:
-            if exc.frames:
-                on_frames(self, exc.frames)
+            # the good frames before the fault were dispatched as they were decoded
             reason = exc
         except (OSError, ValueError) as exc:  # reset by peer, closed under us
             # after our own graceful close, the peer's way of ending is no error of ours
@@ -196,6 +215,12 @@ class StreamConnection:
 
     def _check_partial(self) -> None:
         if not self._partial_since or self._closed:
+            return
+        if self._busy:
+            # a handler is running mid-batch: the rest of the batch is ours to decode, not
+            # the peer's to send; the run loop restarts the count when the batch is done
+            self._timer = self._loop.timer(self.message_timeout)
+            self._timer.start(self._check_partial)
             return
         late = time.monotonic() - self._partial_since - self.message_timeout
         if late >= -0.001:

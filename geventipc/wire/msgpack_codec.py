@@ -10,7 +10,8 @@ msgpack is self-delimiting, so a stream decoder needs no length prefix.
 """
 from __future__ import annotations
 
-from typing import Any
+from itertools import chain
+from typing import Any, Iterable, Iterator
 
 import msgpack
 
@@ -46,6 +47,26 @@ def _describe(exc: Exception) -> str:
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
+def _raising(exc: Exception) -> Iterator[Any]:
+    raise exc
+    yield   # a generator: raises when iterated, after what is chained before it
+
+
+def check_frame(frame: Any, names: EventNames) -> None:
+    """Raise ProtocolError unless ``frame`` is an event, request or reply a peer may send
+    (the event name by ``names``)."""
+    if type(frame) is not list or not 2 <= len(frame) <= 3:
+        raise ProtocolError(f"frame is not an event array: {type(frame).__name__}")
+    head = frame[0]
+    if len(frame) == 3 and type(head) is _INT:
+        if type(frame[1]) is not _INT:
+            raise ProtocolError("reply status must be an integer")
+        return
+    if len(frame) == 3 and (type(frame[2]) is not _INT or frame[2] < 1):
+        raise ProtocolError("request id must be a positive integer")
+    names.check_incoming(head)
+
+
 class MsgpackCodec:
     """Sans-IO msgpack codec for one connection: ``feed`` bytes, get checked frames back.
 
@@ -68,7 +89,7 @@ class MsgpackCodec:
     framed = True
 
     __slots__ = ("names", "max_message_size", "read_size", "_unpacker", "_fed", "_pack",
-                 "_open", "_hard_limit", "_big")
+                 "_open", "_hard_limit", "_big", "_size", "_end", "_known")
 
     def __init__(self, names: EventNames, max_message_size: int = 16 * 1024 * 1024) -> None:
         self.names = names
@@ -80,6 +101,7 @@ class MsgpackCodec:
         self.read_size = min(READ_SIZE, max_message_size)
         self._fed = 0
         self._open = 0
+        self._size = self._end = self._known = 0   # of the last ``frames`` call
         # ``_open`` overstates a pending frame by at most one read, so only past this is
         # a frame certainly over the limit: frames up to the limit always pass, and a peer
         # never makes us hold more than the limit plus one read.
@@ -154,12 +176,14 @@ class MsgpackCodec:
             self._open = 0
         return not boundary
 
-    def feed(self, data: bytes | bytearray | memoryview) -> list[list[Any]]:
-        """Take bytes from the peer; return the complete frames they finish, checked.
+    def frames(self, data: bytes | bytearray | memoryview) -> Iterable[Any]:
+        """Take bytes from the peer; return the frames they complete, decoded one by one
+        as the result is iterated (one-pass receive: nothing is kept in a list).
 
-        Raises :class:`ProtocolError` (with the good frames before the fault in
-        ``.frames``) on malformed input, and :class:`MessageTooLargeError` when a frame
-        passes ``max_message_size`` (see ``_hard_limit`` for frames spanning reads).
+        The frames are not checked: the dispatcher checks each name once (see
+        :mod:`geventipc.dispatch`) and :func:`check_frame` the rest. Iterate to the end,
+        then call :meth:`settle` with the number of frames. msgpack's own exceptions come
+        out of the iteration as they are; :meth:`fault` turns them into ProtocolError.
         """
         unpacker = self._unpacker
         if unpacker is None:
@@ -167,38 +191,90 @@ class MsgpackCodec:
         size = len(data)
         start = self._fed
         carried = self._open
+        self._size = size
         self._fed += size
-        frames: list[list[Any]] = []
-        end = -1   # where the last frame ended, when known (-1: not known)
-        try:
-            unpacker.feed(data)
-            if carried:
-                if carried + size > _POOLED_UP_TO:
-                    self._big = True
-                # the first frame began in an earlier read: only now is its size known
+        self._end = -1   # where the last frame ended, when known (-1: not known)
+        self._known = 0  # ... after this many frames
+        unpacker.feed(data)
+        found: list[Any] = []
+        if carried:
+            if carried + size > _POOLED_UP_TO:
+                self._big = True
+            # the first frame began in an earlier read: only now is its size known
+            for frame in unpacker:
+                end = unpacker.tell()
+                if carried + end - start > self._hard_limit:
+                    raise frame_too_large(self.max_message_size)
+                found.append(frame)
+                self._end, self._known = end, 1
+                break
+        if size <= EXACT_BELOW:
+            # a few frames at most: decoded here, to know exactly where the last one ends
+            tell = unpacker.tell
+            end = self._end
+            try:
                 for frame in unpacker:
-                    end = unpacker.tell()
-                    if carried + end - start > self._hard_limit:
-                        raise frame_too_large(self.max_message_size)
-                    frames.append(frame)
-                    break
-            if size <= EXACT_BELOW:
-                tell = unpacker.tell
-                for frame in unpacker:
-                    frames.append(frame)
+                    found.append(frame)
                     end = tell()
-            else:
-                known = len(frames)
-                frames.extend(unpacker)
-                if len(frames) != known:
-                    end = -1
-        except msgpack.BufferFull:
-            raise frame_too_large(self.max_message_size, self._good_prefix(frames)) from None
+            except Exception as exc:
+                # the good frames before the fault are dispatched before it is raised
+                return chain(found, _raising(exc))
+            self._end, self._known = end, len(found)
+            return found
+        if found:
+            return chain(found, unpacker)
+        return unpacker
+
+    def settle(self, count: int) -> None:
+        """After the frames of one :meth:`frames` call (``count`` of them) were taken:
+        account for what is left pending. Raises MessageTooLargeError for a pending frame
+        certainly over the limit."""
+        size = self._size
+        end = self._end if count == self._known else -1
+        if end == self._fed:
+            # the last frame ends where the data does: nothing is pending at all
+            self._open = 0
+            self._release()
+        elif count:
+            # what is left (if anything) began in this read; capped at one read so that
+            # pieces bigger than read_size never make the check refuse a frame in the limit
+            self._open = size if size <= self.read_size else self.read_size
+        else:
+            carried = self._open
+            if carried + size > self._hard_limit:
+                raise frame_too_large(self.max_message_size)
+            self._open = carried + size
+            if self._open > self.max_message_size \
+                    and self._fed - self._unpacker.tell() > self.max_message_size:
+                # the bytes held back (a long str/bin body) are exact, and alone too many
+                raise frame_too_large(self.max_message_size)
+
+    def fault(self, exc: Exception) -> ProtocolError:
+        """The library's error for an exception raised while iterating :meth:`frames`."""
+        if isinstance(exc, ProtocolError):
+            return exc
+        if isinstance(exc, msgpack.BufferFull):
+            return frame_too_large(self.max_message_size)
+        return self._fault(exc, [])
+
+    def feed(self, data: bytes | bytearray | memoryview) -> list[list[Any]]:
+        """Take bytes from the peer; return the complete frames they finish, checked.
+
+        Raises :class:`ProtocolError` (with the good frames before the fault in
+        ``.frames``) on malformed input, and :class:`MessageTooLargeError` when a frame
+        passes ``max_message_size`` (see ``_hard_limit`` for frames spanning reads).
+        The list form of :meth:`frames` (UDP takes a datagram whole).
+        """
+        frames: list[list[Any]] = []
+        try:
+            frames.extend(self.frames(data))
         except ProtocolError as exc:
             exc.frames = self._good_prefix(frames)
             raise
         except Exception as exc:  # msgpack's ValueError family, StackError, TypeError
-            raise self._fault(exc, self._good_prefix(frames)) from None
+            raise self._fault(exc, self._good_prefix(frames)) if not isinstance(
+                exc, msgpack.BufferFull) else frame_too_large(
+                self.max_message_size, self._good_prefix(frames)) from None
         good = self.names.good
         try:
             for index, frame in enumerate(frames):
@@ -207,22 +283,7 @@ class MsgpackCodec:
         except TypeError:   # an unhashable name (a list, a map): check each frame in full
             for index, frame in enumerate(frames):
                 self._check(frame, frames, index)
-        if end == self._fed:
-            # the last frame ends where the data does: nothing is pending at all
-            self._open = 0
-            self._release()
-        elif frames:
-            # what is left (if anything) began in this read; capped at one read so that
-            # pieces bigger than read_size never make the check refuse a frame in the limit
-            self._open = size if size <= self.read_size else self.read_size
-        elif carried + size > self._hard_limit:
-            raise frame_too_large(self.max_message_size)
-        else:
-            self._open = carried + size
-            if self._open > self.max_message_size \
-                    and self._fed - unpacker.tell() > self.max_message_size:
-                # the bytes held back (a long str/bin body) are exact, and alone too many
-                raise frame_too_large(self.max_message_size)
+        self.settle(len(frames))
         return frames
 
     def _good_prefix(self, frames: list[Any]) -> list[Any]:
@@ -254,16 +315,7 @@ class MsgpackCodec:
 
     def _check(self, frame: Any, frames: list[Any], index: int) -> None:
         try:
-            if type(frame) is not list or not 2 <= len(frame) <= 3:
-                raise ProtocolError(f"frame is not an event array: {type(frame).__name__}")
-            head = frame[0]
-            if len(frame) == 3 and type(head) is _INT:
-                if type(frame[1]) is not _INT:
-                    raise ProtocolError("reply status must be an integer")
-                return
-            if len(frame) == 3 and (type(frame[2]) is not _INT or frame[2] < 1):
-                raise ProtocolError("request id must be a positive integer")
-            self.names.check_incoming(head)
+            check_frame(frame, self.names)
         except ProtocolError as exc:
             exc.frames = frames[:index]
             raise
