@@ -89,7 +89,8 @@ class MsgpackCodec:
     framed = True
 
     __slots__ = ("names", "max_message_size", "read_size", "_unpacker", "_fed", "_pack",
-                 "_open", "_hard_limit", "_big", "_size", "_end", "_known")
+                 "_open", "_hard_limit", "_big", "_size", "_end", "_known", "_max_array",
+                 "_max_map", "_count_from")
 
     def __init__(self, names: EventNames, max_message_size: int = 16 * 1024 * 1024) -> None:
         self.names = names
@@ -107,6 +108,10 @@ class MsgpackCodec:
         # never makes us hold more than the limit plus one read.
         self._hard_limit = max_message_size + self.read_size
         self._pack = _PACKER.pack
+        self._max_array = max(16, max_message_size // 4)
+        self._max_map = max(16, max_message_size // 8)
+        # a map of n items takes at least 2n bytes, an array of n at least n
+        self._count_from = min(self._max_array, 2 * self._max_map)
 
     def _new_unpacker(self) -> Any:
         max_message_size = self.max_message_size
@@ -118,8 +123,8 @@ class MsgpackCodec:
             max_buffer_size=max_message_size + READ_SIZE,
             max_str_len=max_message_size,
             max_bin_len=max_message_size,
-            max_array_len=max(16, max_message_size // 4),
-            max_map_len=max(16, max_message_size // 8),
+            max_array_len=self._max_array,
+            max_map_len=self._max_map,
             max_ext_len=0,
         )
 
@@ -322,6 +327,14 @@ class MsgpackCodec:
 
     # --- encoding ----------------------------------------------------------------------
 
+    def _check_counts(self, data: Any, what: str) -> None:
+        """A frame this big may hold an array or map with more items than the peer's
+        decoder takes (``max_array_len``/``max_map_len``, see ``_new_unpacker``): every
+        item is at least one byte, so smaller frames never need this walk."""
+        problem = _count_problem(data, "data", self._max_array, self._max_map)
+        if problem:
+            raise EncodeError(f"cannot encode {what} as msgpack: {problem}")
+
     def encode_event(self, type: str, data: Any = None) -> bytes:
         """Bytes of one event frame. Raises EncodeError for data msgpack cannot carry."""
         if data.__class__ is bytes and _BIG_BIN <= len(data) <= _MAX_BIN:
@@ -333,10 +346,15 @@ class MsgpackCodec:
             try:
                 frame = self._pack([type, data])
             except Exception as exc:
+                _TUPLE_SEEN[0] = False
                 raise EncodeError(f"cannot encode data of event {type!r} as msgpack: "
                                   f"{_describe(exc)}") from None
+            if _TUPLE_SEEN[0]:
+                _refuse_keys(f"data of event {type!r}", data)
         if len(frame) > self.max_message_size:
             raise event_too_large(type, len(frame), self.max_message_size)
+        if len(frame) >= self._count_from:
+            self._check_counts(data, f"data of event {type!r}")
         return frame
 
     def encode_request(self, type: str, data: Any, request_id: int) -> bytes:
@@ -344,10 +362,15 @@ class MsgpackCodec:
         try:
             frame = self._pack([type, data, request_id])
         except Exception as exc:
+            _TUPLE_SEEN[0] = False
             raise EncodeError(f"cannot encode data of request {type!r} as msgpack: "
                               f"{_describe(exc)}") from None
+        if _TUPLE_SEEN[0]:
+            _refuse_keys(f"data of request {type!r}", data)
         if len(frame) > self.max_message_size:
             raise event_too_large(type, len(frame), self.max_message_size)
+        if len(frame) >= self._count_from:
+            self._check_counts(data, f"data of request {type!r}")
         return frame
 
     def encode_reply(self, request_id: int, status: int, data: Any) -> bytes:
@@ -355,7 +378,12 @@ class MsgpackCodec:
         try:
             frame = self._pack([request_id, status, data])
         except Exception as exc:
+            _TUPLE_SEEN[0] = False
             raise EncodeError(f"cannot encode reply as msgpack: {_describe(exc)}") from None
+        if _TUPLE_SEEN[0]:
+            _refuse_keys("reply", data)
+        if len(frame) >= self._count_from:
+            self._check_counts(data, "reply")
         if len(frame) > self.max_message_size:
             raise EventTooLargeError(f"reply to request {request_id} encodes to {len(frame)} "
                                      f"bytes, over max_message_size={self.max_message_size}; "
@@ -368,9 +396,92 @@ _BIG_BIN = 64 * 1024
 #: msgpack's bin 32 holds up to this
 _MAX_BIN = 2 ** 32 - 1
 
+#: set by ``_default`` when a tuple was packed: only then can a dict key have become an
+#: array, which the peer cannot use as a key (it refuses the frame); see ``_refuse_keys``
+_TUPLE_SEEN = [False]
+
+
+def _default(value: Any) -> Any:
+    """The packer's hook under ``strict_types``: subclasses pack as their base type (as
+    without ``strict_types``), tuples as arrays (noting that one was seen); anything else
+    is refused, as msgpack would."""
+    if isinstance(value, tuple):
+        _TUPLE_SEEN[0] = True
+        return list(value)
+    if isinstance(value, dict):
+        return dict(value)
+    if isinstance(value, list):
+        return list(value)
+    if isinstance(value, str):
+        return str.__str__(value)
+    if isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value)
+    raise TypeError(f"can not serialize {type(value).__name__!r} object")
+
+
+def _count_problem(value: Any, path: str, max_array: int, max_map: int,
+                   depth: int = 0) -> str | None:
+    """Where ``value`` has an array or map longer than the peer's decoder takes."""
+    if depth > MAX_DEPTH:
+        return None
+    if isinstance(value, dict):
+        if len(value) > max_map:
+            return f"{path} is a map of {len(value)} items, over the peer's {max_map}"
+        items: Any = value.values()
+    elif isinstance(value, (list, tuple)):
+        if len(value) > max_array:
+            return f"{path} is an array of {len(value)} items, over the peer's {max_array}"
+        items = value
+    else:
+        return None
+    for index, item in enumerate(items):
+        if isinstance(item, (dict, list, tuple)):
+            found = _count_problem(item, f"{path}[{index}]", max_array, max_map, depth + 1)
+            if found:
+                return found
+    return None
+
+
+def _key_problem(value: Any, path: str, depth: int = 0) -> str | None:
+    """Where ``value`` has a dict key that arrives as an array (a tuple), which the peer
+    cannot use as a key; None if nowhere. Only called when a tuple was packed."""
+    if depth > MAX_DEPTH:
+        return None   # the packer refused it already
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if isinstance(key, tuple):
+                return (f"{path} has the key {key!r:.60}, a tuple: it arrives as an array, "
+                        f"which cannot be a map key on the receiving side (use a string)")
+            found = _key_problem(item, f"{path}[{key!r:.40}]", depth + 1)
+            if found:
+                return found
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            found = _key_problem(item, f"{path}[{index}]", depth + 1)
+            if found:
+                return found
+    return None
+
+
+def _refuse_keys(what: str, value: Any) -> None:
+    """After a pack that saw a tuple: raise EncodeError if a dict key was one."""
+    _TUPLE_SEEN[0] = False
+    problem = _key_problem(value, "data")
+    if problem:
+        raise EncodeError(f"cannot encode {what} as msgpack: {problem}")
+
+
 # One packer serves every connection: packing never yields, so no two greenlets share it
-# at once, and a reused Packer avoids allocating one per message.
-_PACKER = msgpack.Packer(use_bin_type=True, autoreset=True)
+# at once, and a reused Packer avoids allocating one per message. ``strict_types`` routes
+# tuples and subclasses through ``_default``, which is how a tuple key is noticed.
+_PACKER = msgpack.Packer(use_bin_type=True, autoreset=True, strict_types=True,
+                         default=_default)
 
 
 def frame_too_large(limit: int, frames: list[Any] | None = None) -> MessageTooLargeError:
