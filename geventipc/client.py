@@ -25,13 +25,14 @@ from .config import Config
 from .dispatch import WILDCARD, Dispatcher
 from .errors import (
     ConnectError, ConnectionLostError, DeadlockError, IPCError, NotConnectedError,
-    QueueFullError, Timeout, UnsupportedError,
+    QueueFullError, Timeout, UnsupportedError, WireMismatchError,
 )
 from .server import DESCRIBE, HELLO
 from .transports.stream import StreamConnection, dial_tcp, dial_unix
 from .transports.tls import connect_tls, server_hostname
 from .reply import settle
 from .wire import check_frame, make_codec, names_for
+from .wire.mismatch import WIRE_NOTICE, describe
 
 
 class _Pending:
@@ -103,6 +104,7 @@ class Client(Dispatcher):
         self._awaiting = False
         if config.sync:
             self._send = self._send_sync  # type: ignore[method-assign]
+        self.handlers[WIRE_NOTICE] = (self._on_wire_notice,)
 
     def __repr__(self) -> str:
         where = self.path or f"{self.host}:{self.port}"
@@ -342,6 +344,20 @@ class Client(Dispatcher):
             check_frame(frame, self.names)   # an unhashable event name: say so
             raise
         return count
+
+    def _on_wire_notice(self, data: Any) -> None:
+        """The server found this client on another wire or without TLS (it closes next):
+        say what to set here, as an ``error`` event."""
+        if not isinstance(data, dict):
+            return
+        ours = self._encoder.name
+        if data.get("tls") and self.ssl_context is None:
+            message = describe("tls", ours)
+        elif data.get("wire") in ("msgpack", "node-ipc") and data["wire"] != ours:
+            message = describe(data["wire"], ours)
+        else:
+            return
+        self.report(WireMismatchError(f"server at {self._where()}: {message}"))
 
     def _on_raw(self, conn: StreamConnection, frames: Iterable[Any]) -> int:
         """Raw mode: ``data`` handlers get the bytes, the wildcard ``("data", bytes)``."""

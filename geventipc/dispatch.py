@@ -35,7 +35,7 @@ class Dispatcher(Emitter):
     __slots__ = ("log",)
 
     EVENT_ARGS = SERVER_ARGS
-    DEFAULT_ARGS = ("data", "socket")
+    DEFAULT_ARGS: tuple[str, ...] = ("data", "socket")
 
     #: event-name rules of incoming frames (subclasses set theirs)
     names: Any

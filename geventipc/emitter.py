@@ -108,6 +108,8 @@ class _Registry(dict):
 
     __slots__ = ("table",)
 
+    table: dict[str, Any]
+
     def __setitem__(self, key: str, value: Any) -> None:
         self.table.clear()
         dict.__setitem__(self, key, value)
@@ -155,8 +157,9 @@ class Emitter:
         #: dispatchable name -> handlers one event calls (see the module docstring)
         self.table: dict[str, tuple[Handler, ...]] = {}
         #: event name -> tuple of handlers, in registration order
-        self.handlers: dict[str, tuple[Handler, ...]] = _Registry()
-        self.handlers.table = self.table  # type: ignore[attr-defined]
+        registry = _Registry()
+        registry.table = self.table
+        self.handlers: dict[str, tuple[Handler, ...]] = registry
 
     def fit(self, event: str, handler: Handler) -> Handler:
         """``handler`` wrapped (if needed) to be called with ``event``'s arguments."""

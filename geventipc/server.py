@@ -262,7 +262,7 @@ class Server(Dispatcher):
             self._handshaking.add(me)
             try:
                 sock = accept_tls(sock, self.ssl_context, config.handshake_timeout / 1000.0,
-                                  address)
+                                  address, self._encoder.name)
             except TLSError as exc:
                 self.report(exc)
                 return

@@ -31,6 +31,7 @@ from ..errors import (
     IncompleteMessageTimeoutError, NotConnectedError, ProtocolError, ServeError,
     SlowConsumerError,
 )
+from ..wire.mismatch import notice
 from ..wire.msgpack_codec import READ_SIZE
 from .binding import bind_first
 
@@ -158,6 +159,7 @@ class StreamConnection:
                 wait, read_event = sock._wait, sock._read_event
             else:
                 recv_into, wait, read_event = sock.recv_into, None, None
+            first = True
             while not self._closed:
                 try:
                     n = recv_into(buf, want)
@@ -167,6 +169,12 @@ class StreamConnection:
                 if not n:
                     break
                 self.bytes_in += n
+                if first:
+                    first = False
+                    wrong = codec.mismatch(view[:n])
+                    if wrong is not None:
+                        self._refuse_wire(bytes(view[:n]))
+                        raise wrong
                 short = n < want
                 # one pass: each frame is dispatched as it is decoded (see
                 # geventipc.dispatch); ``frames`` copies what it needs from the shared
@@ -206,6 +214,15 @@ class StreamConnection:
             reason = None if self._closed or self._linger is not None else exc
         finally:
             self._finish(reason)
+
+    def _refuse_wire(self, first: bytes) -> None:
+        """The peer is on another wire: tell it (in its own wire, where it has one) before
+        the connection closes, so a geventipc peer can report it too."""
+        info = {"wire": self.codec.name, "tls": self._raw_send is None and
+                isinstance(self.sock, SSLSocket)}
+        data = notice(first, info)
+        if data is not None:
+            refuse_with(self.sock, data)
 
     def _start_partial_timer(self) -> None:
         self._partial_since = time.monotonic()
@@ -479,6 +496,22 @@ class StreamConnection:
 # --- listening and dialling --------------------------------------------------------------
 
 
+def refuse_with(sock: Any, data: bytes, wait: float = 1.0) -> None:
+    """Send ``data`` (a short notice), end our side and read until the peer closes (at
+    most ``wait`` s): closing with its bytes unread would reset the connection and could
+    throw the notice away before the peer reads it. The caller closes ``sock``."""
+    try:
+        with gevent.Timeout(wait, False):
+            sock.sendall(data)
+            sock.shutdown(gsocket.SHUT_WR)
+            while sock.recv(65536):
+                pass
+    except OSError:
+        pass
+
+
+
+
 def _is_live_unix_socket(path: str) -> bool:
     probe = _stdsocket.socket(_stdsocket.AF_UNIX, _stdsocket.SOCK_STREAM)
     probe.settimeout(1.0)
@@ -575,6 +608,6 @@ def tune_tcp(sock: Any) -> None:
 
 
 __all__ = [
-    "FLUSH_AT", "StreamConnection", "listen_unix", "listen_tcp", "dial_unix", "dial_tcp",
+    "FLUSH_AT", "StreamConnection", "refuse_with", "listen_unix", "listen_tcp", "dial_unix", "dial_tcp",
     "tune_tcp",
 ]

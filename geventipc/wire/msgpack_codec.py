@@ -16,6 +16,7 @@ from typing import Any, Iterable, Iterator
 import msgpack
 
 from ..errors import EncodeError, EventTooLargeError, MessageTooLargeError, ProtocolError
+from .mismatch import mismatch as _mismatch
 from .names import EventNames
 
 #: bytes the transports read per call; also the slack on top of max_message_size
@@ -157,6 +158,11 @@ class MsgpackCodec:
     def buffered(self) -> int:
         """Upper bound on the bytes of an incomplete frame (0: no frame is pending)."""
         return self._open
+
+    def mismatch(self, first: bytes | bytearray | memoryview) -> ProtocolError | None:
+        """WireMismatchError if a connection's first bytes show the peer on another wire
+        or on TLS (see :mod:`geventipc.wire.mismatch`), else None."""
+        return _mismatch(first, "msgpack")
 
     def incomplete(self) -> bool:
         """True if a frame has begun and not finished.

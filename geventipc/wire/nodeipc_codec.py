@@ -26,6 +26,7 @@ from ..errors import (
     ConfigError, EncodeError, ProtocolError, UnsupportedError,
 )
 from .msgpack_codec import READ_SIZE, event_too_large, frame_too_large
+from .mismatch import mismatch as _mismatch
 from .names import CACHE_LIMIT, EventNames
 
 #: the longest prefix of a bad value quoted in an error message
@@ -231,6 +232,11 @@ class NodeIPCCodec:
     def buffered(self) -> int:
         """Bytes of an incomplete frame waiting for the rest."""
         return len(self._tail)
+
+    def mismatch(self, first: bytes | bytearray | memoryview) -> ProtocolError | None:
+        """WireMismatchError if a connection's first bytes show the peer on another wire
+        or on TLS (see :mod:`geventipc.wire.mismatch`), else None."""
+        return _mismatch(first, "node-ipc")
 
     def incomplete(self) -> bool:
         """True if a frame has begun and not finished (here exactly ``buffered > 0``)."""

@@ -71,6 +71,10 @@ class RawCodec:
         """Raw mode cannot fail to decode: ``exc`` as it is."""
         return exc
 
+    def mismatch(self, first: bytes | bytearray | memoryview) -> None:
+        """Raw mode takes any bytes: never a mismatch."""
+        return None
+
     def incomplete(self) -> bool:
         """Always False: raw mode has no frames to be inside of."""
         return False
