@@ -114,3 +114,13 @@ def test_plain_client_reading_tls_bytes_says_so(make_ipc, sock_dir):
     assert isinstance(errors[0], WireMismatchError) and "speaks TLS" in str(errors[0])
     greenlet.kill()
     listener.close()
+
+
+def test_the_ported_handlers_example_runs():
+    from conftest import run_example
+    done = run_example(["examples/ported_handlers.py"], {}, timeout=30)
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, out
+    assert "server got" in out and "hello from a ported handler" in out
+    assert "config.wire = 'msgpack' (the default) on this side" in out
+    assert "config.wire = 'node-ipc' on this side" in out
