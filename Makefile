@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: typecheck demo-tls node-deps demo-node help install demo demo-tcp demo-udp test bench bench-quick fuzz soak clean
+.PHONY: lint demo-metrics typecheck demo-tls node-deps demo-node help install demo demo-tcp demo-udp test bench bench-quick fuzz soak clean
 
 help:
 	@echo "make demo        a server and a client talking (Unix socket, then TCP), in colour"
@@ -14,11 +14,13 @@ help:
 	@echo "make demo-tls    a mutual-TLS server and client talking (examples/tls)"
 	@echo "make test        install into .venv and run the test suite"
 	@echo "make typecheck   mypy over the package (make test runs it first)"
+	@echo "make lint        ruff check (rules in pyproject.toml; make test runs it first)"
+	@echo "make demo-metrics a server with a Prometheus endpoint, some traffic, one scrape"
 	@echo "make node-deps   the real node-ipc (9.2.1, 14.0.0) for the interop tests"
 	@echo "make demo-node   Python and Node.js node-ipc talking (examples/nodejs)"
 	@echo "make demo-cli    a tour of the geventipc command line (examples/cli_tour.sh)"
-	@echo "make bench       the W1-W4 benchmarks against the hand-written floor"
-	@echo "make bench-quick a quick subset of make bench (one run of each, ~15 s)"
+	@echo "make bench       W1-W4 vs the hand-written floor and node-ipc 14, TLS, payloads (~5-8 min)"
+	@echo "make bench-quick a quick subset of make bench (one run of a few rows, ~15 s)"
 	@echo "make fuzz        a bounded fuzz run of the decoders"
 	@echo "make soak        a long run with random disconnects (not part of make test)"
 
@@ -56,8 +58,17 @@ demo-cli: $(STAMP)
 demo-tls: $(STAMP)
 	$(PY) examples/tls/demo.py
 
-test: $(STAMP) node-deps typecheck
+test: $(STAMP) node-deps lint typecheck
 	$(PY) -m pytest
+
+# ruff with the short rule set of pyproject.toml ([tool.ruff])
+lint: $(STAMP)
+	$(PY) -m ruff check .
+
+# examples/metrics.py: a server with a Prometheus endpoint on a free port, a client sending
+# events and requests, one scrape printed; ends by itself (docs/operations.md)
+demo-metrics: $(STAMP)
+	$(PY) examples/metrics.py
 
 # the public API ships py.typed: keep the package clean under mypy
 typecheck: $(STAMP)
@@ -92,20 +103,26 @@ demo-node: $(STAMP) $(NODE_STAMP)
 	$(PY) examples/nodejs/hello.py || status=$$?; kill $$world; wait $$world; \
 	rmdir $$IPC_SOCKET_ROOT 2>/dev/null; exit $$status
 
-# Issue 4's W1-W4 for geventipc and the hand-written floor (bench/floor.py) in the same
-# run: separate pinned processes, Unix and TCP, median of 3; prints the table, writes
+# W1-W4 for geventipc against, in the same run, the hand-written floor (bench/floor.py,
+# msgpack wire) and node-ipc 14 on Node.js 22 (bench/nodeipc14.js, node-ipc's JSON wire;
+# from node-deps), plus TLS vs TCP and W1 by payload size: separate pinned processes,
+# median of 3; prints each figure with its ratio and issue 16's target, writes
 # bench/results/latest.json and bench/report.png. matplotlib is a bench-only dependency.
+# Other suites plug in as bench/<name>.py modules listed in PLUGINS in bench/run.py
+# (docs/benchmarks.md, "Adding a suite"). BENCH_ARGS passes options, e.g.
+# make bench BENCH_ARGS="--sections node --only w1".
 BENCH_STAMP := $(VENV)/.bench-installed
+BENCH_ARGS  ?=
 
 $(BENCH_STAMP): $(STAMP)
 	$(PY) -m pip install -q -e '.[test,bench]'
 	touch $@
 
-bench: $(BENCH_STAMP)
-	$(PY) -m bench.run
+bench: $(BENCH_STAMP) node-deps
+	$(PY) -m bench.run $(BENCH_ARGS)
 
-bench-quick: $(BENCH_STAMP)
-	$(PY) -m bench.run --quick
+bench-quick: $(BENCH_STAMP) node-deps
+	$(PY) -m bench.run --quick $(BENCH_ARGS)
 
 # Issue 3: a fuzz run of every decoder, bounded by FUZZ_SECONDS (default 120). Coverage-
 # guided with atheris where it installs (the 'fuzz' extra), else hypothesis at scale.

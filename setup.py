@@ -1,9 +1,19 @@
-"""geventipc: node-ipc's event API for Python on gevent."""
+"""geventipc: node-ipc's event API for Python on gevent.
+
+The build system is declared in pyproject.toml; the metadata stays here. The version has
+one home, ``geventipc/__init__.py`` (``geventipc.__version__``), read here as text so that
+building needs none of the runtime dependencies.
+"""
+import re
+
 from setuptools import find_packages, setup
+
+with open("geventipc/__init__.py", encoding="utf-8") as f:
+    VERSION = re.search(r'^__version__ = "([^"]+)"', f.read(), re.M).group(1)
 
 setup(
     name="geventipc",
-    version="0.1.0",
+    version=VERSION,
     description="Inter-process communication on gevent, modelled on node-ipc",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
@@ -12,7 +22,10 @@ setup(
     python_requires=">=3.9",
     install_requires=["gevent>=23.9", "msgpack>=1.0.4", "loguru>=0.7", "orjson>=3.9"],
     extras_require={
-        "test": ["pytest>=7", "pytest-timeout>=2.1", "hypothesis>=6", "trustme>=1.1", "mypy>=1.5"],
+        "metrics": ["prometheus_client>=0.17"],
+        "test": ["pytest>=7", "pytest-timeout>=2.1", "hypothesis>=6", "trustme>=1.1", "mypy>=1.5",
+                 "prometheus_client>=0.17", "build>=1.0", "setuptools>=61", "wheel>=0.40",
+                 "ruff>=0.5"],
         "bench": ["matplotlib>=3.7"],
         "fuzz": ["atheris>=2.3"],
     },

@@ -181,11 +181,12 @@ def client(workload: str, transport: str, addr: str, params: dict[str, Any]) -> 
     n = params["n"]
     size = params.get("size")
     blob = b"\x00" * size if size else None
+    text = TEXT if params.get("psize") is None else "x" * params["psize"]
     parts: list[bytes] = []
     queued = 0
     start = now()
     for i in range(n):
-        frame = _pack(["m", {"i": i, "p": TEXT} if blob is None else blob])
+        frame = _pack(["m", {"i": i, "p": text} if blob is None else blob])
         parts.append(frame)
         queued += len(frame)
         if queued >= FLUSH_AT:
@@ -248,11 +249,19 @@ def _client_w3(transport: str, addr: str, params: dict[str, Any]) -> None:
             done.set()
 
     readers = [gevent.spawn(read, sock) for sock in socks]
+    import gc  # noqa: PLC0415
+    gc_start, counted_from = _gc_collections(gc), now()
     done.wait(120)
+    gc_end = _gc_collections(gc)
     for sock in socks:
         sock.close()
     gevent.killall(readers)
-    result(end=end[0], complete=finished[0], bad=finished[1])
+    result(end=end[0], complete=finished[0], bad=finished[1], counted_from=counted_from,
+           gc_collections=gc_end - gc_start)
+
+
+def _gc_collections(gc: Any) -> int:
+    return sum(generation["collections"] for generation in gc.get_stats())
 
 
 def _client_idle(transport: str, addr: str, params: dict[str, Any]) -> None:

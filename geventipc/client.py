@@ -5,15 +5,17 @@ The connection lives in one greenlet: dial, announce our id, send what was queue
 again; after ``max_retries`` failed dials in a row (or ``stop_retrying``, or
 ``disconnect()``) it fires ``destroy`` and ends.
 
-Delivery: events emitted while not connected are queued (``max_queued_events``) and sent,
-in order, once connected. Events queued on a connection that drops before the kernel took
-them are queued again; events the kernel had taken but the server had not read when the
-connection dropped are lost (at-most-once).
+Delivery: events emitted while not connected (or while reconnecting) are queued
+(``max_queued_events``, ``max_queued_bytes``) and sent, in order, once connected. Every
+frame on a connection that drops that the kernel had not taken whole is queued again, ahead
+of the rest; only bytes the kernel had accepted (its socket buffers) can be lost when the
+connection dropped before the server read them (at-most-once).
 """
 from __future__ import annotations
 
 import itertools
 import socket as _stdsocket
+import time
 from collections import deque
 from typing import Any, Callable, Iterable
 
@@ -22,29 +24,33 @@ from gevent.event import AsyncResult, Event
 from gevent.hub import get_hub
 
 from .config import Config
+from .counters import ClientCounts
 from .dispatch import WILDCARD, Dispatcher
 from .errors import (
     ConnectError, ConnectionLostError, DeadlockError, IPCError, NotConnectedError,
-    QueueFullError, Timeout, UnsupportedError, WireMismatchError,
+    ProtocolError, QueueFullError, Timeout, UnsupportedError, WireMismatchError,
 )
-from .server import DESCRIBE, HELLO
-from .transports.stream import StreamConnection, dial_tcp, dial_unix
+from .server import DESCRIBE, HELLO, STATS
+from .transports.stream import FLUSH_AT, StreamConnection, dial_tcp, dial_unix
 from .transports.tls import connect_tls, server_hostname
 from .reply import settle
-from .wire import check_frame, make_codec, names_for
+from .threads import call_in_owner, get_ident, owner, request_in_owner
+from .wire import REPLY_OK, check_frame, make_codec, names_for
 from .wire.mismatch import WIRE_NOTICE, describe
+from .wire.msgpack_codec import TUPLE_SEEN
 
 
 class _Pending:
     """A request waiting for its reply: the caller's result, the frame (to tell whether
     it ever left this process) and the timeout timer."""
 
-    __slots__ = ("result", "frame", "timer")
+    __slots__ = ("result", "frame", "timer", "started")
 
     def __init__(self, result: AsyncResult, frame: bytes) -> None:
         self.result = result
         self.frame = frame
         self.timer: Any = None
+        self.started = time.monotonic()
 
     def fail(self, exc: BaseException) -> None:
         """Stop the timeout and give the caller ``exc``."""
@@ -75,6 +81,7 @@ class Client(Dispatcher):
                  path: str | None = None, host: str | None = None, port: int | None = None,
                  ssl_context: Any = None, live_config: Config | None = None) -> None:
         super().__init__(log)
+        self._tid = owner()  # the OS thread whose hub runs this client (threads.py)
         self.id = server_id
         self.config = config
         # the IPC's own config, read for stop_retrying: node-ipc users set
@@ -93,6 +100,12 @@ class Client(Dispatcher):
         self.late_replies = 0
         self._encoder = make_codec(config, self.names)
         self._queue: deque[bytes] = deque()
+        self._queued_bytes = 0   # bytes in _queue (max_queued_bytes)
+        # the inlined emit (see emit): names known good on the msgpack wire, else none
+        self._fast_names: Any = (self.names.good if self._encoder.name == "msgpack"
+                                 and not config.sync else frozenset())
+        self._fast_pack = getattr(self._encoder, "_pack", None)
+        self._fast_max = getattr(self._encoder, "fast_limit", config.max_message_size)
         self._connected = Event()
         self._ended = Event()
         self._greenlet: gevent.Greenlet | None = None
@@ -102,6 +115,8 @@ class Client(Dispatcher):
         self._hello: bytes | None = None   # the hello frame of the current connection
         # sync mode (node-ipc's config.sync): one event in flight until the server answers
         self._awaiting = False
+        #: what :meth:`stats` reports beyond the connection's own counters
+        self.counts = ClientCounts()
         if config.sync:
             self._send = self._send_sync  # type: ignore[method-assign]
         self.handlers[WIRE_NOTICE] = (self._on_wire_notice,)
@@ -112,6 +127,11 @@ class Client(Dispatcher):
         return f"<Client {self.id!r} {where} {state}>"
 
     # --- state ---------------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        """This client's counters as a plain dict (fields: docs/operations.md)."""
+        from .stats import client_stats  # noqa: PLC0415 - stats sits above the client
+        return client_stats(self)
 
     @property
     def connected(self) -> bool:
@@ -127,6 +147,11 @@ class Client(Dispatcher):
     def queued(self) -> int:
         """Events waiting for a connection."""
         return len(self._queue)
+
+    @property
+    def queued_bytes(self) -> int:
+        """Bytes of the events waiting for a connection (``max_queued_bytes``)."""
+        return self._queued_bytes
 
     def wait_connected(self, timeout: float | None = None) -> None:
         """Block this greenlet until connected. Raises Timeout, or NotConnectedError if the
@@ -156,14 +181,48 @@ class Client(Dispatcher):
 
     def disconnect(self) -> None:
         """Stop for good: close the connection (after sending what is queued on it) and
-        stop retrying; ``disconnect`` and ``destroy`` fire."""
+        stop retrying; ``disconnect`` and ``destroy`` fire. From here on nothing more is
+        dispatched and ``connected`` is False."""
+        if get_ident() != self._tid:  # another OS thread: hand over (threads.py)
+            return call_in_owner(self._tid, Client.disconnect, self)
         self._stopping = True
+        self._connected.clear()
         conn = self.conn
         if conn is not None:
             conn.close()
         elif self._greenlet is not None and not self._ended.is_set():
             self._greenlet.kill(block=False)
             gevent.spawn(self._end)
+
+    def drain(self, timeout: float | None = None) -> bool:
+        """Block this greenlet until every event emitted so far is with the kernel: the
+        offline queue sent and the connection's write queue empty.
+
+        Returns True once drained; False if ``timeout`` (seconds) passed first or the
+        client stopped. While the client is reconnecting it waits for the next
+        connection. Raises DeadlockError from this client's own handlers while not
+        connected (only that greenlet can connect).
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0 or self._ended.is_set():
+                return False
+            conn = self.conn
+            if conn is not None and not conn._closing and not self._queue:
+                if conn.drain(left):
+                    if self.conn is conn and not self._queue:
+                        return True
+                continue
+            if conn is None and gevent.getcurrent() is self._greenlet:
+                raise DeadlockError(
+                    f"drain() from a handler of client {self.id!r} would wait for a "
+                    f"connection that only this greenlet can make")
+            step = 0.01 if left is None else min(left, 0.01)
+            if conn is None:   # reconnecting: wait for the next connection
+                gevent.wait([self._connected, self._ended], count=1, timeout=step)
+            else:   # closing, or (sync mode) events waiting for answers: look again soon
+                gevent.sleep(min(step, 0.005))
 
     def _where(self) -> str:
         return self.path if self.path is not None else f"{self.host}:{self.port}"
@@ -230,6 +289,7 @@ class Client(Dispatcher):
         conn = StreamConnection(
             sock, make_codec(config, self.names), self.names, address=self._where(),
             max_pending_bytes=config.max_pending_bytes, overflow_policy="wait",
+            drain_timeout=config.drain_timeout / 1000.0,
             message_timeout=config.message_timeout / 1000.0,
             on_frames=self._on_frames_sync if config.sync
             else self._on_frames if self._encoder.framed else self._on_raw,
@@ -250,10 +310,12 @@ class Client(Dispatcher):
             try:
                 while queue:
                     frame = queue.popleft()
+                    self._queued_bytes -= len(frame)
                     try:
                         conn.write(frame)  # may wait: overflow policy "wait"
                     except NotConnectedError:
                         queue.appendleft(frame)
+                        self._queued_bytes += len(frame)
                         raise
             except NotConnectedError:
                 # the server went away while a long queue was being sent: keep what the
@@ -265,6 +327,7 @@ class Client(Dispatcher):
                     f"{len(queue)} are still queued"))
                 return
         self.conn = conn
+        self.counts.connects += 1
         self._connected.set()
         if config.sync:
             self._pump()
@@ -273,6 +336,7 @@ class Client(Dispatcher):
 
     def _on_close(self, conn: StreamConnection, reason: BaseException | None) -> None:
         self.conn = None
+        self.counts.closed(conn, reason, ProtocolError)
         self._connected.clear()
         self._requeue_unsent(conn)
         if isinstance(reason, IPCError):
@@ -285,7 +349,11 @@ class Client(Dispatcher):
         """Put back, in order and ahead of what is queued, the frames ``conn`` never
         handed to the kernel; its hello stays behind (the next connection sends its own)."""
         hello = self._hello
-        self._queue.extendleft(reversed([f for f in conn.take_unsent() if f is not hello]))
+        frames = [f for f in conn.take_unsent() if f is not hello]
+        if frames:
+            # past max_queued_bytes if need be: these were accepted already, never dropped
+            self._queued_bytes += sum(map(len, frames))
+            self._queue.extendleft(reversed(frames))
 
     def _fail_sent_requests(self) -> None:
         """Fail the requests that reached the lost connection; keep those still queued
@@ -295,6 +363,7 @@ class Client(Dispatcher):
             if id(pending.frame) in queued:
                 continue
             del self._waiting[request_id]
+            self.counts.requests.failed += 1
             pending.fail(ConnectionLostError(
                 f"connection to {self.id!r} closed before the reply came"))
 
@@ -305,9 +374,11 @@ class Client(Dispatcher):
         if self._queue:  # never silently: say what was not sent
             count = len(self._queue)
             self._queue.clear()
+            self._queued_bytes = 0
             self.report(NotConnectedError(
                 f"{count} queued events were never sent: the client of {self.id!r} stopped"))
         waiting, self._waiting = self._waiting, {}
+        self.counts.requests.failed += len(waiting)
         for pending in waiting.values():
             pending.fail(NotConnectedError(
                 f"client of {self.id!r} stopped before the request was answered"))
@@ -316,6 +387,8 @@ class Client(Dispatcher):
     # --- receiving -----------------------------------------------------------------------
 
     def _on_frames(self, conn: StreamConnection, frames: Iterable[Any]) -> int:
+        if self._stopping:
+            return 0  # disconnect(): nothing more is dispatched, even while the close lingers
         # Dispatcher.dispatch_to's loop, kept as a copy on purpose: client handlers take
         # (data), server handlers (data, socket), and either way of sharing one loop
         # (handler(data, *extra), or wrapping each handler) costs a slower call per
@@ -361,6 +434,8 @@ class Client(Dispatcher):
 
     def _on_raw(self, conn: StreamConnection, frames: Iterable[Any]) -> int:
         """Raw mode: ``data`` handlers get the bytes, the wildcard ``("data", bytes)``."""
+        if self._stopping:
+            return 0
         count = 0
         for _event, data in frames:
             count += 1
@@ -386,6 +461,12 @@ class Client(Dispatcher):
             return
         if pending.timer is not None:
             pending.timer.stop()
+        requests = self.counts.requests
+        requests.latency.since(pending.started)
+        if status == REPLY_OK:
+            requests.answered += 1
+        else:
+            requests.failed += 1
         settle(pending.result, status, data)
 
     # --- sending -------------------------------------------------------------------------
@@ -396,6 +477,40 @@ class Client(Dispatcher):
         Raises EventNameError, EncodeError (nothing sent) or QueueFullError. In raw mode
         (``config.raw_buffer``) it is ``emit(data)``: bytes, or str in ``config.encoding``.
         """
+        if get_ident() != self._tid:  # another OS thread: hand over (threads.py)
+            return call_in_owner(self._tid, Client.emit, self, type, data)
+        conn = self.conn
+        if conn is not None and type in self._fast_names:
+            # The common case inlined: a known-good name on the msgpack wire, connected,
+            # and the queue short (below pacing). Same checks, same order as the general
+            # path below (name, encode, size, then the connection's write); anything
+            # else (an error to raise, a peer behind) goes the general way.
+            try:
+                frame = self._fast_pack([type, data])  # type: ignore[misc]
+            except Exception:
+                frame = None   # the general path raises the codec's EncodeError
+            if TUPLE_SEEN[0]:
+                frame = None   # maybe a tuple as a dict key: the general path checks
+            if frame is not None:
+                size = len(frame)
+                if size <= self._fast_max:
+                    pending = conn._pending + size
+                    if pending < conn._pace_at and not conn._closing:
+                        conn._pending = pending
+                        conn._wbuf.append(frame)
+                        wbytes = conn._wbytes + size
+                        conn._wbytes = wbytes
+                        conn.bytes_out += size
+                        conn.events_out += 1
+                        if conn._writer is None:
+                            if wbytes >= FLUSH_AT:
+                                conn._flush()
+                            elif not conn._flush_scheduled:
+                                conn._flush_scheduled = True
+                                conn._loop.run_callback(conn._scheduled_flush)
+                        return
+                    self._send(frame)
+                    return
         encoder = self._encoder
         # a name already found good is one set lookup, without a call
         if encoder.framed and type not in self.names.good:
@@ -405,14 +520,30 @@ class Client(Dispatcher):
     def _send(self, frame: bytes) -> None:
         conn = self.conn
         if conn is not None and not conn._closing:   # ``closed``, without a property call
-            conn.write(frame)
-            return
+            try:
+                conn.write(frame)
+                return
+            except NotConnectedError:
+                # closed while this write waited (overflow policy "wait"): the client is
+                # reconnecting, so the frame waits for the next connection like any other
+                pass
         if self._ended.is_set() or self._stopping:
             raise NotConnectedError(f"client of {self.id!r} has stopped")
-        if len(self._queue) >= self.config.max_queued_events:
-            raise QueueFullError(f"{len(self._queue)} events already queued for {self.id!r} "
-                                 f"(max_queued_events)")
+        self._check_room(frame, "")
         self._queue.append(frame)
+        self._queued_bytes += len(frame)
+
+    def _check_room(self, frame: bytes, why: str) -> None:
+        """Raise QueueFullError unless ``frame`` fits in the offline queue."""
+        queue = self._queue
+        config = self.config
+        if len(queue) >= config.max_queued_events:
+            raise QueueFullError(f"{len(queue)} events already queued for {self.id!r} "
+                                 f"(max_queued_events{why})")
+        if queue and self._queued_bytes + len(frame) > config.max_queued_bytes:
+            raise QueueFullError(f"{self._queued_bytes} bytes already queued for {self.id!r}; "
+                                 f"{len(frame)} more would pass max_queued_bytes="
+                                 f"{config.max_queued_bytes}{why}")
 
     def _send_sync(self, frame: bytes) -> None:
         """Sync mode's ``_send``: everything waits in the queue; one frame is sent at a
@@ -424,10 +555,9 @@ class Client(Dispatcher):
             self._awaiting = True
             conn.write(frame)
             return
-        if len(self._queue) >= self.config.max_queued_events:
-            raise QueueFullError(f"{len(self._queue)} events already queued for {self.id!r} "
-                                 f"(max_queued_events; sync mode waits for answers)")
+        self._check_room(frame, "; sync mode waits for answers")
         self._queue.append(frame)
+        self._queued_bytes += len(frame)
         self._pump()
 
     def _pump(self) -> None:
@@ -435,7 +565,9 @@ class Client(Dispatcher):
         if self._awaiting or conn is None or conn.closed or not self._queue:
             return
         self._awaiting = True
-        conn.write(self._queue.popleft())
+        frame = self._queue.popleft()
+        self._queued_bytes -= len(frame)
+        conn.write(frame)
 
     @property
     def in_flight(self) -> int:
@@ -453,12 +585,16 @@ class Client(Dispatcher):
         connect; ``timeout`` (seconds) counts from now. A reply that comes after the
         timeout is discarded and counted in ``late_replies``.
         Raises UnsupportedError on a wire without request/reply (node-ipc JSON, raw).
+        From another OS thread it returns a ``geventipc.threads.ThreadResult`` instead,
+        which that thread can wait on (docs/api.md, Threads).
         """
+        if get_ident() != self._tid:  # another OS thread: hand over (threads.py)
+            return request_in_owner(self._tid, Client.request_async, self, type, data, timeout)  # type: ignore[return-value]  # noqa: E501
         encoder = self._encoder
         if not encoder.supports_requests:
             raise UnsupportedError(f"request/reply needs the msgpack wire; this client uses "
                                    f"{encoder.name!r}, which has no reply frames")
-        if type != DESCRIBE:
+        if type != DESCRIBE and type != STATS:
             self.names.check_outgoing(type)
         request_id = next(self._request_ids)
         frame = encoder.encode_request(type, data, request_id)
@@ -485,8 +621,10 @@ class Client(Dispatcher):
             # frames are unique (the id), so equality finds this one
             try:
                 self._queue.remove(pending.frame)
+                self._queued_bytes -= len(pending.frame)
             except ValueError:
                 pass
+        self.counts.requests.timed_out += 1
         pending.result.set_exception(Timeout(f"no reply to {type!r} within {timeout} s"))
 
     def request(self, type: str, data: Any = None, timeout: float | None = 10.0) -> Any:
@@ -497,6 +635,8 @@ class Client(Dispatcher):
         ConnectionLostError, NotConnectedError, UnsupportedError, and DeadlockError
         when called from this client's own event handlers (use ``request_async`` there).
         """
+        if get_ident() != self._tid:  # another OS thread: hand over (threads.py)
+            return request_in_owner(self._tid, Client.request_async, self, type, data, timeout).get()  # noqa: E501
         if gevent.getcurrent() is self._greenlet:
             raise DeadlockError(
                 f"request({type!r}) from a handler of client {self.id!r} would wait for a "
@@ -507,3 +647,8 @@ class Client(Dispatcher):
     def describe(self, timeout: float | None = 10.0) -> dict[str, dict[str, Any]]:
         """The server's ``define`` tables: ``{"listen": {...}, "broadcast": {...}}``."""
         return self.request(DESCRIBE, None, timeout)
+
+    def remote_stats(self, timeout: float | None = 10.0) -> dict[str, Any]:
+        """The server's ``stats()``, if its owner turned stats requests on
+        (``config.stats_requests``; else NoHandlerError)."""
+        return self.request(STATS, None, timeout)

@@ -86,6 +86,12 @@ OPTIONS: tuple[Option, ...] = (
     Option("log_in_color", True, (bool,), "colour ipc.log output"),
     Option("log_depth", 5, (int,), "depth to which ipc.log pretty-prints objects", minimum=1),
     Option("logger", None, (object,), "function that receives each log line instead of stderr"),
+    Option("log_format", "text", (str,),
+           "ipc.log's output: text (node-ipc's theme) or json (one object per line)",
+           choices=("text", "json")),
+    Option("stats_requests", False, (bool,),
+           "answer clients' $ipc.stats requests with server.stats() (off: counts reveal "
+           "load and client ids)"),
     # --- geventipc's keys -------------------------------------------------------------
     Option("wire", "msgpack", (str,), "wire format", choices=("msgpack", "node-ipc")),
     Option("max_message_size", 16 * MIB, (int,),
@@ -102,6 +108,12 @@ OPTIONS: tuple[Option, ...] = (
            "if set, the only event names sent or accepted"),
     Option("max_queued_events", 10000, (int,),
            "events a client queues while not connected", minimum=0),
+    Option("max_queued_bytes", 64 * MIB, (int,),
+           "bytes of events a client queues while not connected", minimum=0),
+    Option("drain_timeout", 5000, _num,
+           "milliseconds an emitting greenlet waits at most for a peer that is behind "
+           "(0 = never wait); a peer still behind then is cut under overflow_policy "
+           "disconnect", minimum=0),
     Option("connect_timeout", 5000, _num, "milliseconds to wait for a connection to open",
            minimum=1),
     Option("check_socket_root", True, (bool,),

@@ -32,7 +32,7 @@ SERVER_ARGS: dict[str, tuple[str, ...]] = {
 class Dispatcher(Emitter):
     """An :class:`Emitter` that can report errors and fire lifecycle events safely."""
 
-    __slots__ = ("log",)
+    __slots__ = ("log", "handler_errors")
 
     EVENT_ARGS = SERVER_ARGS
     DEFAULT_ARGS: tuple[str, ...] = ("data", "socket")
@@ -43,6 +43,8 @@ class Dispatcher(Emitter):
     def __init__(self, log: Any) -> None:
         super().__init__()
         self.log = log
+        #: handlers (of any event, ``error`` included) that raised
+        self.handler_errors = 0
 
     def fire(self, event: str, *args: Any) -> None:
         """Call ``event``'s handlers with ``args``; a raising handler becomes an error."""
@@ -62,17 +64,17 @@ class Dispatcher(Emitter):
             try:
                 handler(exc)
             except Exception as inner:  # an error handler that fails: log, never recurse
-                _log_failure(self.log, "<error>geventipc: error handler raised</error>",
-                             inner)
+                _log_failure(self.log, inner, "<error>geventipc: error handler raised</error>")
 
     def handler_failed(self, event: str, exc: BaseException) -> None:
         """Report a failing handler: logged once, with its traceback, then an ``error``
         event carrying a HandlerError (with no ``error`` handler, the log line is all)."""
+        self.handler_errors += 1
         if event == "error":
-            _log_failure(self.log, "<error>geventipc: error handler raised</error>", exc)
+            _log_failure(self.log, exc, "<error>geventipc: error handler raised</error>")
             return
-        _log_failure(self.log, f"<error>geventipc: handler for</error> {event!r} "
-                     f"<error>raised</error>", exc)
+        _log_failure(self.log, exc, "<error>geventipc: handler for</error>", repr(event),
+                     "<error>raised</error>")
         handlers = self.handlers.get("error")
         if handlers:
             error = HandlerError(event, exc)
@@ -80,8 +82,8 @@ class Dispatcher(Emitter):
                 try:
                     handler(error)
                 except Exception as inner:
-                    _log_failure(self.log, "<error>geventipc: error handler raised</error>",
-                                 inner)
+                    _log_failure(self.log, inner,
+                                 "<error>geventipc: error handler raised</error>")
 
     def _failed(self, event: str, handler: Any, exc: BaseException) -> None:
         # a wildcard handler reaches the table as partial(handler, event)
@@ -157,13 +159,18 @@ class Dispatcher(Emitter):
         """A request or reply frame from ``socket``; subclasses that take them override."""
 
 
-def _log_failure(log: Any, head: str, exc: BaseException) -> None:
-    """One log line for a failing handler, with the traceback where the logger can."""
+def _log_failure(log: Any, exc: BaseException, *args: str) -> None:
+    """One log line for a failing handler (``args`` are theme markup, anything else is
+    text), with the traceback where the logger can (``ipc.log.exception``)."""
+    plain = getattr(log, "plain", None)
+    parts: list[Any] = [a if a.startswith("<") or plain is None else plain(a) for a in args]
+    text = f"{type(exc).__name__}: {exc}"
+    parts.append(plain(text) if plain is not None else text)
     exception = getattr(log, "exception", None)
     if exception is not None:
-        exception(exc, head)
+        exception(*parts, exc=exc)
     else:
-        log(head, f"{type(exc).__name__}: {exc}")
+        log(*parts)
 
 
 __all__ = ["Dispatcher", "HandlerError", "SERVER_ARGS", "WILDCARD"]

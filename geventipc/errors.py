@@ -205,3 +205,9 @@ class EventTooLargeError(EncodeError):
     """An event whose encoded frame is larger than ``max_message_size``: a peer with the
     same limit would refuse it and close the connection, so it is refused at ``emit``
     instead. Nothing was written."""
+
+
+class ThreadHandoffError(IPCError, TimeoutError):
+    """A call from another OS thread was not taken by the hub of the thread that owns the
+    connection within ``geventipc.threads.HANDOFF_TIMEOUT`` seconds (that thread is
+    blocked outside gevent); the call was withdrawn: nothing of it happened."""

@@ -9,6 +9,7 @@ client first commits the broadcasts before it, so per-client order always holds.
 from __future__ import annotations
 
 import os
+import time
 from typing import Any, Callable, Iterable, Iterator
 
 import gevent
@@ -18,18 +19,26 @@ from gevent.pool import Pool
 from gevent.server import StreamServer
 
 from .config import Config, check_socket_dir
+from .counters import ServerCounts
 from .dispatch import Dispatcher
 from .emitter import _Once
-from .errors import IPCError, NotConnectedError, UnsupportedError
+from .errors import (
+    IPCError, NotConnectedError, ProtocolError, SlowConsumerError, UnsupportedError,
+)
 from .reply import (
     DEFAULT_POOL_SIZE, LATER, PooledHandler, error_detail, outcome, resolve_pool,
 )
 from .transports.stream import FLUSH_AT, StreamConnection, listen_tcp, listen_unix, tune_tcp
+from .threads import call_in_owner, get_ident, owner
 from .transports.tls import TLSError, accept_tls
+from .wire.msgpack_codec import TUPLE_SEEN
 from .wire import LIFECYCLE_EVENTS, REPLY_ERROR, REPLY_NO_HANDLER, REPLY_OK, make_codec, names_for
 
 HELLO = "$ipc.hello"
 DESCRIBE = "$ipc.describe"
+#: a client asks for ``server.stats()``; answered only with ``config.stats_requests``
+STATS = "$ipc.stats"
+STATS_OFF = "stats requests are off on this server (its owner sets config.stats_requests)"
 
 
 def _naming(conn: StreamConnection, frames: Iterable[Any]) -> Iterator[Any]:
@@ -55,7 +64,11 @@ class ServerSocket(StreamConnection):
 
     def emit(self, type: str, data: Any = None) -> bool:
         """Send one event to this client, after any broadcast queued before it."""
+        if get_ident() != self.server._tid:  # another OS thread: hand over (threads.py)
+            return call_in_owner(self.server._tid, ServerSocket.emit, self, type, data)
         server = self.server
+        if type in server._fast_names:   # known good on the msgpack wire: inlined
+            return server._fast_emit(self, type, data)
         # raw mode: emit(data), no event type; a name already found good is one set
         # lookup, without a call (as in Client.emit)
         if self.codec.framed and type not in self.names.good:
@@ -114,6 +127,7 @@ class Server(Dispatcher):
                  host: str | None = None, port: int | None = None,
                  ssl_context: Any = None) -> None:
         super().__init__(log)
+        self._tid = owner()  # the OS thread whose hub runs this server (threads.py)
         self.config = config
         self.path = path
         self.host = host
@@ -133,12 +147,22 @@ class Server(Dispatcher):
         self._bcast: list[bytes] = []
         self._bcast_bytes = 0
         self._bcast_scheduled = False
+        self._bcast_biggest = 0   # largest frame in _bcast (big frames are paced apart)
+        self._laggards: list[StreamConnection] = []   # peers behind at the last commit
+        self._lag_size = 0    # the largest frame of that commit
+        # the inlined emit (see _fast_emit): names known good on the msgpack wire
+        self._fast_names: Any = (self.names.good if self._encoder.name == "msgpack"
+                                 else frozenset())
+        self._fast_pack = getattr(self._encoder, "_pack", None)
+        self._fast_max = getattr(self._encoder, "fast_limit", config.max_message_size)
         self._listener: Any = None
         self._stream_server: StreamServer | None = None
         self._bound_inode: tuple[int, int] | None = None
         self._started = False
         self._stopped = Event()
         self._done = Event()  # set once stop() has finished: socket file gone, clients closed
+        #: what :meth:`stats` reports beyond the connections' own counters
+        self.counts = ServerCounts()
         self.handlers[HELLO] = (self._on_hello,)
 
     def __repr__(self) -> str:
@@ -146,6 +170,11 @@ class Server(Dispatcher):
         return f"<Server {where} clients={len(self._conns)}>"
 
     # --- lifecycle -----------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        """This server's counters as a plain dict (fields: docs/operations.md)."""
+        from .stats import server_stats  # noqa: PLC0415 - stats sits above the server
+        return server_stats(self)
 
     @property
     def sockets(self) -> list[ServerSocket]:
@@ -195,6 +224,8 @@ class Server(Dispatcher):
     def stop(self, timeout: float = 2.0) -> None:
         """Close the listener and every client (after flushing what is queued to them), and
         remove the socket file this server made."""
+        if get_ident() != self._tid:  # another OS thread: hand over (threads.py)
+            return call_in_owner(self._tid, Server.stop, self, timeout)
         if not self._started or self._stopped.is_set():
             return
         self._stopped.set()
@@ -246,12 +277,14 @@ class Server(Dispatcher):
         if self._stopped.is_set():
             # accepted just before stop() closed the listener: serving it now would leave
             # a client talking to a server that has stopped
+            self.counts.refuse("stopping")
             sock.close()
             return
         # connections still in their TLS handshake count: they hold a socket and a greenlet
         if len(self._conns) + len(self._handshaking) >= config.max_connections:
             self.log("<notice>geventipc: max_connections</notice>", config.max_connections,
                      "<notice>reached; closing new connection</notice>")
+            self.counts.refuse("max_connections")
             sock.close()
             return
         tune_tcp(sock)
@@ -264,6 +297,7 @@ class Server(Dispatcher):
                 sock = accept_tls(sock, self.ssl_context, config.handshake_timeout / 1000.0,
                                   address, self._encoder.name)
             except TLSError as exc:
+                self.counts.refuse("tls_handshake")
                 self.report(exc)
                 return
             finally:
@@ -276,6 +310,7 @@ class Server(Dispatcher):
             sock, codec, self.names,
             address=address or self.path,
             max_pending_bytes=config.max_pending_bytes,
+            drain_timeout=config.drain_timeout / 1000.0,
             overflow_policy=config.overflow_policy,
             message_timeout=config.message_timeout / 1000.0,
             on_frames=self.dispatch_to if codec.supports_requests
@@ -287,11 +322,13 @@ class Server(Dispatcher):
         if self.ssl_context is not None:
             conn.peer_certificate = sock.getpeercert() or None
         self._conns[conn] = None
+        self.counts.connected(len(self._conns))
         self.fire("connect", conn)
         conn.run()
 
     def _on_close(self, conn: StreamConnection, reason: BaseException | None) -> None:
         self._conns.pop(conn, None)  # type: ignore[call-overload]
+        self.counts.closed(conn, reason, ProtocolError, SlowConsumerError)
         if isinstance(reason, IPCError):
             reason.socket = conn  # type: ignore[attr-defined]
             self.report(reason)
@@ -350,10 +387,18 @@ class Server(Dispatcher):
         self._requests.pop(event, None)
 
     def _on_request(self, conn: StreamConnection, event: str, data: Any, request_id: int) -> None:
+        self.counts.request_started(conn, request_id)
         entry = self._requests.get(event)
         if entry is None:
             if event == DESCRIBE:
                 self._reply(conn, request_id, REPLY_OK, self.define.as_dict())
+                return
+            if event == STATS:
+                if self.config.stats_requests:
+                    self._reply(conn, request_id, REPLY_OK, self.stats())
+                else:
+                    self._reply(conn, request_id, REPLY_NO_HANDLER,
+                                {"type": "NoHandlerError", "message": STATS_OFF})
                 return
             self._reply(conn, request_id, REPLY_NO_HANDLER,
                         {"type": "NoHandlerError", "message": f"no handler for {event!r}"})
@@ -388,6 +433,7 @@ class Server(Dispatcher):
             self._reply(conn, request_id, REPLY_ERROR, error_detail(value))
 
     def _reply(self, conn: StreamConnection, request_id: int, status: int, data: Any) -> None:
+        self.counts.request_done(conn, request_id, status == REPLY_OK)
         if conn.closed:
             return  # the client is gone; it fails its own request
         if self._bcast:
@@ -469,8 +515,12 @@ class Server(Dispatcher):
 
     def emit(self, socket: StreamConnection, type: str, data: Any = None) -> bool:
         """Send one event to one client. Returns False if dropped by policy."""
+        if get_ident() != self._tid:  # another OS thread: hand over (threads.py)
+            return call_in_owner(self._tid, Server.emit, self, socket, type, data)
         if not isinstance(socket, StreamConnection):
             raise NotConnectedError(f"emit needs a client socket, not {socket!r}")
+        if type in self._fast_names:   # known good on the msgpack wire: inlined
+            return self._fast_emit(socket, type, data)
         # raw mode: emit(socket, data), no event type; a known-good name costs no call
         if socket.codec.framed and type not in self.names.good:
             self.names.check_outgoing(type)
@@ -480,32 +530,109 @@ class Server(Dispatcher):
                 return False  # the broadcasts before it overflowed this peer: closed by policy
         return socket.write(socket.codec.encode_event(type, data))
 
+    def _fast_emit(self, socket: StreamConnection, type: str, data: Any) -> bool:
+        """``emit`` for the common case, inlined: a known-good name on the msgpack wire
+        and the peer's queue short. Same checks, same order as the general path
+        (broadcasts before it, encode, size, the connection's write); anything else goes
+        the general way."""
+        if self._bcast and not socket._closing:
+            self._commit_broadcast()
+            if socket._closing:
+                return False  # the broadcasts before it overflowed this peer: closed by policy
+        try:
+            frame = self._fast_pack([type, data])  # type: ignore[misc]
+        except Exception:
+            return socket.write(socket.codec.encode_event(type, data))  # raises EncodeError
+        if TUPLE_SEEN[0]:   # maybe a tuple as a dict key: the codec checks (and raises)
+            return socket.write(socket.codec.encode_event(type, data))
+        size = len(frame)
+        pending = socket._pending + size
+        if pending >= socket._pace_at or socket._closing or size > self._fast_max:
+            if size > self._fast_max:   # the codec checks size and item counts (raises)
+                frame = socket.codec.encode_event(type, data)
+            return socket.write(frame)
+        socket._pending = pending
+        socket._wbuf.append(frame)
+        wbytes = socket._wbytes + size
+        socket._wbytes = wbytes
+        socket.bytes_out += size
+        socket.events_out += 1
+        if socket._writer is None:
+            if wbytes >= FLUSH_AT:
+                socket._flush()
+            elif not socket._flush_scheduled:
+                socket._flush_scheduled = True
+                socket._loop.run_callback(socket._scheduled_flush)
+        return True
+
+    def drain(self, timeout: float | None = None) -> bool:
+        """Block this greenlet until everything queued for every client (broadcasts
+        included) is with the kernel. True once drained; False if ``timeout`` (seconds)
+        passed first. Closed clients are skipped; no client is cut for being slow."""
+        if self._bcast:
+            self._commit_broadcast()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for conn in list(self._conns):
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not conn.drain(left) and not conn._closed:
+                return False
+        return True
+
     def broadcast(self, type: str, data: Any = None) -> None:
-        """Send one event to every connected client; never waits for a slow one.
+        """Send one event to every connected client.
+
+        Never held up by a peer for long: when a peer is behind (its queue past the pacing
+        mark while the kernel is full), the calling greenlet waits for it to catch up, at
+        most ``drain_timeout`` from when it fell behind (then, under the ``disconnect``
+        policy, it is cut). It never waits in the gevent hub or in that peer's own
+        greenlet. ``drain_timeout = 0`` never waits.
 
         In raw mode: ``broadcast(data)``, the bytes (or str) to send.
         """
+        if get_ident() != self._tid:  # another OS thread: hand over (threads.py)
+            return call_in_owner(self._tid, Server.broadcast, self, type, data)
         if self._encoder.framed and type not in self.names.good:  # known-good: no call
             self.names.check_outgoing(type)
         frame = self._encoder.encode_event(type, data)
         self._bcast.append(frame)
         self._bcast_bytes += len(frame)
+        if len(frame) > self._bcast_biggest:
+            self._bcast_biggest = len(frame)
         if self._bcast_bytes >= FLUSH_AT:
             self._commit_broadcast()
         elif not self._bcast_scheduled:
             self._bcast_scheduled = True
             get_hub().loop.run_callback(self._commit_broadcast)
+        if self._laggards:
+            self._wait_for_laggards()
+
+    def _wait_for_laggards(self) -> None:
+        """Let the peers that were behind at the last commit catch up (each bounded by
+        its drain_timeout; see StreamConnection.pace)."""
+        laggards, self._laggards = self._laggards, []
+        size = self._lag_size
+        for conn in laggards:
+            if not conn._closing:
+                conn.pace(size)
 
     def _commit_broadcast(self) -> None:
         self._bcast_scheduled = False
         frames = self._bcast
         if not frames:
             return
-        count, size = len(frames), self._bcast_bytes
+        count, size, biggest = len(frames), self._bcast_bytes, self._bcast_biggest
+        self.counts.broadcasts += count
         chunk = frames[0] if count == 1 else b"".join(frames)
         self._bcast = []
-        self._bcast_bytes = 0
+        self._bcast_bytes = self._bcast_biggest = 0
         batch = [chunk]
+        # the peers now behind: the next broadcast() waits for them (it may; a commit may
+        # run in the hub, where nothing can wait)
+        laggards = self._laggards = []
+        self._lag_size = biggest
         for conn in self._conns:
             if not conn._closing:
                 conn.write_many(batch, size, count)
+                if conn._writer is not None and conn._pending >= conn._pace_at \
+                        and conn.behind(biggest):
+                    laggards.append(conn)

@@ -21,16 +21,18 @@ from gevent.event import AsyncResult, Event
 from gevent.hub import get_hub
 
 from .config import Config
+from .counters import Requests
 from .dispatch import Dispatcher
 from .errors import (
     AddressError, ConfigError, IPCError, MessageTooLargeError, NotConnectedError,
     ProtocolError, Timeout, UnsupportedError,
 )
-from .server import DESCRIBE, Definitions
+from .server import DESCRIBE, STATS, STATS_OFF, Definitions
 from .transports.datagram import (
     FAMILIES, MAX_PAYLOAD, DatagramEndpoint, SockAddr, bind_udp, family_name, resolve,
 )
 from .reply import error_detail, settle
+from .threads import call_in_owner, get_ident, owner, request_in_owner
 from .wire import REPLY_ERROR, REPLY_NO_HANDLER, REPLY_OK, make_codec, names_for
 
 
@@ -105,6 +107,7 @@ class UDPServer(Dispatcher):
     def __init__(self, config: Config, log: Callable[..., None], *, host: str | None = None,
                  port: int | None = None, udp_type: str = "udp4") -> None:
         super().__init__(log)
+        self._tid = owner()  # the OS thread whose hub runs this server (threads.py)
         if udp_type not in FAMILIES:
             raise ConfigError(f"udp_type must be one of {tuple(FAMILIES)}, not {udp_type!r}")
         self.config = config
@@ -128,6 +131,9 @@ class UDPServer(Dispatcher):
         self._waiting: dict[int, tuple[AsyncResult, tuple[str, int], Any]] = {}
         self._request_ids = itertools.count(1)
         self._endpoint: DatagramEndpoint | None = None
+        #: requests this server answered, and those it sent (see :meth:`stats`)
+        self.served = Requests()
+        self.asked = Requests()
         self._started = False
         self._stopped = Event()
 
@@ -140,6 +146,11 @@ class UDPServer(Dispatcher):
     def started(self) -> bool:
         """True between :meth:`start` and :meth:`stop`."""
         return self._started and not self._stopped.is_set()
+
+    def stats(self) -> dict[str, Any]:
+        """This server's counters as a plain dict (fields: docs/operations.md)."""
+        from .stats import udp_stats  # noqa: PLC0415 - stats sits above the server
+        return udp_stats(self)
 
     @property
     def sockets(self) -> list[UDPSocket]:
@@ -175,6 +186,8 @@ class UDPServer(Dispatcher):
 
     def stop(self, timeout: float = 2.0) -> None:
         """Close the socket; requests still waiting fail with NotConnectedError."""
+        if get_ident() != self._tid:  # another OS thread: hand over (threads.py)
+            return call_in_owner(self._tid, UDPServer.stop, self, timeout)
         if not self._started or self._stopped.is_set():
             return
         self._stopped.set()
@@ -283,6 +296,13 @@ class UDPServer(Dispatcher):
         if event == DESCRIBE:
             self._reply(peer, request_id, REPLY_OK, self.define.as_dict())
             return
+        if event == STATS:
+            if self.config.stats_requests:
+                self._reply(peer, request_id, REPLY_OK, self.stats())
+            else:
+                self._reply(peer, request_id, REPLY_NO_HANDLER,
+                            {"type": "NoHandlerError", "message": STATS_OFF})
+            return
         handler = self._requests.get(event)
         if handler is None:
             self._reply(peer, request_id, REPLY_NO_HANDLER,
@@ -296,6 +316,10 @@ class UDPServer(Dispatcher):
         self._reply(peer, request_id, REPLY_OK, result)
 
     def _reply(self, peer: UDPSocket, request_id: int, status: int, data: Any) -> None:
+        if status == REPLY_OK:
+            self.served.answered += 1
+        else:
+            self.served.failed += 1
         endpoint = self._endpoint
         if endpoint is None or endpoint.closed:
             return
@@ -320,12 +344,16 @@ class UDPServer(Dispatcher):
 
         With ``timeout`` (seconds) the result fails with Timeout if no reply came by then,
         which is also what a lost request or reply looks like: UDP does not resend.
+        From another OS thread: a ``geventipc.threads.ThreadResult`` (docs/api.md).
         """
+        if get_ident() != self._tid:  # another OS thread: hand over (threads.py)
+            return request_in_owner(self._tid, UDPServer.request_async,  # type: ignore[return-value]
+                                    self, socket, type, data, timeout)
         self._require_requests()
         sockaddr = self._destination(socket)
         if sockaddr is None:
             raise AddressError(f"a request needs one peer; {_NO_DESTINATION}")
-        if type != DESCRIBE:
+        if type != DESCRIBE and type != STATS:
             self.names.check_outgoing(type)
         request_id = next(self._request_ids)
         frame = self._encoder.encode_request(type, data, request_id)
@@ -351,6 +379,9 @@ class UDPServer(Dispatcher):
         Not from inside a handler of this server: handlers run in the greenlet that would
         receive the reply (use :meth:`request_async` there, or spawn a greenlet).
         """
+        if get_ident() != self._tid:  # another OS thread: hand over (threads.py)
+            return request_in_owner(self._tid, UDPServer.request_async,
+                                    self, socket, type, data, timeout).get()
         endpoint = self._endpoint
         if endpoint is not None and endpoint.greenlet is gevent.getcurrent():
             raise UnsupportedError("request() inside this server's own handler would wait "
@@ -362,9 +393,15 @@ class UDPServer(Dispatcher):
         """A peer's ``define`` tables: ``{"listen": {...}, "broadcast": {...}}``."""
         return self.request(socket, DESCRIBE, None, timeout)
 
+    def remote_stats(self, socket: Any, timeout: float | None = 10.0) -> dict[str, Any]:
+        """A peer's ``stats()``, if it answers stats requests (``config.stats_requests``;
+        else NoHandlerError)."""
+        return self.request(socket, STATS, None, timeout)
+
     def _expire(self, request_id: int, type: str, timeout: float) -> None:
         entry = self._waiting.pop(request_id, None)
         if entry is not None:
+            self.asked.timed_out += 1
             entry[0].set_exception(Timeout(f"no reply to {type!r} within {timeout} s "
                                            f"(lost, or the peer did not answer)"))
 
@@ -380,6 +417,10 @@ class UDPServer(Dispatcher):
         result, _key, timer = entry
         if timer is not None:
             timer.stop()
+        if status == REPLY_OK:
+            self.asked.answered += 1
+        else:
+            self.asked.failed += 1
         settle(result, status, data)
 
     # --- sending -------------------------------------------------------------------------
@@ -429,6 +470,8 @@ class UDPServer(Dispatcher):
         does not fit in one datagram; nothing sent), EventNameError, EncodeError,
         AddressError, SendError, NotConnectedError. Delivery is not confirmed.
         """
+        if get_ident() != self._tid:  # another OS thread: hand over (threads.py)
+            return call_in_owner(self._tid, UDPServer.emit, self, socket, type, data)
         sockaddr = self._destination(socket)
         if sockaddr is None:
             self.log("<notice>geventipc: emit to a UDP socket without address or port; "
@@ -448,6 +491,8 @@ class UDPServer(Dispatcher):
         system refuses to send to is reported as an ``error`` event (``exc.socket``) and
         the others still get the event. In raw mode: ``broadcast(data)``.
         """
+        if get_ident() != self._tid:  # another OS thread: hand over (threads.py)
+            return call_in_owner(self._tid, UDPServer.broadcast, self, type, data)
         if self._encoder.framed:
             self.names.check_outgoing(type)
         frame = self._encoder.encode_event(type, data)

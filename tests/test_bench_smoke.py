@@ -1,12 +1,14 @@
-"""Benchmark smoke (issue 4): tiny W1-W4 through the real bench code, in real processes.
+"""Benchmark smoke (issues 4 and 16): tiny versions of every bench row, in real processes.
 
 A regression guard that is not a timed test: each workload runs at a small size and the
 test checks counts and order (every event arrived, in the order sent; every round trip got
 its own answer; every broadcast reached every client), never speed. The same checks run
-inside ``make bench``, so the benchmark cannot quietly measure a broken run.
+inside ``make bench``, so the benchmark cannot quietly measure a broken run. The node-ipc
+14 rows skip where ``make node-deps`` could not install it (Node.js 22 from npm).
 """
 from __future__ import annotations
 
+import json
 import os
 import sys
 
@@ -16,8 +18,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
+import bench.run as bench_run  # noqa: E402
 from bench.common import MIB  # noqa: E402
-from bench.run import figure, run_once  # noqa: E402
+from bench.run import (  # noqa: E402
+    _tls_files, figure, have_node14, main, make_row, run_once, section_plugins,
+)
 
 TINY = {
     "w1": {"n": 3000},
@@ -25,14 +30,19 @@ TINY = {
     "w3": {"n": 200, "c": 20},
     "w4": {"n": 12, "size": MIB},
 }
-CASES = [("gipc", w, t) for w in TINY for t in ("unix", "tcp")] + \
-        [("floor", w, "unix") for w in TINY]
+NODE14 = pytest.mark.skipif(not have_node14(),
+                            reason="node-ipc 14 / Node.js 22 not installed: make node-deps")
+CASES = [("gipc", w, t, {}) for w in TINY for t in ("unix", "tcp")] + \
+        [("floor", w, "unix", {}) for w in TINY] + \
+        [("gipc", w, "unix", {"wire": "node-ipc"}) for w in TINY] + \
+        [pytest.param("node14", w, "unix", {}, marks=NODE14, id=f"node14-{w}-unix")
+         for w in TINY] + \
+        [pytest.param("node14", "w1", "tcp", {}, marks=NODE14, id="node14-w1-tcp")] + \
+        [(impl, "w1", "unix", {"n": 40, "psize": 64 * 1024}) for impl in ("gipc", "floor")]
 
 
-@pytest.mark.parametrize("impl,workload,transport", CASES)
-def test_workload_counts_and_order(impl, workload, transport):
-    params = TINY[workload]
-    server, client = run_once(impl, workload, transport, params, timeout=30)
+def check(workload, params, server, client):
+    """What every bench run checks: counts and order, never speed."""
     n = params["n"]
     if workload in ("w1", "w4"):
         assert server["received"] == n
@@ -48,9 +58,49 @@ def test_workload_counts_and_order(impl, workload, transport):
     assert figure(workload, params, server, client)["value"] > 0
 
 
+@pytest.mark.parametrize("impl,workload,transport,extra", CASES)
+def test_workload_counts_and_order(impl, workload, transport, extra):
+    params = dict(TINY[workload], **extra)
+    server, client = run_once(impl, workload, transport, params, timeout=30)
+    check(workload, params, server, client)
+    if workload == "w3" and impl != "node14":
+        assert client["gc_collections"] >= 0   # counted in the client process
+
+
+@pytest.mark.parametrize("workload", ["w1", "w4"])
+def test_tls_rows(workload, tmp_path):
+    params = dict(TINY[workload], tls=_tls_files(str(tmp_path)))
+    server, client = run_once("gipc", workload, "tls", params, timeout=30)
+    check(workload, params, server, client)
+
+
 def test_idle_connections_all_held():
     params = {"c": 50}
     server, client = run_once("gipc", "idle", "unix", params, timeout=30)
     assert server["connections"] == 50
     assert server["hellos"] == 50          # each socket learnt its client's id
     assert client["connections"] == 50
+
+
+def test_the_report_prints_each_target_next_to_its_figure(tmp_path, capsys):
+    out = tmp_path / "r.json"
+    assert main(["--sections", "msgpack", "--only", "w1", "--transports", "unix",
+                 "--runs", "1", "--scale", "0.01", "--out", str(out),
+                 "--plot", str(tmp_path / "r.png")]) == 0
+    report = json.loads(out.read_text())
+    (row,) = report["rows"]
+    assert row["a"]["name"] == "geventipc" and row["b"]["name"] == "floor"
+    assert row["target"] == {"op": ">=", "value": 0.85, "on": "ratio"}
+    assert row["met"] in (True, False)
+    line = next(line for line in capsys.readouterr().out.splitlines()
+                if line.startswith("W1 pipelined"))
+    assert ">= 0.85" in line and "(floor)" in line
+
+
+def test_plugin_modules_that_do_not_exist_are_skipped(monkeypatch):
+    monkeypatch.setattr(bench_run, "PLUGINS", ("bench.no_such_suite",))
+    opts = type("Opts", (), {"runs": 1, "quick": True, "scale": 0.01})
+    assert section_plugins(opts, lambda *a: None) == []
+    row = make_row("s", "x", "unix", "events/s", "lower", {"name": "a", "value": 2.0},
+                   {"name": "b", "value": 4.0}, ("<=", 1.15))
+    assert row["ratio"] == 0.5 and row["met"] is True

@@ -124,7 +124,8 @@ def test_the_librarys_own_diagnostics_use_the_same_path(tmp_path):
     assert any("ConnectError" in line and "does not exist" in line for line in lines)
 
 
-def test_default_output_is_stderr_in_colour():
+def test_default_output_is_stderr_plain_in_a_pipe():
+    # a pipe is no terminal: no colour codes (the terminal case: tests/test_log_output.py)
     proc = python_process('''
 from geventipc import ipc
 ipc.log("<good>to stderr</good>", 1)
@@ -133,7 +134,7 @@ print("DONE", flush=True)
     try:
         assert read_line(proc) == "DONE"
         proc.wait(5)
-        assert proc.stderr.read() == f"{ESC}32mto stderr{ESC}0m 1\n"
+        assert proc.stderr.read() == "to stderr 1\n"
     finally:
         stop_process(proc)
 

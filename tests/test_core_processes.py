@@ -30,7 +30,7 @@ def started():
     ipc.server.on("socket.disconnected",
                   lambda socket, destroyed_id: ipc.log("client", destroyed_id, "left"))
 
-ipc.serve(started)                 # path defaults to config.socket_root + config.appspace + config.id
+ipc.serve(started)       # path defaults to config.socket_root + config.appspace + config.id
 ipc.server.start()                 # returns at once; serving runs in greenlets
 print("READY", ipc.server.path, flush=True)
 ipc.server.serve_forever()         # blocks until ipc.server.stop()

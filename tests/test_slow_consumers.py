@@ -2,8 +2,9 @@
 process (so its RSS is its own).
 
 The server broadcasts a stream of events, and emits to the stalled peers directly too;
-neither call may ever block (yield to the hub). Every healthy client must get the whole
-stream, in order; the stalled peers are dropped per ``overflow_policy`` (``disconnect``:
+with ``drain_timeout = 0`` neither call may ever block (yield to the hub). Every healthy
+client must get the whole stream, in order; the stalled peers are dropped per
+``overflow_policy`` (``disconnect``:
 closed with a SlowConsumerError; ``drop``: kept, their newest events dropped and counted,
 and what they eventually read plus what was dropped is exactly the stream). The server's
 RSS must stay bounded by its queue limits, far below what the stalled peers were offered.
@@ -32,7 +33,10 @@ SERVER = """
     path, policy, events, size, max_pending, window, healthy = sys.argv[1:]
     events, size, max_pending, window, healthy = map(
         int, (events, size, max_pending, window, healthy))
-    ipc = IPC(id="world", silent=True, max_pending_bytes=max_pending, overflow_policy=policy)
+    # drain_timeout=0: the mode in which emit and broadcast never wait for a peer
+    # (tests/test_flow_control.py covers the default, bounded waiting)
+    ipc = IPC(id="world", silent=True, max_pending_bytes=max_pending, overflow_policy=policy,
+              drain_timeout=0)
     ipc.serve(path)
     server = ipc.server
     page = os.sysconf("SC_PAGE_SIZE")

@@ -122,7 +122,8 @@ class DatagramEndpoint:
     """
 
     __slots__ = ("sock", "family", "max_payload", "on_datagram", "on_error", "greenlet",
-                 "_closed", "_raw_sendto")
+                 "_closed", "_raw_sendto", "bytes_in", "datagrams_in", "bytes_out",
+                 "datagrams_out")
 
     def __init__(self, sock: gsocket.socket, on_datagram: DatagramHandler,
                  on_error: ErrorHandler) -> None:
@@ -137,6 +138,8 @@ class DatagramEndpoint:
         # gevent's socket wraps a non-blocking OS socket: sending on that directly skips
         # gevent's wrapper, and only a full send buffer needs the cooperative path
         self._raw_sendto = sock._sock.sendto
+        #: datagrams (and their bytes) received and sent
+        self.bytes_in = self.datagrams_in = self.bytes_out = self.datagrams_out = 0
 
     @property
     def closed(self) -> bool:
@@ -181,6 +184,8 @@ class DatagramEndpoint:
                 self.on_error(exc)
                 gevent.sleep(0.01)
                 continue
+            self.datagrams_in += 1
+            self.bytes_in += n
             try:
                 on_datagram(view[:n], sockaddr)
             except Exception as exc:  # a bug must not stop the server from receiving
@@ -218,6 +223,8 @@ class DatagramEndpoint:
             raise _send_error(exc, size, sockaddr, self.family) from None
         except (TypeError, ValueError, OverflowError) as exc:
             raise AddressError(f"cannot send to {sockaddr!r}: {exc}") from None
+        self.datagrams_out += 1
+        self.bytes_out += size
 
     def close(self, timeout: float = 1.0) -> None:
         """Close the socket and end the receive greenlet (waiting up to ``timeout`` s)."""
@@ -248,6 +255,6 @@ def _send_error(exc: OSError, size: int, sockaddr: Any, family: int) -> Exceptio
 
 
 __all__ = [
-    "FAMILIES", "LOOPBACK", "MAX_PAYLOAD", "RECV_SIZE", "SOCKET_BUFFER", "DatagramEndpoint", "bind_udp",
-    "family_name", "resolve",
+    "FAMILIES", "LOOPBACK", "MAX_PAYLOAD", "RECV_SIZE", "SOCKET_BUFFER", "DatagramEndpoint",
+    "bind_udp", "family_name", "resolve",
 ]

@@ -91,7 +91,7 @@ class MsgpackCodec:
 
     __slots__ = ("names", "max_message_size", "read_size", "_unpacker", "_fed", "_pack",
                  "_open", "_hard_limit", "_big", "_size", "_end", "_known", "_max_array",
-                 "_max_map", "_count_from")
+                 "_max_map", "_count_from", "fast_limit")
 
     def __init__(self, names: EventNames, max_message_size: int = 16 * 1024 * 1024) -> None:
         self.names = names
@@ -113,6 +113,9 @@ class MsgpackCodec:
         self._max_map = max(16, max_message_size // 8)
         # a map of n items takes at least 2n bytes, an array of n at least n
         self._count_from = min(self._max_array, 2 * self._max_map)
+        #: frames up to this size need no check past packing (size, item counts): what
+        #: an inlined emit path may send without ``encode_event``
+        self.fast_limit = min(max_message_size, self._count_from - 1)
 
     def _new_unpacker(self) -> Any:
         max_message_size = self.max_message_size
@@ -352,10 +355,10 @@ class MsgpackCodec:
             try:
                 frame = self._pack([type, data])
             except Exception as exc:
-                _TUPLE_SEEN[0] = False
+                TUPLE_SEEN[0] = False
                 raise EncodeError(f"cannot encode data of event {type!r} as msgpack: "
                                   f"{_describe(exc)}") from None
-            if _TUPLE_SEEN[0]:
+            if TUPLE_SEEN[0]:
                 _refuse_keys(f"data of event {type!r}", data)
         if len(frame) > self.max_message_size:
             raise event_too_large(type, len(frame), self.max_message_size)
@@ -368,10 +371,10 @@ class MsgpackCodec:
         try:
             frame = self._pack([type, data, request_id])
         except Exception as exc:
-            _TUPLE_SEEN[0] = False
+            TUPLE_SEEN[0] = False
             raise EncodeError(f"cannot encode data of request {type!r} as msgpack: "
                               f"{_describe(exc)}") from None
-        if _TUPLE_SEEN[0]:
+        if TUPLE_SEEN[0]:
             _refuse_keys(f"data of request {type!r}", data)
         if len(frame) > self.max_message_size:
             raise event_too_large(type, len(frame), self.max_message_size)
@@ -384,9 +387,9 @@ class MsgpackCodec:
         try:
             frame = self._pack([request_id, status, data])
         except Exception as exc:
-            _TUPLE_SEEN[0] = False
+            TUPLE_SEEN[0] = False
             raise EncodeError(f"cannot encode reply as msgpack: {_describe(exc)}") from None
-        if _TUPLE_SEEN[0]:
+        if TUPLE_SEEN[0]:
             _refuse_keys("reply", data)
         if len(frame) >= self._count_from:
             self._check_counts(data, "reply")
@@ -403,8 +406,10 @@ _BIG_BIN = 64 * 1024
 _MAX_BIN = 2 ** 32 - 1
 
 #: set by ``_default`` when a tuple was packed: only then can a dict key have become an
-#: array, which the peer cannot use as a key (it refuses the frame); see ``_refuse_keys``
-_TUPLE_SEEN = [False]
+#: array, which the peer cannot use as a key (it refuses the frame); see ``_refuse_keys``.
+#: Inlined emit paths that call the packer themselves check it after packing: when set,
+#: they take the codec's ``encode_event``, which raises.
+TUPLE_SEEN = [False]
 
 
 def _default(value: Any) -> Any:
@@ -412,7 +417,7 @@ def _default(value: Any) -> Any:
     without ``strict_types``), tuples as arrays (noting that one was seen); anything else
     is refused, as msgpack would."""
     if isinstance(value, tuple):
-        _TUPLE_SEEN[0] = True
+        TUPLE_SEEN[0] = True
         return list(value)
     if isinstance(value, dict):
         return dict(value)
@@ -477,7 +482,7 @@ def _key_problem(value: Any, path: str, depth: int = 0) -> str | None:
 
 def _refuse_keys(what: str, value: Any) -> None:
     """After a pack that saw a tuple: raise EncodeError if a dict key was one."""
-    _TUPLE_SEEN[0] = False
+    TUPLE_SEEN[0] = False
     problem = _key_problem(value, "data")
     if problem:
         raise EncodeError(f"cannot encode {what} as msgpack: {problem}")

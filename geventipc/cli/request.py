@@ -1,0 +1,51 @@
+"""``geventipc request``: send a request (or one per stdin line) and print each reply."""
+from __future__ import annotations
+
+import argparse
+
+from ..errors import UsageError
+from .common import DEFAULT_TIMEOUT, OK, check_name, make_ipc, needs_requests, with_tls
+from .connection import Asker
+from .data import data_values
+from .options import DATA, TARGETS
+from .output import make_printer
+from .targets import client_target
+
+NAME = "request"
+SUMMARY = "send a request and print the reply (msgpack wire)"
+USAGE = "%(prog)s [options] TARGET TYPE [DATA]"
+EPILOG = TARGETS + "\n" + DATA + """
+The reply is printed as JSON (indented on a terminal). A handler that raised on the server,
+no handler, or no reply within --timeout (default 5 s) prints one line on stderr: exit 1.
+
+examples:
+  geventipc request world add '[1, 2]'
+  geventipc request tcp://127.0.0.1:8000 user.get '{"id": 7}' --timeout 2
+  printf '1\\n2\\n3\\n' | geventipc request world square -   # one reply per line
+"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """request's own words and options (after the common ones)."""
+    parser.add_argument("words", nargs="*", metavar="TARGET TYPE [DATA]",
+                        help="where, the event type, and its data")
+    parser.add_argument("--text", action="store_true",
+                        help="DATA (and each stdin line) is a plain string, not JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Send a request (or one per stdin line) and print each reply."""
+    ipc = make_ipc(args)
+    target, words = client_target(args, ipc.config, args.words)
+    target = with_tls(args, ipc, target)
+    needs_requests(args, "request")
+    if not words or len(words) > 2:
+        raise UsageError("request takes TARGET TYPE [DATA]")
+    type_, data_arg = words[0], words[1] if len(words) > 1 else None
+    check_name(ipc, type_)
+    values = data_values(data_arg, args.text)
+    timeout = args.timeout or DEFAULT_TIMEOUT
+    with make_printer(args) as printer, Asker(ipc, target, timeout) as asker:
+        for value in values:
+            printer.value(asker.request(type_, value, timeout))
+    return OK

@@ -1,0 +1,115 @@
+"""``geventipc serve``: run a server that prints every event it receives."""
+from __future__ import annotations
+
+import argparse
+from dataclasses import replace
+from typing import Any
+
+from ..errors import ConnectError, UsageError
+from ..ipc import IPC
+from .common import OK, Stopper, make_ipc, sender_of, with_tls
+from .options import positive
+from .output import make_printer, one_line
+from .stats import ServeExtras, add_serve_options
+from .targets import Target, parse_host_port, parse_target
+
+NAME = "serve"
+SUMMARY = "run a server that prints every event it receives"
+USAGE = "%(prog)s [options] (ID | ADDRESS | --path P | --tcp HOST:PORT | --udp HOST:PORT)"
+EPILOG = """\
+ADDRESS is a server id, a Unix socket path, tcp://HOST:PORT or udp://HOST:PORT (port 0:
+any free port; the chosen one is logged). Events are printed to stdout: coloured text on a
+terminal, JSON lines {"type", "data", "from"} when piped or with --json. Logs go to stderr.
+Runs until interrupted, until --count events arrived, or for --timeout seconds. TLS: --tcp
+with --tls-cert and --tls-key; add --tls-ca to require client certificates from that CA
+(mutual TLS). With --raw, each chunk of bytes is printed in --encoding.
+
+examples:
+  geventipc serve world                       # Unix socket, server id "world"
+  geventipc serve --tcp 127.0.0.1:8000 --echo # TCP, every event sent back to its sender
+  geventipc serve --udp [::1]:8001 --json     # UDP over IPv6, JSON lines
+  geventipc serve world --count 1 --timeout 10 > first.json
+"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """serve's own words and options (after the common ones)."""
+    parser.add_argument("address", nargs="?", metavar="ID|ADDRESS",
+                        help="server id, socket path, tcp://HOST:PORT or udp://HOST:PORT")
+    parser.add_argument("--tcp", metavar="HOST:PORT", help="serve TCP (TLS with --tls-cert)")
+    parser.add_argument("--udp", metavar="HOST:PORT", help="serve UDP")
+    parser.add_argument("--echo", action="store_true",
+                        help="send each event back to its sender")
+    parser.add_argument("--count", metavar="N", type=positive,
+                        help="exit after N events")
+    add_serve_options(parser)
+
+
+def serve_target(args: argparse.Namespace, ipc: IPC) -> Target:
+    """serve's address: ID / ADDRESS, or --path, --tcp, --udp (exactly one)."""
+    given = [x for x in (args.address, args.path, args.tcp, args.udp) if x is not None]
+    if len(given) != 1:
+        raise UsageError("serve needs exactly one of ID, ADDRESS, --path, --tcp or --udp")
+    if args.path is not None:
+        return Target("unix", path=args.path)
+    for kind in ("tcp", "udp"):
+        text = getattr(args, kind)
+        if text is not None:
+            host, port = parse_host_port(text, f"--{kind}", allow_zero=True)
+            return Target(kind, host=host, port=port)
+    return parse_target(args.address, ipc.config, serving=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run a server that prints every event it receives, until interrupted."""
+    ipc = make_ipc(args, serving=True)
+    target = with_tls(args, ipc, serve_target(args, ipc))
+    if target.name:
+        ipc.config.id = target.name   # a server given by id is known by that id
+    if target.kind == "tls" and not args.tls_cert:
+        raise UsageError("serving TLS needs --tls-cert and --tls-key")
+    stopper = Stopper(args.count, args.timeout)
+    printer = make_printer(args, on_broken=stopper.stop)
+    encoding = ipc.config.encoding
+    if target.kind == "unix":
+        server = ipc.serve(target.path)
+    elif target.kind == "udp":
+        server = ipc.serve_net(target.host, target.port, target.udp_type)
+    else:
+        server = ipc.serve_net(target.host, target.port)
+
+    def on_event(type: str, data: Any, socket: Any) -> None:
+        if not stopper.take():
+            return
+        printer.event(type, data, sender_of(socket))
+        if args.echo:
+            server.emit(socket, type, data)
+
+    def on_raw(data: bytes, socket: Any) -> None:
+        if not stopper.take():
+            return
+        printer.raw(data, encoding, sender_of(socket))
+        if args.echo:
+            server.emit(socket, data)  # type: ignore[arg-type]  # raw mode: data only
+
+    server.on("data" if args.raw else "*", on_raw if args.raw else on_event)
+    server.on("error", lambda exc: ipc.log("<warn>geventipc:</warn>", one_line(exc)))
+    server.on("connect", lambda socket: ipc.log("<good>geventipc: client connected</good>"))
+    server.on("socket.disconnected", lambda socket, peer_id: ipc.log(
+        "<notice>geventipc: client disconnected:</notice>",
+        peer_id or sender_of(socket) or "(no id)"))
+    extras = ServeExtras(args, ipc, server)
+    try:
+        server.start()
+    except OSError as exc:
+        raise ConnectError(f"cannot serve on {target}: {one_line(exc)}") from None
+    # port 0 asked for any free port: show the one the kernel chose
+    bound = replace(target, port=getattr(server, "port", None) or target.port)
+    ipc.log("<good>geventipc: serving on</good>", str(bound))
+    try:
+        stopper.wait(args.timeout)
+    finally:
+        server.stop()
+        extras.stop()
+        printer.flush()
+    return OK

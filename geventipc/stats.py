@@ -1,0 +1,139 @@
+"""Live statistics of servers and clients, as plain dicts (``server.stats()``).
+
+Sits above the server, client and UDP server: it reads the counters their connections
+keep (:class:`~geventipc.transports.stream.StreamConnection`'s ``bytes_in``,
+``events_in``, ``bytes_out``, ``events_out``, ``pending_bytes``, ``dropped``) and the
+few things they count themselves (:mod:`geventipc.counters`), at the moment it is asked.
+Nothing here runs on the hot path. Every field is described in docs/operations.md.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .counters import Totals
+
+if TYPE_CHECKING:
+    from .client import Client
+    from .server import Server
+    from .udp import UDPServer
+
+#: bumped when a field changes meaning or goes away (new fields do not bump it)
+SCHEMA = 1
+
+
+def _transport(server: Any) -> str:
+    if getattr(server, "udp_type", None):
+        return str(server.udp_type)
+    if getattr(server, "path", None) is not None:
+        return "unix"
+    return "tls" if getattr(server, "ssl_context", None) is not None else "tcp"
+
+
+def _traffic(totals: Totals, conns: list[Any]) -> dict[str, int]:
+    """Closed connections' totals plus the open ones' counters."""
+    out = {"events_in": totals.events_in, "bytes_in": totals.bytes_in,
+           "events_out": totals.events_out, "bytes_out": totals.bytes_out,
+           "dropped": totals.dropped}
+    for conn in conns:
+        out["events_in"] += conn.events_in
+        out["bytes_in"] += conn.bytes_in
+        out["events_out"] += conn.events_out
+        out["bytes_out"] += conn.bytes_out
+        out["dropped"] += conn.dropped
+    return out
+
+
+def server_stats(server: "Server", *, per_connection: bool = True) -> dict[str, Any]:
+    """A stream server's statistics (docs/operations.md, "server.stats()")."""
+    counts = server.counts
+    conns = list(server._conns)
+    traffic = _traffic(counts.totals, conns)
+    pending = [conn.pending_bytes for conn in conns]
+    largest = max(conns, key=lambda c: c.pending_bytes, default=None)
+    out: dict[str, Any] = {
+        "schema": SCHEMA,
+        "kind": "server",
+        "id": server.config.id,
+        "transport": _transport(server),
+        "address": server.path if server.path is not None else f"{server.host}:{server.port}",
+        "started": server.started,
+        "connections": {
+            "now": len(conns),
+            "peak": counts.peak,
+            "accepted": counts.accepted,
+            "refused": sum(counts.refused.values()),
+            "refused_by_reason": dict(counts.refused),
+            "handshaking": len(server._handshaking),
+            "closed_by_error": dict(counts.closed_by_reason),
+        },
+        **{key: traffic[key] for key in ("events_in", "bytes_in", "events_out", "bytes_out")},
+        "broadcasts": counts.broadcasts,
+        "dropped": traffic["dropped"],
+        "slow_consumer_cuts": counts.slow_consumer_cuts,
+        "protocol_errors": dict(counts.protocol_errors),
+        "handler_errors": server.handler_errors,
+        "pending_bytes": sum(pending),
+        "largest_backlog": {"bytes": largest.pending_bytes, "id": largest.id,
+                            "address": largest.address}
+        if largest is not None and largest.pending_bytes else None,
+        "requests": counts.requests.as_dict(),
+    }
+    if per_connection:
+        out["sockets"] = [conn.stats() for conn in conns]
+    return out
+
+
+def client_stats(client: "Client") -> dict[str, Any]:
+    """A client's statistics (docs/operations.md, "client.stats()")."""
+    counts = client.counts
+    conn = client.conn
+    traffic = _traffic(counts.totals, [conn] if conn is not None else [])
+    return {
+        "schema": SCHEMA,
+        "kind": "client",
+        "id": client.config.id,
+        "server": client.id,
+        "transport": _transport(client),
+        "connected": client.connected,
+        "connects": counts.connects,
+        "reconnects": max(counts.connects - 1, 0),
+        **{key: traffic[key] for key in ("events_in", "bytes_in", "events_out", "bytes_out")},
+        "queued": client.queued,
+        "pending_bytes": conn.pending_bytes if conn is not None else 0,
+        "protocol_errors": dict(counts.protocol_errors),
+        "handler_errors": client.handler_errors,
+        "late_replies": client.late_replies,
+        "requests": {**counts.requests.as_dict(), "in_flight": client.in_flight},
+    }
+
+
+def udp_stats(server: "UDPServer") -> dict[str, Any]:
+    """A UDP server's statistics (docs/operations.md, "UDP server")."""
+    endpoint = server._endpoint
+    return {
+        "schema": SCHEMA,
+        "kind": "udp",
+        "id": server.config.id,
+        "transport": server.udp_type,
+        "address": f"{server.host}:{server.port}",
+        "started": server.started,
+        "peers": len(server._peers),
+        "peers_forgotten": server.forgotten,
+        "events_in": endpoint.datagrams_in if endpoint is not None else 0,
+        "bytes_in": endpoint.bytes_in if endpoint is not None else 0,
+        "events_out": endpoint.datagrams_out if endpoint is not None else 0,
+        "bytes_out": endpoint.bytes_out if endpoint is not None else 0,
+        "refused": server.refused,
+        "handler_errors": server.handler_errors,
+        "late_replies": server.late_replies,
+        "requests": server.served.as_dict(),
+        "requests_sent": server.asked.as_dict(),
+    }
+
+
+def stats_of(endpoint: Any) -> dict[str, Any]:
+    """The statistics of a stream server, UDP server or client, whichever it is."""
+    return endpoint.stats()
+
+
+__all__ = ["SCHEMA", "server_stats", "client_stats", "udp_stats", "stats_of"]

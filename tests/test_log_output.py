@@ -1,0 +1,160 @@
+"""ipc.log's outputs (issue 13 "Errors and logs", issue 14 "Logs for machines"): colour on
+a terminal only, NO_COLOR, data never read as markup, JSON lines, one traceback, and
+loguru's global logger (the application's sinks) never receiving ipc.log's records."""
+import json
+import os
+import pty
+import subprocess
+import sys
+
+import pytest
+
+from geventipc import IPC
+from conftest import ROOT
+
+ESC = "\x1b["
+
+SCRIPT = """
+from geventipc import ipc
+import sys
+if len(sys.argv) > 1:
+    ipc.config.log_format = sys.argv[1]
+ipc.log("<good>started</good>", {"k": "<error>x</error>"}, server="world")
+"""
+
+
+def run(args=(), env=None, stderr=subprocess.PIPE):
+    return subprocess.run([sys.executable, "-c", SCRIPT, *args], cwd=ROOT, timeout=30,
+                          env=dict(os.environ, **(env or {})), stderr=stderr,
+                          stdout=subprocess.PIPE, text=True)
+
+
+def test_a_pipe_gets_no_colour_codes():
+    out = run(env={"NO_COLOR": ""})
+    assert out.returncode == 0, out.stderr
+    assert out.stderr == "started {'k': '<error>x</error>'}\n"
+
+
+def test_a_file_gets_no_colour_codes(tmp_path):
+    path = tmp_path / "log.txt"
+    with open(path, "w") as f:
+        assert run(stderr=f).returncode == 0
+    assert path.read_text() == "started {'k': '<error>x</error>'}\n"
+
+
+def _on_a_terminal(env):
+    leader, follower = pty.openpty()
+    try:
+        proc = subprocess.run([sys.executable, "-c", SCRIPT], cwd=ROOT, timeout=30,
+                              env=dict(os.environ, **env), stderr=follower,
+                              stdout=subprocess.DEVNULL)
+        assert proc.returncode == 0
+        os.close(follower)
+        follower = -1
+        data = b""
+        while True:
+            try:
+                chunk = os.read(leader, 4096)
+            except OSError:  # EIO: the terminal's other side is closed, all read
+                break
+            if not chunk:
+                break
+            data += chunk
+        return data.decode()
+    finally:
+        os.close(leader)
+        if follower >= 0:
+            os.close(follower)
+
+
+def test_a_terminal_gets_colour_unless_no_color():
+    env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}
+    coloured = _on_a_terminal({**env, "NO_COLOR": ""})
+    assert f"{ESC}32mstarted{ESC}0m" in coloured
+    # the data's theme tag is printed, not applied: no red background code
+    assert "<error>x</error>" in coloured and f"{ESC}41m" not in coloured
+    plain = _on_a_terminal({**env, "NO_COLOR": "1"})
+    assert ESC not in plain and "started" in plain
+
+
+def test_no_color_applies_to_a_logger_function_too(monkeypatch):
+    lines = []
+    ipc = IPC(logger=lines.append, log_in_color=True)
+    ipc.log("<good>a</good>")
+    monkeypatch.setenv("NO_COLOR", "1")
+    ipc.log("<good>b</good>")
+    assert lines == [f"{ESC}32ma{ESC}0m", "b"]
+
+
+def test_theme_tags_in_data_are_never_markup():
+    lines = []
+    ipc = IPC(logger=lines.append, log_in_color=True)
+    ipc.log("<good>ok</good>", {"k": "<error>x</error>"}, ipc.log.plain("<warn>y</warn>"),
+            ipc.log.style("variable", "<good>z</good>"))
+    assert lines == [f"{ESC}32mok{ESC}0m {{'k': '<error>x</error>'}} <warn>y</warn> "
+                     f"{ESC}36m<good>z</good>{ESC}0m"]
+
+
+def test_json_lines_parse_with_level_theme_message_and_fields():
+    out = run(["json"])
+    assert out.returncode == 0, out.stderr
+    lines = out.stderr.splitlines()
+    assert len(lines) == 1 and ESC not in lines[0]
+    record = json.loads(lines[0])
+    assert record["level"] == "INFO" and record["theme"] == "good"
+    assert record["message"] == "started {'k': '<error>x</error>'}"
+    assert record["server"] == "world" and "time" in record
+
+
+def test_json_to_a_logger_function_and_bound_fields():
+    lines = []
+    ipc = IPC(logger=lines.append, log_format="json")
+    log = ipc.log.bind(server="world")
+    log("<warn>geventipc: peer slow</warn>", peer="hello", event="tick")
+    record = json.loads(lines[0])
+    assert (record["level"], record["theme"]) == ("WARNING", "warn")
+    assert (record["server"], record["peer"], record["event"]) == ("world", "hello", "tick")
+    assert record["message"] == "geventipc: peer slow"
+
+
+def _fail():
+    raise RuntimeError("handler broke")
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_exception_is_logged_once_with_its_traceback(fmt):
+    lines = []
+    ipc = IPC(logger=lines.append, log_in_color=False, log_format=fmt)
+    try:
+        _fail()
+    except RuntimeError:
+        ipc.log.exception("<error>geventipc: handler for</error>", ipc.log.plain("'m'"),
+                          "<error>raised</error>", event="m")
+    assert len(lines) == 1
+    if fmt == "text":
+        assert lines[0].startswith("geventipc: handler for 'm' raised\nTraceback")
+        assert lines[0].count("RuntimeError: handler broke") == 1 and "_fail" in lines[0]
+    else:
+        record = json.loads(lines[0])
+        assert record["exception"]["type"] == "RuntimeError"
+        assert "_fail" in record["exception"]["traceback"] and record["event"] == "m"
+
+
+def test_the_applications_loguru_sinks_never_get_ipc_log_records():
+    from loguru import logger
+    seen = []
+    handler = logger.add(seen.append, level="TRACE")
+    try:
+        lines = []
+        ipc = IPC(logger=lines.append)
+        ipc.log("mine")
+        logger.info("theirs")
+    finally:
+        logger.remove(handler)
+    assert lines == ["mine"]
+    assert len(seen) == 1 and "theirs" in seen[0]
+
+
+def test_log_uses_only_loguru_public_names():
+    source = open(os.path.join(ROOT, "geventipc", "log.py")).read()
+    assert "loguru._" not in source and "._core" not in source
