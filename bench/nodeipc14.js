@@ -36,6 +36,12 @@ function result(fields) {
     out('RESULT ' + JSON.stringify(fields));
 }
 
+// exit once stdout has taken the result (a large one, W2's 20,000 times, would be cut
+// short by an exit right after the write)
+function resultAndExit(fields) {
+    process.stdout.write('RESULT ' + JSON.stringify(fields) + '\n', () => process.exit(0));
+}
+
 let host = null;
 let port = null;
 if (transport === 'tcp') {
@@ -140,10 +146,7 @@ function client() {
                 clientW2(world);
                 return;
             }
-            world.on('done', () => {
-                result({start, sent: n});
-                process.exit(0);
-            });
+            world.on('done', () => resultAndExit({start, sent: n}));
             const start = now();
             if (workload === 'w1') {
                 for (let i = 0; i < n; i++) {
@@ -175,8 +178,8 @@ function clientW2(world) {
         }
         i++;
         if (i === total) {
-            result({times, bad});
-            process.exit(0);
+            resultAndExit({times, bad});
+            return;
         }
         begin = now();
         world.emit('m', {i, p: TEXT});
@@ -201,8 +204,7 @@ function clientW3() {
                 if (expected === n) {
                     complete++;
                     if (complete === clients) {
-                        result({end: now(), complete, bad});
-                        process.exit(0);
+                        resultAndExit({end: now(), complete, bad});
                     }
                 }
             });

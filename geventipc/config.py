@@ -37,6 +37,8 @@ class Option:
     choices: tuple[Any, ...] = ()
     minimum: float | None = None
     maximum: float | None = None
+    #: a further check of the value (raises ConfigError), e.g. parsing a URL
+    validate: Callable[[Any], Any] | None = None
 
     def check(self, value: Any) -> Any:
         """Return ``value`` if it suits this option, else raise ConfigError."""
@@ -52,7 +54,14 @@ class Option:
             raise ConfigError(f"config.{self.name} must be >= {self.minimum}, not {value!r}")
         if self.maximum is not None and isinstance(value, (int, float)) and value > self.maximum:
             raise ConfigError(f"config.{self.name} must be <= {self.maximum}, not {value!r}")
+        if self.validate is not None and value is not None:
+            self.validate(value)
         return value
+
+
+def _check_cluster_url(url: str) -> None:
+    from .cluster.url import parse_url  # pure stdlib; imported late to keep config light
+    parse_url(url)
 
 
 NoneType = type(None)
@@ -121,9 +130,27 @@ OPTIONS: tuple[Option, ...] = (
     Option("handshake_timeout", 10000, _num,
            "milliseconds a TLS handshake may take before the connection is dropped",
            minimum=1),
+    Option("heartbeat_interval", 5000, _num,
+           "milliseconds of silence from a peer after which a msgpack stream connection "
+           "pings it ($ipc.ping); 0 = no heartbeat (peers' pings are still answered)",
+           minimum=0),
+    Option("heartbeat_timeout", 10000, _num,
+           "milliseconds of silence (no data, no pong) after which a peer that announced "
+           "heartbeats is closed as lost (PeerTimeoutError); found within "
+           "heartbeat_timeout + heartbeat_interval", minimum=1),
+    Option("keepalive", 30000, _num,
+           "TCP: milliseconds after which the kernel drops a peer that stopped answering "
+           "(keepalive probes after a third of it idle; TCP_USER_TIMEOUT for unacknowledged "
+           "data); 0 = kernel defaults (no keepalive, ~15 min retransmits)", minimum=0),
     Option("handler_pool_size", None, (int, NoneType),
            "run server event/request handlers in a gevent Pool of this size "
            "(None = inline, in each connection's greenlet)", minimum=1),
+    Option("cluster", None, (str, NoneType),
+           "Redis/Valkey URL joining servers of this id into one cluster (redis://, "
+           "rediss://, unix://; docs/cluster.md)", validate=_check_cluster_url),
+    Option("cluster_heartbeat", 1000, _num,
+           "milliseconds between cluster presence heartbeats; a dead node's clients "
+           "vanish within 3 of them", minimum=50),
 )
 
 _BY_NAME: dict[str, Option] = {o.name: o for o in OPTIONS}

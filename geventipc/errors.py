@@ -207,7 +207,50 @@ class EventTooLargeError(EncodeError):
     instead. Nothing was written."""
 
 
+# --- liveness and admission (issue 15) ------------------------------------------------
+
+
+class ServerFullError(ConnectError):
+    """The server is at ``max_connections`` and refused this connection with
+    ``$ipc.refused`` before reading anything.
+
+    A client reports it as an ``error`` event, keeps its queued events and dials again
+    after a growing delay (``retry`` ms, doubled at each refusal in a row, at most 32 x
+    ``retry`` and 10 s). A server reports it as an ``error`` event for each refusal
+    (``exc.address`` is the peer; its log line is rate-limited).
+    """
+
+    #: the refused peer's address, where known (server side)
+    address: Any = None
+
+
+class PeerTimeoutError(ConnectionLostError, TimeoutError):
+    """The peer sent nothing, not even a heartbeat answer, for ``heartbeat_timeout`` ms:
+    it vanished (host down, cable out, packets dropped) or hung. The connection is closed
+    as lost; a client reconnects per its retry settings and queues again what the kernel
+    had not taken."""
+
+
+class AcceptError(IPCError, OSError):
+    """The server's accept failed (``EMFILE``: out of file descriptors, ``ENFILE``,
+    ``ENOBUFS``, ``ENOMEM``); ``errno`` is the system's. Reported as an ``error`` event
+    (the log line is rate-limited); the server keeps serving and accepts again after a
+    short, growing pause (gevent's: 10 ms doubling to 1 s)."""
+
+
 class ThreadHandoffError(IPCError, TimeoutError):
     """A call from another OS thread was not taken by the hub of the thread that owns the
     connection within ``geventipc.threads.HANDOFF_TIMEOUT`` seconds (that thread is
     blocked outside gevent); the call was withdrawn: nothing of it happened."""
+
+
+# --- cluster (geventipc.cluster) ------------------------------------------------------
+
+
+class ClusterError(IPCError):
+    """The cluster engine (Redis/Valkey) is unreachable or slow, or a message on the
+    cluster channel was refused (not ours, garbage, another envelope version or wire).
+
+    Fired as the server's ``error`` event (once per outage, not once per event);
+    local clients are served throughout. See docs/cluster.md.
+    """

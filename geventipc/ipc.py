@@ -151,7 +151,11 @@ class IPC:
         return self.config.copy(**overrides) if overrides else self.config
 
     def _new_server(self, callback: Callback | None, config: Config, **where: Any) -> Server:
-        return self._install(Server, callback, config, **where)
+        server = self._install(Server, callback, config, **where)
+        if config.cluster is not None:  # joins when the server starts (docs/cluster.md)
+            from .cluster import attach  # noqa: PLC0415 - optional, the 'cluster' extra
+            attach(server)
+        return server
 
     def _new_udp_server(self, callback: Callback | None, host: str, port: int,
                         udp_type: str, config: Config) -> Any:
@@ -165,7 +169,8 @@ class IPC:
         ``ipc.server``, unless this IPC already runs one."""
         if self.server is not None and self.server.started:
             raise ConfigError("this IPC instance already has a running server; stop it first")
-        server = cls(config.copy(), self.log, **where)
+        # its log lines carry the server id as a field (JSON logs: docs/operations.md)
+        server = cls(config.copy(), self.log.bind(server=config.id), **where)
         if callback is not None:
             server.on("start", callback)
         self.server = server
@@ -216,7 +221,7 @@ class IPC:
             if callback is not None:
                 callback()
             return existing
-        client = Client(server_id, config.copy(), self.log,
+        client = Client(server_id, config.copy(), self.log.bind(server=server_id),
                         live_config=self.config, **where)
         self.of[server_id] = client
         if callback is not None:

@@ -227,12 +227,17 @@ class Log:
 
     def exception(self, *args: Any, exc: BaseException | None = None,
                   **fields: Any) -> None:
-        """Log ``args`` with the traceback of ``exc`` (by default the exception being
-        handled), in one record: for a failing handler, logged once."""
+        """Log ``args``, then ``Type: message`` of ``exc``, with its traceback, in one
+        record (for a failing handler: logged once). ``exc`` defaults to the exception
+        being handled; ``log.exception(exc, *args)`` (the exception first) works too."""
         if self._config.silent:
             return
+        if exc is None and args and isinstance(args[0], BaseException):
+            exc, args = args[0], args[1:]
         if exc is None:
             exc = sys.exc_info()[1]
+        if exc is not None:
+            args = (*args, Plain(f"{type(exc).__name__}: {exc}"))
         self._write(args, exc, fields)
 
     def _write(self, args: tuple[Any, ...], exc: BaseException | None,
@@ -341,8 +346,6 @@ class BoundLog:
     def exception(self, *args: Any, exc: BaseException | None = None,
                   **fields: Any) -> None:
         """As :meth:`Log.exception`, with the bound fields."""
-        if exc is None:
-            exc = sys.exc_info()[1]
         self.log.exception(*args, exc=exc, **{**self.fields, **fields})
 
     def bind(self, **fields: Any) -> "BoundLog":

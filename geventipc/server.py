@@ -9,6 +9,7 @@ client first commits the broadcasts before it, so per-client order always holds.
 from __future__ import annotations
 
 import os
+import socket as _stdsocket
 import time
 from typing import Any, Callable, Iterable, Iterator
 
@@ -18,12 +19,16 @@ from gevent.hub import get_hub
 from gevent.pool import Pool
 from gevent.server import StreamServer
 
+from .transports.acceptor import Acceptor, Throttle
+from .transports.liveness import PING, PONG, REFUSED, WELCOME, Heartbeat, capabilities
+
 from .config import Config, check_socket_dir
 from .counters import ServerCounts
 from .dispatch import Dispatcher
 from .emitter import _Once
 from .errors import (
-    IPCError, NotConnectedError, ProtocolError, SlowConsumerError, UnsupportedError,
+    AcceptError, IPCError, NotConnectedError, ProtocolError, ServerFullError,
+    SlowConsumerError, UnsupportedError, WireMismatchError,
 )
 from .reply import (
     DEFAULT_POOL_SIZE, LATER, PooledHandler, error_detail, outcome, resolve_pool,
@@ -31,6 +36,7 @@ from .reply import (
 from .transports.stream import FLUSH_AT, StreamConnection, listen_tcp, listen_unix, tune_tcp
 from .threads import call_in_owner, get_ident, owner
 from .transports.tls import TLSError, accept_tls
+from .wire.mismatch import WIRE_NOTICE, describe
 from .wire.msgpack_codec import TUPLE_SEEN
 from .wire import LIFECYCLE_EVENTS, REPLY_ERROR, REPLY_NO_HANDLER, REPLY_OK, make_codec, names_for
 
@@ -161,9 +167,22 @@ class Server(Dispatcher):
         self._started = False
         self._stopped = Event()
         self._done = Event()  # set once stop() has finished: socket file gone, clients closed
+        #: the :class:`geventipc.cluster.Cluster` this server belongs to, or None (set by
+        #: ``geventipc.cluster.attach``; this module only calls it, never imports it)
+        self.cluster: Any = None
         #: what :meth:`stats` reports beyond the connections' own counters
         self.counts = ServerCounts()
         self.handlers[HELLO] = (self._on_hello,)
+        self.handlers[PING] = (self._on_ping,)
+        self.handlers[WIRE_NOTICE] = (self._on_wire_notice,)
+        # msgpack wire: the first frame of a connection taken is a welcome, of one refused
+        # a refusal (node-ipc and raw peers would not understand either)
+        self._welcome: bytes | None = None
+        self._refused: bytes | None = None
+        self._pong = b""
+        self._heartbeat: Heartbeat | None = None
+        self._refusals = Throttle()     # the log lines of refused connections
+        self._accept_errors = Throttle()
 
     def __repr__(self) -> str:
         where = self.path or f"{self.host}:{self.port}"
@@ -210,11 +229,30 @@ class Server(Dispatcher):
                                         self.port if self.port is not None else
                                         config.network_port)
             self.port = self._listener.getsockname()[1]
-        self._stream_server = StreamServer(self._listener, self._handle)
+        self._handshake_frames()
+        self._stream_server = Acceptor(self._listener, self._handle, self._on_accept_error)
         self._stream_server.start()
         self._started = True
+        if self.cluster is not None:
+            self.cluster.start()
         self.fire("start")
         return self
+
+    def _handshake_frames(self) -> None:
+        """The welcome, refusal and pong frames of the msgpack wire, and the heartbeat
+        (made at start, so config changed between serve() and start() counts)."""
+        encoder, config = self._encoder, self.config
+        if not encoder.supports_requests:
+            return
+        self._welcome = encoder.encode_event(WELCOME, capabilities(
+            config.heartbeat_interval if config.heartbeat_interval else 0,
+            config.heartbeat_timeout))
+        self._refused = encoder.encode_event(REFUSED, {
+            "reason": "server full", "max_connections": config.max_connections})
+        self._pong = encoder.encode_event(PONG, None)
+        if config.heartbeat_interval:
+            self._heartbeat = Heartbeat(config.heartbeat_interval, config.heartbeat_timeout,
+                                        encoder.encode_event(PING, None))
 
     def serve_forever(self) -> None:
         """Start if needed, then block this greenlet until :meth:`stop`."""
@@ -229,6 +267,8 @@ class Server(Dispatcher):
         if not self._started or self._stopped.is_set():
             return
         self._stopped.set()
+        if self.cluster is not None:
+            self.cluster.close()
         try:
             self._stop(timeout)
         finally:
@@ -237,6 +277,8 @@ class Server(Dispatcher):
     def _stop(self, timeout: float) -> None:
         if self._bcast:
             self._commit_broadcast()
+        if self._heartbeat is not None:
+            self._heartbeat.stop()
         assert self._stream_server is not None
         self._stream_server.close()
         if self._handshaking:  # accept_tls closes its socket on the way out
@@ -282,12 +324,10 @@ class Server(Dispatcher):
             return
         # connections still in their TLS handshake count: they hold a socket and a greenlet
         if len(self._conns) + len(self._handshaking) >= config.max_connections:
-            self.log("<notice>geventipc: max_connections</notice>", config.max_connections,
-                     "<notice>reached; closing new connection</notice>")
             self.counts.refuse("max_connections")
-            sock.close()
+            self._refuse(sock, address)
             return
-        tune_tcp(sock)
+        tune_tcp(sock, config.keepalive)
         if self.ssl_context is not None:
             # in this connection's greenlet, under a timeout: a stalled handshake holds
             # only its own greenlet, never the accept loop or other clients
@@ -323,11 +363,60 @@ class Server(Dispatcher):
             conn.peer_certificate = sock.getpeercert() or None
         self._conns[conn] = None
         self.counts.connected(len(self._conns))
+        if self._welcome is not None:
+            # before anything a connect handler sends: the client fires its own connect
+            # (and sends its queue) only now that this server has really taken it
+            conn.write(self._welcome)
         self.fire("connect", conn)
         conn.run()
 
+    def _refuse(self, sock: Any, address: Any) -> None:
+        """At max_connections: tell a msgpack client why (so it keeps its queue and backs
+        off), close without reading, and report it (the log line rate-limited)."""
+        where = address or self.path
+        if self._refused is not None and self.ssl_context is None:
+            # over TLS the refusal would need a handshake first: a plain close there
+            try:
+                sock.send(self._refused)  # a few bytes: a fresh socket's buffer takes them
+            except OSError:
+                pass
+        # what the client sent already is thrown away, so close() sends FIN, not a reset
+        # that could overtake the refusal
+        raw = getattr(sock, "_sock", sock)
+        try:
+            for _ in range(16):
+                if not raw.recv(65536, _stdsocket.MSG_DONTWAIT):
+                    break
+        except OSError:
+            pass
+        sock.close()
+        exc = ServerFullError(f"max_connections={self.config.max_connections} reached: "
+                              f"refused a connection from {where!r}")
+        exc.address = where
+        self._report_throttled(exc, self._refusals)
+
+    def _on_accept_error(self, exc: OSError) -> None:
+        where = self.path or f"{self.host}:{self.port}"
+        error = AcceptError(exc.errno or 0, f"accept failed on {where}: "
+                            f"{exc.strerror or exc}; still serving, accepting again shortly")
+        self._report_throttled(error, self._accept_errors)
+
+    def _report_throttled(self, exc: BaseException, throttle: Throttle) -> None:
+        """An error that can come in floods: every one to the ``error`` handlers; without
+        handlers, at most one log line a second, counting the rest."""
+        if self.handlers.get("error"):
+            self.report(exc)
+            return
+        held = throttle.allow()
+        if held is None:
+            return
+        more = f" (and {held} more in the last {throttle.every:g} s)" if held else ""
+        self.log("<warn>geventipc:</warn>", f"{type(exc).__name__}: {exc}{more}")
+
     def _on_close(self, conn: StreamConnection, reason: BaseException | None) -> None:
         self._conns.pop(conn, None)  # type: ignore[call-overload]
+        if self._heartbeat is not None:
+            self._heartbeat.unwatch(conn)
         self.counts.closed(conn, reason, ProtocolError, SlowConsumerError)
         if isinstance(reason, IPCError):
             reason.socket = conn  # type: ignore[attr-defined]
@@ -335,8 +424,26 @@ class Server(Dispatcher):
         self.fire("socket.disconnected", conn, conn.id)
 
     def _on_hello(self, data: Any, conn: StreamConnection) -> None:
-        if isinstance(data, dict) and isinstance(data.get("id"), str) and conn.id is None:
+        if not isinstance(data, dict):
+            return
+        if isinstance(data.get("id"), str) and conn.id is None:
             conn.id = data["id"]
+        # only a client that said it answers pings is ever timed out by the heartbeat
+        if data.get("ping") is True and self._heartbeat is not None and not conn._closing:
+            self._heartbeat.watch(conn)
+
+    def _on_wire_notice(self, data: Any, conn: StreamConnection) -> None:
+        """A client found this server on another wire (it closes next): say so here."""
+        if isinstance(data, dict) and data.get("wire") in ("msgpack", "node-ipc") \
+                and data["wire"] != conn.codec.name:
+            exc = WireMismatchError(describe(data["wire"], conn.codec.name))
+            exc.socket = conn  # type: ignore[attr-defined]
+            self.report(exc)
+
+    def _on_ping(self, data: Any, conn: StreamConnection) -> None:
+        # a full queue is answer enough: the client sees its bytes arrive
+        if not conn._closing and conn._pending + len(self._pong) <= conn.max_pending_bytes:
+            conn.write(self._pong)
 
     def _on_node_ipc_frames(self, conn: StreamConnection, frames: Iterable[Any]) -> int:
         # node-ipc has no hello: its clients put their id in the data ({"id": ..., ...})
@@ -415,8 +522,14 @@ class Server(Dispatcher):
         try:
             result = handler(data, conn)
         except Exception as exc:
-            self.log("<notice>geventipc: request handler for</notice>", repr(event),
-                     f"<notice>raised</notice> {type(exc).__name__}: {exc}")
+            # the event name and the message are data, never markup (Log.plain); the
+            # fields go into JSON log lines (only geventipc's Log takes them)
+            plain = getattr(self.log, "plain", None)
+            fields = {"event": event, "peer": conn.id} if plain is not None else {}
+            plain = plain or str
+            self.log("<notice>geventipc: request handler for</notice>", plain(repr(event)),
+                     "<notice>raised</notice>", plain(f"{type(exc).__name__}: {exc}"),
+                     **fields)
             self._reply(conn, request_id, REPLY_ERROR, error_detail(exc))
             return
         if isinstance(result, LATER):
@@ -603,6 +716,8 @@ class Server(Dispatcher):
         elif not self._bcast_scheduled:
             self._bcast_scheduled = True
             get_hub().loop.run_callback(self._commit_broadcast)
+        if self.cluster is not None:  # after local delivery is queued: never delays it
+            self.cluster.publish(frame)
         if self._laggards:
             self._wait_for_laggards()
 
@@ -614,6 +729,64 @@ class Server(Dispatcher):
         for conn in laggards:
             if not conn._closing:
                 conn.pace(size)
+
+    # --- cluster hooks (geventipc.cluster; see docs/cluster.md) ---------------------------
+
+    def broadcast_frame(self, frame: bytes) -> None:
+        """Queue an already-encoded frame of this server's wire to every local client, as
+        :meth:`broadcast` does after encoding (the cluster hands other nodes' frames here).
+        Unlike :meth:`broadcast` it never waits for clients that are behind: the cluster's
+        reader must keep reading the engine."""
+        self._bcast.append(frame)
+        self._bcast_bytes += len(frame)
+        if len(frame) > self._bcast_biggest:
+            self._bcast_biggest = len(frame)
+        if self._bcast_bytes >= FLUSH_AT:
+            self._commit_broadcast()
+        elif not self._bcast_scheduled:
+            self._bcast_scheduled = True
+            get_hub().loop.run_callback(self._commit_broadcast)
+
+    def _by_id(self, client_id: str) -> ServerSocket | None:
+        for conn in self._conns:
+            if conn.id == client_id and not conn._closing:
+                return conn
+        return None
+
+    def send_frame(self, client_id: str, frame: bytes) -> bool:
+        """Write an already-encoded frame to the local client of that id (after the
+        broadcasts queued before it); False if there is none here or it was dropped."""
+        conn = self._by_id(client_id)
+        if conn is None:
+            return False
+        if self._bcast:
+            self._commit_broadcast()
+            if conn._closing:
+                return False
+        return conn.write(frame)
+
+    def emit_to_local(self, client_id: str, type: str, data: Any = None) -> bool:
+        """Send one event to the local client that announced ``client_id``; False if
+        none here."""
+        conn = self._by_id(client_id)
+        return False if conn is None else self.emit(conn, type, data)
+
+    def emit_to(self, client_id: str, type: str, data: Any = None) -> bool:
+        """Send one event to the client that announced ``client_id`` (its ``id``):
+        on this server, or with a cluster on whichever node has it. False if no client of
+        that id is known (or it was dropped by policy); never raises for an unknown id."""
+        if get_ident() != self._tid:  # another OS thread: hand over (threads.py)
+            return call_in_owner(self._tid, Server.emit_to, self, client_id, type, data)
+        if self.cluster is not None:
+            return bool(self.cluster.emit_to(client_id, type, data))
+        return self.emit_to_local(client_id, type, data)
+
+    def cluster_sockets(self) -> list[tuple[str, str | None]]:
+        """``[(client_id, node_id), ...]`` of the clients with an id on every node of the
+        cluster (node_id None without a cluster: this server's own clients)."""
+        if self.cluster is not None:
+            return list(self.cluster.sockets())
+        return sorted((conn.id, None) for conn in self._conns if conn.id is not None)
 
     def _commit_broadcast(self) -> None:
         self._bcast_scheduled = False

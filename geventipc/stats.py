@@ -8,7 +8,7 @@ Nothing here runs on the hot path. Every field is described in docs/operations.m
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from .counters import Totals
 
@@ -19,6 +19,27 @@ if TYPE_CHECKING:
 
 #: bumped when a field changes meaning or goes away (new fields do not bump it)
 SCHEMA = 1
+
+#: extra sections of ``stats()`` from layers above (e.g. the cluster layer): name ->
+#: function(server or client) returning a dict, or None to leave the section out
+SECTIONS: dict[str, Callable[[Any], "dict[str, Any] | None"]] = {}
+
+
+def add_section(name: str, read: Callable[[Any], "dict[str, Any] | None"]) -> None:
+    """Add ``name`` to every ``stats()`` dict (servers, UDP servers and clients) as
+    ``read(endpoint)``, where it returns a dict: how a layer on top (cluster) reports its
+    own counters. A name already used by a field is refused."""
+    if name in _RESERVED:
+        raise ValueError(f"{name!r} is a stats field, not a free section name")
+    SECTIONS[name] = read
+
+
+def _sections(endpoint: Any, out: dict[str, Any]) -> dict[str, Any]:
+    for name, read in SECTIONS.items():
+        section = read(endpoint)
+        if section is not None:
+            out[name] = section
+    return out
 
 
 def _transport(server: Any) -> str:
@@ -80,7 +101,7 @@ def server_stats(server: "Server", *, per_connection: bool = True) -> dict[str, 
     }
     if per_connection:
         out["sockets"] = [conn.stats() for conn in conns]
-    return out
+    return _sections(server, out)
 
 
 def client_stats(client: "Client") -> dict[str, Any]:
@@ -88,7 +109,7 @@ def client_stats(client: "Client") -> dict[str, Any]:
     counts = client.counts
     conn = client.conn
     traffic = _traffic(counts.totals, [conn] if conn is not None else [])
-    return {
+    return _sections(client, {
         "schema": SCHEMA,
         "kind": "client",
         "id": client.config.id,
@@ -104,13 +125,13 @@ def client_stats(client: "Client") -> dict[str, Any]:
         "handler_errors": client.handler_errors,
         "late_replies": client.late_replies,
         "requests": {**counts.requests.as_dict(), "in_flight": client.in_flight},
-    }
+    })
 
 
 def udp_stats(server: "UDPServer") -> dict[str, Any]:
     """A UDP server's statistics (docs/operations.md, "UDP server")."""
     endpoint = server._endpoint
-    return {
+    return _sections(server, {
         "schema": SCHEMA,
         "kind": "udp",
         "id": server.config.id,
@@ -128,7 +149,7 @@ def udp_stats(server: "UDPServer") -> dict[str, Any]:
         "late_replies": server.late_replies,
         "requests": server.served.as_dict(),
         "requests_sent": server.asked.as_dict(),
-    }
+    })
 
 
 def stats_of(endpoint: Any) -> dict[str, Any]:
@@ -136,4 +157,13 @@ def stats_of(endpoint: Any) -> dict[str, Any]:
     return endpoint.stats()
 
 
-__all__ = ["SCHEMA", "server_stats", "client_stats", "udp_stats", "stats_of"]
+_RESERVED = frozenset({
+    "schema", "kind", "id", "server", "transport", "address", "started", "connections",
+    "events_in", "bytes_in", "events_out", "bytes_out", "broadcasts", "dropped",
+    "slow_consumer_cuts", "protocol_errors", "handler_errors", "pending_bytes",
+    "largest_backlog", "requests", "requests_sent", "sockets", "connected", "connects",
+    "reconnects", "queued", "late_replies", "peers", "peers_forgotten", "refused",
+})
+
+__all__ = ["SCHEMA", "SECTIONS", "add_section", "server_stats", "client_stats", "udp_stats",
+           "stats_of"]

@@ -132,10 +132,13 @@ def test_exception_is_logged_once_with_its_traceback(fmt):
                           "<error>raised</error>", event="m")
     assert len(lines) == 1
     if fmt == "text":
-        assert lines[0].startswith("geventipc: handler for 'm' raised\nTraceback")
-        assert lines[0].count("RuntimeError: handler broke") == 1 and "_fail" in lines[0]
+        assert lines[0].startswith("geventipc: handler for 'm' raised RuntimeError: handler "
+                                   "broke\nTraceback")
+        assert "_fail" in lines[0]
     else:
         record = json.loads(lines[0])
+        assert record["message"] == "geventipc: handler for 'm' raised RuntimeError: " \
+            "handler broke"
         assert record["exception"]["type"] == "RuntimeError"
         assert "_fail" in record["exception"]["traceback"] and record["event"] == "m"
 
@@ -158,3 +161,46 @@ def test_the_applications_loguru_sinks_never_get_ipc_log_records():
 def test_log_uses_only_loguru_public_names():
     source = open(os.path.join(ROOT, "geventipc", "log.py")).read()
     assert "loguru._" not in source and "._core" not in source
+
+
+def test_exception_first_form_and_exception_text_never_markup():
+    lines = []
+    ipc = IPC(logger=lines.append, log_in_color=True)
+    exc = ValueError("<error>not markup</error>")
+    ipc.log.exception(exc, "<warn>head</warn>")
+    assert len(lines) == 1
+    assert lines[0].startswith(f"{ESC}31mhead{ESC}0m ValueError: <error>not markup</error>")
+
+
+def test_the_librarys_own_lines_never_read_data_as_markup(make_ipc):
+    # a request handler's exception message (data from the application or a peer) holds
+    # a theme tag: logged as text, not as a red background
+    from conftest import serve
+    lines = []
+    world = serve(make_ipc, silent=False, logger=lines.append, log_in_color=True)
+
+    def bad(data, socket):
+        raise ValueError(f"<error>{data}</error>")
+
+    world.server.handle("bad", bad)
+    client = make_ipc("hello").connect_to("world")
+    client.wait_connected(5)
+    with pytest.raises(Exception):
+        client.request("bad", "x", timeout=5)
+    (line,) = [line for line in lines if "request handler" in line]
+    assert "ValueError: <error>x</error>" in line and f"{ESC}41m" not in line
+
+
+def test_json_lines_of_a_server_carry_server_event_and_peer(make_ipc):
+    from conftest import serve
+    lines = []
+    world = serve(make_ipc, silent=False, logger=lines.append, log_format="json")
+    world.server.handle("bad", lambda data, socket: 1 / 0)
+    client = make_ipc("hello").connect_to("world")
+    client.wait_connected(5)
+    with pytest.raises(Exception):
+        client.request("bad", timeout=5)
+    records = [json.loads(line) for line in lines]
+    (record,) = [r for r in records if "request handler" in r["message"]]
+    assert (record["server"], record["event"], record["peer"]) == ("world", "bad", "hello")
+    assert record["theme"] == "notice" and record["level"] == "INFO"

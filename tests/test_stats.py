@@ -49,8 +49,9 @@ def test_broadcasts_count_once_and_per_client_out(make_ipc):
         world.server.broadcast("b", i)
     wait_until(lambda: len(received) == 150)
     s = world.server.stats()
-    assert s["broadcasts"] == 50 and s["events_out"] == 150
-    assert [c.stats()["events_in"] for c in clients] == [50, 50, 50]
+    # every frame counts, the server's $ipc.welcome to each client included
+    assert s["broadcasts"] == 50 and s["events_out"] == 153
+    assert [c.stats()["events_in"] for c in clients] == [51, 51, 51]
     assert s["bytes_out"] == sum(c.stats()["bytes_in"] for c in clients)
     assert s["connections"]["peak"] == 3
 
@@ -200,3 +201,18 @@ def test_udp_server_stats(make_ipc):
         b.server.remote_stats(dest, timeout=5)
     a.server.config.stats_requests = True
     assert b.server.remote_stats(dest, timeout=5)["kind"] == "udp"
+
+
+def test_a_layer_on_top_adds_its_own_section(make_ipc):
+    from geventipc import stats
+    world = serve(make_ipc)
+    stats.add_section("cluster_test", lambda endpoint: {"nodes": 3}
+                      if endpoint is world.server else None)
+    try:
+        _hello, client = connect(make_ipc)
+        assert world.server.stats()["cluster_test"] == {"nodes": 3}
+        assert "cluster_test" not in client.stats()
+        with pytest.raises(ValueError):
+            stats.add_section("connections", lambda endpoint: {})
+    finally:
+        del stats.SECTIONS["cluster_test"]

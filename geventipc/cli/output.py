@@ -13,6 +13,7 @@ from typing import Any, Callable, TextIO
 import gevent
 
 from ..errors import IPCError
+from ..log import Plain
 from ..wire.raw_codec import ENCODINGS
 from .data import BYTES_KEY
 
@@ -180,7 +181,8 @@ def one_line(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
     if isinstance(exc, OSError) and exc.strerror and not isinstance(exc, IPCError):
         text = exc.strerror + (f": {exc.filename}" if exc.filename else "")
-    return " ".join(text.split())
+    # Plain: logged as it is (ipc.log reads no markup in it), printed like any str
+    return Plain(" ".join(text.split()))
 
 
 def fail(prog: str, message: str, code: int) -> int:

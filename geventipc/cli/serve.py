@@ -5,7 +5,7 @@ import argparse
 from dataclasses import replace
 from typing import Any
 
-from ..errors import ConnectError, UsageError
+from ..errors import ConfigError, ConnectError, UsageError
 from ..ipc import IPC
 from .common import OK, Stopper, make_ipc, sender_of, with_tls
 from .options import positive
@@ -43,6 +43,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--count", metavar="N", type=positive,
                         help="exit after N events")
     add_serve_options(parser)
+    parser.add_argument("--cluster", metavar="URL",
+                        help="join the servers of this id through Redis/Valkey: "
+                             "redis://HOST:PORT/DB, rediss://..., unix:///PATH "
+                             "(docs/cluster.md)")
+
+
+def use_cluster(args: argparse.Namespace, ipc: IPC, target: Target) -> None:
+    """--cluster URL: config.cluster for the server made next (stream servers only)."""
+    if args.cluster is None:
+        return
+    if target.kind == "udp":
+        raise UsageError("--cluster needs a stream server (ID, a socket path or --tcp), "
+                         "not UDP")
+    if not target.name and args.id is None:
+        # the cluster is the servers of one id: a per-process default id would make each
+        # node a cluster of its own
+        raise UsageError("--cluster needs the server's id: serve ID, or --id NAME with "
+                         "--tcp / --path")
+    try:
+        ipc.config.cluster = args.cluster
+    except ConfigError as exc:
+        raise UsageError(f"--cluster: {exc}") from None
 
 
 def serve_target(args: argparse.Namespace, ipc: IPC) -> Target:
@@ -71,6 +93,7 @@ def run(args: argparse.Namespace) -> int:
     stopper = Stopper(args.count, args.timeout)
     printer = make_printer(args, on_broken=stopper.stop)
     encoding = ipc.config.encoding
+    use_cluster(args, ipc, target)
     if target.kind == "unix":
         server = ipc.serve(target.path)
     elif target.kind == "udp":

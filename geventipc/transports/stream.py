@@ -217,6 +217,10 @@ class StreamConnection:
                     first = False
                     wrong = codec.mismatch(view[:n])
                     if wrong is not None:
+                        # the reason first: a write failing on the half-closed socket
+                        # (EPIPE) must not take its place; no more writes from now on
+                        self._reason = wrong
+                        self._closing = True
                         self._refuse_wire(bytes(view[:n]))
                         raise wrong
                 short = n < want
@@ -786,24 +790,52 @@ def dial_unix(path: str, timeout: float) -> gsocket.socket:
     return sock
 
 
-def dial_tcp(host: str, port: int, timeout: float) -> gsocket.socket:
-    """Connect over TCP with Nagle off (IPC wants latency, and we batch writes ourselves)."""
+def dial_tcp(host: str, port: int, timeout: float,
+             keepalive: float = 0) -> gsocket.socket:
+    """Connect over TCP with Nagle off (IPC wants latency, and we batch writes ourselves)
+    and keepalive as :func:`tune_tcp` sets it."""
     sock = gsocket.create_connection((host, port), timeout=timeout)
     sock.settimeout(None)
-    tune_tcp(sock)
+    tune_tcp(sock, keepalive)
     return sock
 
 
-def tune_tcp(sock: Any) -> None:
-    """Turn Nagle's algorithm off on a TCP socket (no-op for other families)."""
-    if sock.family in (gsocket.AF_INET, gsocket.AF_INET6):
+def keepalive_timings(keepalive_ms: float) -> tuple[int, int, int]:
+    """(TCP_KEEPIDLE s, TCP_KEEPINTVL s, TCP_KEEPCNT) that drop a silent peer about
+    ``keepalive_ms`` after the last thing it sent: probes start after a third of it
+    idle, then 4 unanswered probes spread over the rest (30000 ms: 10 s, 5 s, 4)."""
+    total = max(keepalive_ms / 1000.0, 2.0)
+    idle = max(1, int(total / 3))
+    count = 4
+    interval = max(1, int((total - idle) / count))
+    return idle, interval, count
+
+
+def tune_tcp(sock: Any, keepalive: float = 0) -> None:
+    """Turn Nagle's algorithm off on a TCP socket and, with ``keepalive`` (ms, 0 = off),
+    have the kernel drop a peer that stopped answering within about that long: TCP
+    keepalive probes on an idle connection (:func:`keepalive_timings`) and, where the
+    platform has it, ``TCP_USER_TIMEOUT`` for data that stays unacknowledged. A no-op for
+    other families; an option the platform lacks is skipped."""
+    if sock.family not in (gsocket.AF_INET, gsocket.AF_INET6):
+        return
+    options: list[tuple[int, int, int]] = [(gsocket.IPPROTO_TCP, gsocket.TCP_NODELAY, 1)]
+    if keepalive:
+        idle, interval, count = keepalive_timings(keepalive)
+        options.append((gsocket.SOL_SOCKET, gsocket.SO_KEEPALIVE, 1))
+        for name, value in (("TCP_KEEPIDLE", idle), ("TCP_KEEPINTVL", interval),
+                            ("TCP_KEEPCNT", count), ("TCP_USER_TIMEOUT", int(keepalive))):
+            option = getattr(_stdsocket, name, None)
+            if option is not None:
+                options.append((gsocket.IPPROTO_TCP, option, value))
+    for level, option, value in options:
         try:
-            sock.setsockopt(gsocket.IPPROTO_TCP, gsocket.TCP_NODELAY, 1)
+            sock.setsockopt(level, option, value)
         except OSError:
             pass
 
 
 __all__ = [
-    "FLUSH_AT", "StreamConnection", "refuse_with", "listen_unix", "listen_tcp", "dial_unix", "dial_tcp",
-    "tune_tcp",
+    "FLUSH_AT", "StreamConnection", "refuse_with", "listen_unix", "listen_tcp", "dial_unix",
+    "dial_tcp", "tune_tcp", "keepalive_timings",
 ]

