@@ -151,6 +151,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("cluster_heartbeat", 1000, _num,
            "milliseconds between cluster presence heartbeats; a dead node's clients "
            "vanish within 3 of them", minimum=50),
+    Option("workers", 1, (int,),
+           "stream server processes sharing the listening socket (pre-fork, supervised); "
+           "more than 1 needs config.cluster", minimum=1),
 )
 
 _BY_NAME: dict[str, Option] = {o.name: o for o in OPTIONS}

@@ -254,3 +254,17 @@ class ClusterError(IPCError):
     Fired as the server's ``error`` event (once per outage, not once per event);
     local clients are served throughout. See docs/cluster.md.
     """
+
+
+# --- pre-fork workers (issue 12) ------------------------------------------------------
+
+
+class ClusterRequiredError(ConfigError):
+    """``config.workers`` > 1 without ``config.cluster``: each worker process has its own
+    clients, so a broadcast or ``emit_to`` made in one could not reach the others' clients
+    without the cluster joining them. Raised by ``serve``/``serve_net`` and ``start``."""
+
+
+class WorkersError(IPCError):
+    """The pre-fork workers' supervisor process died (it runs no application code, so
+    this is not expected): the server stops, and this is its ``error`` event."""

@@ -154,6 +154,7 @@ class Server(Dispatcher):
         self._bcast_bytes = 0
         self._bcast_scheduled = False
         self._bcast_biggest = 0   # largest frame in _bcast (big frames are paced apart)
+        self._bcast_extra = 0     # events in _bcast beyond one per frame (cluster batches)
         self._laggards: list[StreamConnection] = []   # peers behind at the last commit
         self._lag_size = 0    # the largest frame of that commit
         # the inlined emit (see _fast_emit): names known good on the msgpack wire
@@ -211,12 +212,20 @@ class Server(Dispatcher):
         made), or None: ``len(server.pool)`` is the handlers running in it now."""
         return self._pool if self._pool is not None else self._shared
 
-    def start(self) -> "Server":
-        """Bind and start accepting in greenlets; returns at once, then fires ``start``."""
+    def start(self, listener: Any = None) -> "Server":
+        """Bind and start accepting in greenlets; returns at once, then fires ``start``.
+
+        ``listener``: a socket already listening, to accept on instead of binding one (each
+        pre-fork worker accepts on its parent's); :meth:`stop` then leaves its file alone.
+        """
         if self._started:
             return self
         config = self.config
-        if self.path is not None:
+        if listener is not None:
+            self._listener = listener
+            if self.path is None:
+                self.port = listener.getsockname()[1]
+        elif self.path is not None:
             if config.check_socket_root:
                 check_socket_dir(os.path.dirname(self.path) or ".")
             self._listener = listen_unix(self.path, unlink=config.unlink,
@@ -732,11 +741,13 @@ class Server(Dispatcher):
 
     # --- cluster hooks (geventipc.cluster; see docs/cluster.md) ---------------------------
 
-    def broadcast_frame(self, frame: bytes) -> None:
+    def broadcast_frame(self, frame: bytes, count: int = 1) -> None:
         """Queue an already-encoded frame of this server's wire to every local client, as
         :meth:`broadcast` does after encoding (the cluster hands other nodes' frames here).
         Unlike :meth:`broadcast` it never waits for clients that are behind: the cluster's
-        reader must keep reading the engine."""
+        reader must keep reading the engine. ``count``: the events ``frame`` holds."""
+        if count != 1:
+            self._bcast_extra += count - 1
         self._bcast.append(frame)
         self._bcast_bytes += len(frame)
         if len(frame) > self._bcast_biggest:
@@ -796,6 +807,10 @@ class Server(Dispatcher):
         count, size, biggest = len(frames), self._bcast_bytes, self._bcast_biggest
         self.counts.broadcasts += count
         chunk = frames[0] if count == 1 else b"".join(frames)
+        if self._bcast_extra:  # frames from other cluster nodes carry several events each
+            count += self._bcast_extra
+            self.counts.broadcasts += self._bcast_extra
+            self._bcast_extra = 0
         self._bcast = []
         self._bcast_bytes = self._bcast_biggest = 0
         batch = [chunk]

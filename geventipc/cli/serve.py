@@ -47,6 +47,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="join the servers of this id through Redis/Valkey: "
                              "redis://HOST:PORT/DB, rediss://..., unix:///PATH "
                              "(docs/cluster.md)")
+    parser.add_argument("--workers", metavar="N", type=positive,
+                        help="serve from N pre-forked processes sharing the socket "
+                             "(more than 1 needs --cluster; docs/workers.md)")
 
 
 def use_cluster(args: argparse.Namespace, ipc: IPC, target: Target) -> None:
@@ -82,6 +85,18 @@ def serve_target(args: argparse.Namespace, ipc: IPC) -> Target:
     return parse_target(args.address, ipc.config, serving=True)
 
 
+def use_workers(args: argparse.Namespace, ipc: IPC, target: Target) -> None:
+    """--workers N: config.workers, for stream servers; --count cannot be split."""
+    if args.workers is None or args.workers == 1:
+        return
+    if target.kind == "udp":
+        raise UsageError("--workers works with Unix socket and TCP servers, not UDP")
+    if args.count is not None:
+        raise UsageError("--count does not combine with --workers (each worker would count "
+                         "only its own events)")
+    ipc.config.workers = args.workers
+
+
 def run(args: argparse.Namespace) -> int:
     """Run a server that prints every event it receives, until interrupted."""
     ipc = make_ipc(args, serving=True)
@@ -90,6 +105,7 @@ def run(args: argparse.Namespace) -> int:
         ipc.config.id = target.name   # a server given by id is known by that id
     if target.kind == "tls" and not args.tls_cert:
         raise UsageError("serving TLS needs --tls-cert and --tls-key")
+    use_workers(args, ipc, target)
     stopper = Stopper(args.count, args.timeout)
     printer = make_printer(args, on_broken=stopper.stop)
     encoding = ipc.config.encoding
