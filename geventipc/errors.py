@@ -193,6 +193,19 @@ class TLSError(ConnectError):
     permanent: bool = False
 
 
+class WireMismatchError(ProtocolError):
+    """The peer speaks another wire or transport than this side: msgpack against node-ipc's
+    JSON wire, or TLS against plain TCP. Recognised from the first bytes of a connection
+    (see :mod:`geventipc.wire.mismatch`); the message says what to set
+    (``config.wire``, ``tls``). The connection is closed and an ``error`` event carries
+    it, on both sides where the peer can be told."""
+
+
+class TLSMismatchError(WireMismatchError, TLSError):
+    """A plain (non-TLS) client connected to a TLS server: a WireMismatchError that is
+    also the TLSError a TLS server reports for a failed handshake."""
+
+
 # --- request/reply (issue 8) ----------------------------------------------------------
 
 

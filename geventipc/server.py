@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import socket as _stdsocket
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Iterator
 
 import gevent
 from gevent.event import Event
@@ -29,7 +29,7 @@ from .dispatch import Dispatcher
 from .emitter import WILDCARD, _Once
 from .errors import (
     AcceptError, IPCError, NotConnectedError, NotReadyError, ProtocolError, ServerFullError,
-    SlowConsumerError, UnsupportedError,
+    SlowConsumerError, UnsupportedError, WireMismatchError,
 )
 from .reply import (
     DEFAULT_POOL_SIZE, LATER, PooledHandler, error_detail, outcome, resolve_pool,
@@ -37,6 +37,8 @@ from .reply import (
 from .transports.stream import FLUSH_AT, StreamConnection, listen_tcp, listen_unix, tune_tcp
 from .threads import call_in_owner, get_ident, owner
 from .transports.tls import TLSError, accept_tls
+from .wire.mismatch import WIRE_NOTICE, describe
+from .wire.msgpack_codec import TUPLE_SEEN
 from .wire import LIFECYCLE_EVENTS, REPLY_ERROR, REPLY_NO_HANDLER, REPLY_OK, make_codec, names_for
 
 HELLO = "$ipc.hello"
@@ -44,6 +46,17 @@ DESCRIBE = "$ipc.describe"
 #: a client asks for ``server.stats()``; answered only with ``config.stats_requests``
 STATS = "$ipc.stats"
 STATS_OFF = "stats requests are off on this server (its owner sets config.stats_requests)"
+
+
+def _naming(conn: StreamConnection, frames: Iterable[Any]) -> Iterator[Any]:
+    """``frames``, naming ``conn`` after the first ``{"id": ...}`` data among them (before
+    that frame is dispatched)."""
+    for frame in frames:
+        if conn.id is None:
+            data = frame[1]
+            if type(data) is dict and type(data.get("id")) is str and data["id"]:
+                conn.id = data["id"]
+        yield frame
 
 
 class ServerSocket(StreamConnection):
@@ -149,6 +162,7 @@ class Server(Dispatcher):
         self._fast_names: Any = (self.names.good if self._encoder.name == "msgpack"
                                  else frozenset())
         self._fast_pack = getattr(self._encoder, "_pack", None)
+        self._fast_max = getattr(self._encoder, "fast_limit", config.max_message_size)
         self._listener: Any = None
         self._stream_server: StreamServer | None = None
         self._bound_inode: tuple[int, int] | None = None
@@ -163,6 +177,7 @@ class Server(Dispatcher):
         self.counts = ServerCounts()
         self.handlers[HELLO] = (self._on_hello,)
         self.handlers[PING] = (self._on_ping,)
+        self.handlers[WIRE_NOTICE] = (self._on_wire_notice,)
         # msgpack wire: the first frame of a connection taken is a welcome, of one refused
         # a refusal (node-ipc and raw peers would not understand either)
         self._welcome: bytes | None = None
@@ -341,7 +356,7 @@ class Server(Dispatcher):
             self._handshaking.add(me)
             try:
                 sock = accept_tls(sock, self.ssl_context, config.handshake_timeout / 1000.0,
-                                  address)
+                                  address, self._encoder.name)
             except TLSError as exc:
                 self.counts.refuse("tls_handshake")
                 self.report(exc)
@@ -359,8 +374,9 @@ class Server(Dispatcher):
             drain_timeout=config.drain_timeout / 1000.0,
             overflow_policy=config.overflow_policy,
             message_timeout=config.message_timeout / 1000.0,
-            on_frames=self.dispatch_to if codec.supports_requests or not codec.framed
-            else self._on_node_ipc_frames, on_close=self._on_close,
+            on_frames=self.dispatch_to if codec.supports_requests
+            else self._on_node_ipc_frames if codec.framed else self.dispatch_raw,
+            on_close=self._on_close,
         )
         conn.server = self
         conn.greenlet = gevent.getcurrent()
@@ -437,20 +453,25 @@ class Server(Dispatcher):
         if data.get("ping") is True and self._heartbeat is not None and not conn._closing:
             self._heartbeat.watch(conn)
 
+    def _on_wire_notice(self, data: Any, conn: StreamConnection) -> None:
+        """A client found this server on another wire (it closes next): say so here."""
+        if isinstance(data, dict) and data.get("wire") in ("msgpack", "node-ipc") \
+                and data["wire"] != conn.codec.name:
+            exc = WireMismatchError(describe(data["wire"], conn.codec.name))
+            exc.socket = conn  # type: ignore[attr-defined]
+            self.report(exc)
+
     def _on_ping(self, data: Any, conn: StreamConnection) -> None:
         # a full queue is answer enough: the client sees its bytes arrive
         if not conn._closing and conn._pending + len(self._pong) <= conn.max_pending_bytes:
             conn.write(self._pong)
 
-    def _on_node_ipc_frames(self, conn: StreamConnection, frames: list) -> None:
+    def _on_node_ipc_frames(self, conn: StreamConnection, frames: Iterable[Any]) -> int:
         # node-ipc has no hello: its clients put their id in the data ({"id": ..., ...})
         # and node-ipc servers name the socket after it; the first such id names it here
         if conn.id is None:
-            for _event, data in frames:
-                if type(data) is dict and type(data.get("id")) is str and data["id"]:
-                    conn.id = data["id"]
-                    break
-        self.dispatch_to(conn, frames)
+            frames = _naming(conn, frames)
+        return self.dispatch_to(conn, frames)
 
     def on_other_frame(self, socket: Any, frame: list) -> None:
         """A request from a client is answered; a reply to a server matches nothing (a
@@ -592,8 +613,8 @@ class Server(Dispatcher):
                 return func
             return decorate
         # registered wrapped (when pooled), but the caller gets back what it gave, as from
-        # Emitter.on, once and the decorator form
-        super().on(event, self._pooled(event, handler, pool))
+        # Emitter.on, once and the decorator form; fitted to its arity inside the pool
+        super().on(event, self._pooled(event, self.fit(event, handler), pool))
         return handler
 
     def once(self, event: str, handler: Callable[..., Any] | None = None, *,
@@ -605,7 +626,8 @@ class Server(Dispatcher):
                 return func
             return decorate
         # _Once outside the pool wrapper: removed at dispatch, before it is spawned
-        super().on(event, _Once(self, event, self._pooled(event, handler, pool)))
+        super().on(event, _Once(self, event, self._pooled(event, self.fit(event, handler),
+                                                          pool)))
         return handler
 
     def _pooled(self, event: str, handler: Callable[..., Any], pool: Any) -> Any:
@@ -670,11 +692,13 @@ class Server(Dispatcher):
             frame = self._fast_pack([type, data])  # type: ignore[misc]
         except Exception:
             return socket.write(socket.codec.encode_event(type, data))  # raises EncodeError
+        if TUPLE_SEEN[0]:   # maybe a tuple as a dict key: the codec checks (and raises)
+            return socket.write(socket.codec.encode_event(type, data))
         size = len(frame)
         pending = socket._pending + size
-        if pending >= socket._pace_at or socket._closing or size > self.config.max_message_size:
-            if size > socket.codec.max_message_size:
-                socket.codec.encode_event(type, data)   # raises EventTooLargeError
+        if pending >= socket._pace_at or socket._closing or size > self._fast_max:
+            if size > self._fast_max:   # the codec checks size and item counts (raises)
+                frame = socket.codec.encode_event(type, data)
             return socket.write(frame)
         socket._pending = pending
         socket._wbuf.append(frame)

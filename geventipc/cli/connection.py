@@ -15,9 +15,9 @@ from .targets import Target
 def is_permanent(exc: BaseException) -> bool:
     """Whether retrying cannot help: a TLS refusal (an untrusted or missing certificate,
     a server that does not speak TLS), or a peer speaking another wire (ProtocolError)."""
-    if isinstance(exc, TLSError):
-        return exc.permanent
-    return isinstance(exc, ProtocolError)
+    if isinstance(exc, ProtocolError):   # WireMismatchError, TLSMismatchError included
+        return True
+    return isinstance(exc, TLSError) and exc.permanent
 
 
 class Connection:
