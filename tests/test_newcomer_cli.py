@@ -155,3 +155,20 @@ def test_a_refused_tls_handshake_is_reported_at_once(runtime_dir, pki, mutual,
     finally:
         server.terminate()
         server.wait(10)
+
+
+def test_a_server_on_another_wire_is_reported_at_once(runtime_dir):
+    port = free_port()
+    server = subprocess.Popen([*CLI, "serve", "--tcp", f"127.0.0.1:{port}", "--wire",
+                               "node-ipc", "--silent"], cwd=ROOT, env=env_for(runtime_dir),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for command in (["request", f"tcp://127.0.0.1:{port}", "add", "[1]"],
+                        ["emit", f"tcp://127.0.0.1:{port}", "x", "1"]):
+            code, _out, err, _took = cli(*command, "--timeout", "60",
+                                         runtime_dir=runtime_dir, timeout=30)
+            assert code == 1, err
+            assert "config.wire" in err and "within" not in err
+    finally:
+        server.terminate()
+        server.wait(10)
