@@ -197,15 +197,38 @@ def _go(*procs: subprocess.Popen[str]) -> None:
         proc.stdin.flush()
 
 
-def _end(procs: list[subprocess.Popen[str]]) -> None:
+def _end(procs: list[subprocess.Popen[str]]) -> list[float]:
+    """Let the processes end (stdin closed); the CPU seconds each used (user + system),
+    from wait4 (-1.0 where it had to be killed)."""
+    cpu = []
     for proc in procs:
         try:
             if proc.stdin is not None:
                 proc.stdin.close()
-            proc.wait(10)
-        except (subprocess.TimeoutExpired, OSError):
-            proc.kill()
-            proc.wait(10)
+        except OSError:
+            pass
+        deadline = time.monotonic() + 10
+        used = -1.0
+        while proc.returncode is None:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                proc.returncode = os.waitstatus_to_exitcode(status)
+                used = usage.ru_utime + usage.ru_stime
+                break
+            if time.monotonic() > deadline:
+                proc.kill()
+                proc.wait(10)
+                break
+            time.sleep(0.02)
+        cpu.append(used)
+    return cpu
+
+
+def _engine_cpu(pid: int) -> float:
+    """CPU seconds the engine has used so far (/proc)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _w3_clients(port: int, clients: int, n: int) -> subprocess.Popen[str]:
@@ -214,10 +237,15 @@ def _w3_clients(port: int, clients: int, n: int) -> subprocess.Popen[str]:
                   module="bench.worker")
 
 
-def w3(url: str | None, n: int, per_node: int) -> float:
+CPU: dict[str, Any] = {}
+
+
+def w3(url: str | None, n: int, per_node: int, engine_pid: int = 0) -> float:
     """Delivered events/s of n broadcasts to 2 x per_node clients: through two cluster
-    nodes (url) or one plain node (url None)."""
+    nodes (url) or one plain node (url None). CPU seconds per process go to CPU."""
     procs: list[subprocess.Popen[str]] = []
+    engine_before = _engine_cpu(engine_pid) if engine_pid else 0.0
+    elapsed = 0.0
     try:
         ports = [_free_port(), _free_port()]
         if url is None:
@@ -240,9 +268,16 @@ def w3(url: str | None, n: int, per_node: int) -> float:
         for end in ends:
             if end["complete"] != per_node or end["bad"]:
                 raise RuntimeError(f"W3 clients incomplete: {end}")
-        return n * 2 * per_node / (max(e["end"] for e in ends) - start)
+        elapsed = max(e["end"] for e in ends) - start
+        return n * 2 * per_node / elapsed
     finally:
-        _end(procs)
+        cpu = _end(procs)
+        names = (["node"] if url is None else ["node A", "node B"]) + ["clients 1", "clients 2"]
+        record = {name: round(used, 2) for name, used in zip(names, cpu)}
+        if engine_pid:
+            record["engine"] = round(_engine_cpu(engine_pid) - engine_before, 2)
+        record["elapsed (broadcasts)"] = round(elapsed, 3)
+        CPU["w3_2nodes" if url else "w3_1node"] = record
 
 
 def backplane(url: str, n: int) -> float:
@@ -327,7 +362,7 @@ def main(argv: list[str]) -> int:
     try:
         per_node = 100 if quick else 500
         figures["w3_1node_events_s"] = w3(None, 2000, per_node)
-        figures["w3_2nodes_events_s"] = w3(url, 2000, per_node)
+        figures["w3_2nodes_events_s"] = w3(url, 2000, per_node, proc.pid)
         figures["w3_ratio"] = figures["w3_2nodes_events_s"] / figures["w3_1node_events_s"]
         n = 20_000 if quick else 100_000
         size = envelope_size()
@@ -355,6 +390,10 @@ def main(argv: list[str]) -> int:
     ]
     for name, value, unit in rows:
         print(f"{name:34} {value:>14,.2f} {unit}")
+    # CPU seconds per process over each whole W3 run (connecting included)
+    for run, record in CPU.items():
+        print(f"CPU s {run}: " + ", ".join(f"{k} {v}" for k, v in record.items()))
+    figures["cpu_seconds"] = CPU
     os.makedirs(os.path.join(ROOT, "bench", "results"), exist_ok=True)
     with open(os.path.join(ROOT, "bench", "results", "cluster.json"), "w") as out:
         json.dump(figures, out, indent=2)
