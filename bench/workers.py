@@ -106,14 +106,19 @@ def sender(transport: str, addr: str, clients: int, n: int) -> None:
                     pids.append(frame[1])
                     return
 
+    cpu = os.times()
     start = now()
     jobs = [gevent.spawn(one, sock) for sock in socks]
     gevent.joinall(jobs, timeout=300, raise_error=True)
     end = now()
+    used = os.times()
+    # the sender's own CPU while the clock ran: what the server side could not have
+    sender_cpu = (used.user - cpu.user) + (used.system - cpu.system)
     split: dict[str, int] = {}
     for pid in pids:
         split[str(pid)] = split.get(str(pid), 0) + 1
-    result(start=start, end=end, events=clients * n, done=len(pids), split=split)
+    result(start=start, end=end, events=clients * n, done=len(pids), split=split,
+           sender_cpu=sender_cpu)
 
 
 # --- the runner --------------------------------------------------------------------------
@@ -182,7 +187,8 @@ def run_once(transport: str, workers: int, cluster: str, clients: int, n: int,
         raise RuntimeError(f"only {figures['done']} of {clients} connections were done")
     seconds = figures["end"] - figures["start"]
     return {"events_per_s": figures["events"] / seconds, "seconds": seconds,
-            "split": sorted(figures["split"].values(), reverse=True)}
+            "split": sorted(figures["split"].values(), reverse=True),
+            "sender_cpu_share": figures["sender_cpu"] / seconds}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -211,9 +217,13 @@ def main(argv: list[str] | None = None) -> int:
           f"median of {args.runs} on {os.cpu_count()} cores")
     for workers in (1, 2):
         splits = " ".join("/".join(map(str, r["split"])) for r in runs[workers])
+        sender = statistics.median(r["sender_cpu_share"] for r in runs[workers])
         print(f"  workers={workers}: {median[workers]:>12,.0f} events/s   "
-              f"(connections per worker, each run: {splits})")
+              f"(connections per worker, each run: {splits}; sender CPU {sender:.0%} "
+              f"of a core)")
     print(f"  ratio workers=2 / workers=1: {median[2] / median[1]:.2f}x")
+    load = os.getloadavg()[0]
+    print(f"  load average at the end: {load:.2f} (other work on the cores lowers the ratio)")
     return 0
 
 

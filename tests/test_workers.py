@@ -26,7 +26,11 @@ from conftest import free_port, python_process, read_line, stop_process, wait_un
 #: needs no cluster; more: ipc.serve/serve_net with config.cluster, as a user would),
 #: prints READY with the worker pids, then serves until SIGTERM and prints STOPPED.
 APP = """
-import json, os, sys
+import sys
+if sys.argv[5] == "patched":
+    from gevent import monkey
+    monkey.patch_all()
+import json, os
 from geventipc import IPC
 from geventipc.cluster.workers import WorkersServer
 
@@ -36,6 +40,8 @@ config = dict(id="world", logger=lambda line: print("LOG " + line, flush=True),
               log_in_color=False, max_connections=1000, workers=workers)
 if cluster != "-":
     config["cluster"] = cluster
+if mode == "tls":
+    config["tls"] = {"public": os.environ["TLS_CERT"], "private": os.environ["TLS_KEY"]}
 ipc = IPC(**config)
 if workers > 1:
     srv = ipc.serve(where) if kind == "unix" else ipc.serve_net("127.0.0.1", int(where))
@@ -70,8 +76,9 @@ class App:
     """The application process, with the lines it printed."""
 
     def __init__(self, kind: str, where: str, workers: int, cluster: str | None = None,
-                 mode: str = "serve") -> None:
-        self.proc = python_process(APP, kind, where, str(workers), cluster or "-", mode)
+                 mode: str = "serve", env: dict[str, str] | None = None) -> None:
+        self.proc = python_process(APP, kind, where, str(workers), cluster or "-", mode,
+                                   env=env)
         self.lines: list[str] = []
         self.ready: dict[str, Any] = {}
         if mode != "crash":
@@ -113,11 +120,12 @@ def apps() -> Iterator[list[App]]:
                 stream.close()
 
 
-def connect(make_ipc: Callable[..., IPC], kind: str, where: str, n: int) -> list[Any]:
+def connect(make_ipc: Callable[..., IPC], kind: str, where: str, n: int,
+            **config: Any) -> list[Any]:
     """``n`` clients (each its own IPC), all connected (bounded)."""
     clients = []
     for i in range(n):
-        inst = make_ipc(f"c{i}", retry=100)
+        inst = make_ipc(f"c{i}", retry=100, **config)
         if kind == "unix":
             clients.append(inst.connect_to("world", where))
         else:
@@ -174,11 +182,13 @@ def test_cli_workers_without_cluster_is_refused(sock_dir: str) -> None:
 # --- supervision (one supervised worker: needs no cluster) --------------------------------
 
 
-@pytest.mark.parametrize("kind", ["unix", "tcp"])
-def test_killed_worker_is_restarted_and_stop_ends_all(kind: str, sock_dir: str,
+@pytest.mark.parametrize("kind,mode", [("unix", "serve"), ("tcp", "serve"),
+                                       ("unix", "patched")])
+def test_killed_worker_is_restarted_and_stop_ends_all(kind: str, mode: str, sock_dir: str,
                                                       make_ipc: Any, apps: list[App]) -> None:
+    """Also with gevent.monkey.patch_all() in the application (mode "patched")."""
     where = place(kind, sock_dir)
-    app = App(kind, where, 1)
+    app = App(kind, where, 1, mode=mode)
     apps.append(app)
     supervisor, first = app.ready["supervisor"], app.pids[0]
     [client] = connect(make_ipc, kind, where, 1)
@@ -325,3 +335,21 @@ def test_cli_serve_workers_with_cluster(engine: Engine, sock_dir: str, make_ipc:
         assert proc.stderr.read().count("serving") >= 2   # "worker N (pid P) serving"
     finally:
         stop_process(proc)
+
+
+def test_two_workers_over_tls(engine: Engine, make_ipc: Any, apps: list[App],
+                              tmp_path: Any) -> None:
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    leaf = ca.issue_cert("localhost", "127.0.0.1")
+    cert, key, ca_file = (str(tmp_path / name) for name in ("s.pem", "s.key", "ca.pem"))
+    leaf.cert_chain_pems[0].write_to_path(cert)
+    leaf.private_key_pem.write_to_path(key)
+    ca.cert_pem.write_to_path(ca_file)
+    port = str(free_port())
+    app = App("tcp", port, 2, engine.url, mode="tls", env={"TLS_CERT": cert, "TLS_KEY": key})
+    apps.append(app)
+    clients = connect(make_ipc, "tcp", port, 20,
+                      tls={"trustedConnections": [ca_file], "servername": "localhost"})
+    assert set(ask_pids(clients)) == set(app.pids.values())   # each worker does TLS
+    assert app.stop() == 0

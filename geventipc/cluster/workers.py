@@ -274,6 +274,7 @@ class _Supervision:
                 self._on_line(line.decode("utf-8", "replace"))
         os.close(self.status_r)
         self._reap()
+        self.shared.close()
         if not self.stopping:
             gevent.spawn(self.server._supervisor_died)
 
