@@ -22,6 +22,8 @@ one of a client): an idle connection costs one small list.
 """
 from __future__ import annotations
 
+import socket as _stdsocket
+import struct
 import time
 from typing import Any
 
@@ -37,6 +39,9 @@ REFUSED = "$ipc.refused"
 PING = "$ipc.ping"
 #: the answer to PING
 PONG = "$ipc.pong"
+
+#: SO_LINGER on, 0 s: close() resets and throws away what the kernel still holds
+_RESET = struct.pack("ii", 1, 0)
 
 #: queued bytes from which a shrinking queue counts as a sign of life: that much is never
 #: queued for long unless the kernel's send buffer is full, and it drains only when the
@@ -113,6 +118,13 @@ class Heartbeat:
             silent = now - seen[2]
             if silent >= timeout - 0.001:
                 del self._conns[conn]
+                # a reset, not a FIN after the unsent tail: an orphaned socket would go on
+                # retransmitting it, and should the path come back, old events could reach
+                # a peer after those of a newer connection (out of order)
+                try:
+                    conn.sock.setsockopt(_stdsocket.SOL_SOCKET, _stdsocket.SO_LINGER, _RESET)
+                except (OSError, ValueError, AttributeError):
+                    pass
                 who = f"peer {conn.id!r}" if conn.id is not None else \
                     f"the peer at {conn.address!r}"
                 conn.abort(PeerTimeoutError(
