@@ -352,3 +352,14 @@ def test_accept_errors_are_logged_rate_limited_and_the_server_recovers(make_ipc,
     lines = [line for line in err.splitlines() if "AcceptError" in line]
     assert lines and "Too many open files" in lines[0], err[-2000:]
     assert len(lines) <= 6, lines              # one a second at most
+
+
+def test_handlers_for_internal_names_cannot_be_registered_or_removed(make_ipc):
+    world = serve(make_ipc)
+    client = make_ipc("hello").connect_to("world")
+    for target in (world.server, client):
+        for name in ("$ipc.welcome", "$ipc.ping", "$ipc.hello"):
+            with pytest.raises(ValueError, match="reserved prefix"):
+                target.on(name, lambda *a: None)
+            target.off(name)              # a no-op: the library's own handling stays
+    client.wait_connected(5)              # the welcome is still handled
