@@ -19,7 +19,7 @@ import itertools
 import socket as _stdsocket
 import time
 from collections import deque
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Iterator
 
 import gevent
 from gevent.event import AsyncResult, Event
@@ -31,6 +31,7 @@ from .dispatch import WILDCARD, Dispatcher
 from .errors import (
     ConnectError, ConnectionLostError, DeadlockError, IPCError, NotConnectedError,
     ProtocolError, QueueFullError, ServerFullError, Timeout, UnsupportedError,
+    WireMismatchError,
 )
 from .server import DESCRIBE, HELLO, STATS
 from .transports.liveness import PING, PONG, REFUSED, WELCOME, Heartbeat, capabilities
@@ -38,7 +39,9 @@ from .transports.stream import FLUSH_AT, StreamConnection, dial_tcp, dial_unix
 from .transports.tls import connect_tls, server_hostname
 from .reply import settle
 from .threads import call_in_owner, get_ident, owner, request_in_owner
-from .wire import REPLY_OK, make_codec, names_for
+from .wire import REPLY_OK, check_frame, make_codec, names_for
+from .wire.mismatch import WIRE_NOTICE, describe
+from .wire.msgpack_codec import TUPLE_SEEN
 
 
 class _Pending:
@@ -60,6 +63,13 @@ class _Pending:
         self.result.set_exception(exc)
 
 
+#: the arguments client handlers get, by event (any other event: ``(data)``)
+CLIENT_ARGS: dict[str, tuple[str, ...]] = {
+    "connect": (), "disconnect": (), "destroy": (), "error": ("error",), "data": ("data",),
+    WILDCARD: ("type", "data"),
+}
+
+
 class Client(Dispatcher):
     """A connection to one server, by Unix ``path`` or TCP ``host``/``port``.
 
@@ -67,6 +77,9 @@ class Client(Dispatcher):
     (exception), ``data`` (raw mode: bytes), ``*`` (type, data), and every event type the
     server sends, as ``handler(data)``.
     """
+
+    EVENT_ARGS = CLIENT_ARGS
+    DEFAULT_ARGS = ("data",)
 
     def __init__(self, server_id: str, config: Config, log: Callable[..., None], *,
                  path: str | None = None, host: str | None = None, port: int | None = None,
@@ -96,7 +109,7 @@ class Client(Dispatcher):
         self._fast_names: Any = (self.names.good if self._encoder.name == "msgpack"
                                  and not config.sync else frozenset())
         self._fast_pack = getattr(self._encoder, "_pack", None)
-        self._fast_max = config.max_message_size
+        self._fast_max = getattr(self._encoder, "fast_limit", config.max_message_size)
         self._connected = Event()
         self._ended = Event()
         self._greenlet: gevent.Greenlet | None = None
@@ -128,6 +141,7 @@ class Client(Dispatcher):
                 self._heartbeat = Heartbeat(config.heartbeat_interval,
                                             config.heartbeat_timeout,
                                             self._encoder.encode_event(PING, None))
+        self.handlers[WIRE_NOTICE] = (self._on_wire_notice,)
 
     def __repr__(self) -> str:
         where = self.path or f"{self.host}:{self.port}"
@@ -318,7 +332,8 @@ class Client(Dispatcher):
             max_pending_bytes=config.max_pending_bytes, overflow_policy="wait",
             drain_timeout=config.drain_timeout / 1000.0,
             message_timeout=config.message_timeout / 1000.0,
-            on_frames=self._on_frames_sync if config.sync else self._on_frames,
+            on_frames=self._on_frames_sync if config.sync
+            else self._on_frames if self._encoder.framed else self._on_raw,
             on_close=self._on_close,
         )
         if self.ssl_context is not None:  # the server's certificate, verified
@@ -498,42 +513,82 @@ class Client(Dispatcher):
 
     # --- receiving -----------------------------------------------------------------------
 
-    def _on_frames(self, conn: StreamConnection, frames: list) -> None:
+    def _on_frames(self, conn: StreamConnection, frames: Iterable[Any]) -> int:
         if self._stopping:
-            return  # disconnect(): nothing more is dispatched, even while the close lingers
+            return 0  # disconnect(): nothing more is dispatched, even while the close lingers
         # Dispatcher.dispatch_to's loop, kept as a copy on purpose: client handlers take
         # (data), server handlers (data, socket), and either way of sharing one loop
         # (handler(data, *extra), or wrapping each handler) costs a slower call per
         # handler per event (measured: ~3x and ~1.7x the direct call).
-        handlers = self.handlers
-        wildcard = handlers.get(WILDCARD)
-        for frame in frames:
-            if len(frame) == 2:
-                event, data = frame
-                found = handlers.get(event)
-                if found is not None:
+        table = self.table
+        count = 0
+        frame = None
+        try:
+            for frame in frames:
+                count += 1
+                if type(frame) is list and len(frame) == 2:
+                    event, data = frame
+                    found = table.get(event)
+                    if found is None:
+                        found = self.entry(event)
                     for handler in found:
                         try:
                             handler(data)
                         except Exception as exc:
-                            self.handler_failed(event, exc)
-                if wildcard is not None and event[0] != "$":
-                    for handler in wildcard:
-                        try:
-                            handler(event, data)
-                        except Exception as exc:
-                            self.handler_failed(WILDCARD, exc)
-            elif type(frame[0]) is int:
-                self._on_reply(*frame)
+                            self._failed(event, handler, exc)
+                else:
+                    check_frame(frame, self.names)
+                    if type(frame[0]) is int:
+                        self._on_reply(*frame)
+        except TypeError:
+            check_frame(frame, self.names)   # an unhashable event name: say so
+            raise
+        return count
 
-    def _on_frames_sync(self, conn: StreamConnection, frames: list) -> None:
+    def _on_wire_notice(self, data: Any) -> None:
+        """The server found this client on another wire or without TLS (it closes next):
+        say what to set here, as an ``error`` event."""
+        if not isinstance(data, dict):
+            return
+        ours = self._encoder.name
+        if data.get("tls") and self.ssl_context is None:
+            message = describe("tls", ours)
+        elif data.get("wire") in ("msgpack", "node-ipc") and data["wire"] != ours:
+            message = describe(data["wire"], ours)
+        else:
+            return
+        self.report(WireMismatchError(f"server at {self._where()}: {message}"))
+
+    def _on_raw(self, conn: StreamConnection, frames: Iterable[Any]) -> int:
+        """Raw mode: ``data`` handlers get the bytes, the wildcard ``("data", bytes)``."""
+        if self._stopping:
+            return 0
+        count = 0
+        for _event, data in frames:
+            count += 1
+            self.fire("data", data)
+            self.fire(WILDCARD, "data", data)
+        return count
+
+    def _on_frames_sync(self, conn: StreamConnection, frames: Iterable[Any]) -> int:
         """Sync mode: dispatch, then the server has answered: send the next queued event
         (node-ipc does this once per batch of events received)."""
-        self._on_frames(conn, frames)
-        if all(type(f[0]) is str and f[0].startswith("$ipc.") for f in frames):
-            return  # the library's own frames (welcome, ping) are no answer from the server
+        answered = [not self._encoder.framed]
+
+        def watch(frames: Iterable[Any]) -> Iterator[Any]:
+            for frame in frames:
+                if not (type(frame) is list and frame and type(frame[0]) is str
+                        and frame[0].startswith("$ipc.")):
+                    answered[0] = True
+                yield frame
+
+        count = self._on_frames(conn, watch(frames)) if self._encoder.framed \
+            else self._on_raw(conn, frames)
+        if not answered[0]:
+            return count  # the library's own frames (welcome, ping) are no answer
         self._awaiting = False
         self._pump()
+        return count
 
     def _on_reply(self, request_id: int, status: int, data: Any) -> None:
         pending = self._waiting.pop(request_id, None)
@@ -555,9 +610,14 @@ class Client(Dispatcher):
     # --- sending -------------------------------------------------------------------------
 
     def emit(self, type: str, data: Any = None) -> None:
-        """Send one event; queued (in order) while not connected.
+        """Send one event; queued (in order) while not connected or reconnecting.
 
-        Raises EventNameError, EncodeError (nothing sent) or QueueFullError. In raw mode
+        Waits (cooperatively) while the server is behind: past the pacing mark while the
+        kernel is full (at most ``drain_timeout``), and past ``max_pending_bytes``; never
+        in this client's own handlers' greenlet for pacing.
+        Raises EventNameError, EncodeError (nothing sent), QueueFullError
+        (``max_queued_events`` / ``max_queued_bytes``), and NotConnectedError only after
+        ``disconnect()`` or ``destroy``. In raw mode
         (``config.raw_buffer``) it is ``emit(data)``: bytes, or str in ``config.encoding``.
         """
         if get_ident() != self._tid:  # another OS thread: hand over (threads.py)
@@ -572,6 +632,8 @@ class Client(Dispatcher):
                 frame = self._fast_pack([type, data])  # type: ignore[misc]
             except Exception:
                 frame = None   # the general path raises the codec's EncodeError
+            if TUPLE_SEEN[0]:
+                frame = None   # maybe a tuple as a dict key: the general path checks
             if frame is not None:
                 size = len(frame)
                 if size <= self._fast_max:
@@ -659,8 +721,9 @@ class Client(Dispatcher):
                       timeout: float | None = None) -> AsyncResult:
         """Send a request; the returned gevent ``AsyncResult`` gets the reply data, or
         the error (``RemoteError``, ``NoHandlerError``, ``Timeout``,
-        ``ConnectionLostError``, ``NotConnectedError``). Never blocks (except under the
-        ``wait`` overflow policy): start many, then ``gevent.wait`` or ``.get()`` them.
+        ``ConnectionLostError``, ``NotConnectedError``). Never blocks for the reply (it
+        waits only as ``emit`` does while the server is behind): start many, then
+        ``gevent.wait`` or ``.get()`` them.
 
         Made while not connected, the request is queued like an event and sent on
         connect; ``timeout`` (seconds) counts from now. A reply that comes after the
