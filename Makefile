@@ -26,7 +26,7 @@ help:
 	@echo "make bench-quick a quick subset of make bench (one run of a few rows, ~15 s)"
 	@echo "make bench-workers  W1 with workers=2 next to one process (a real valkey-server)"
 	@echo "make fuzz        a bounded fuzz run of the decoders"
-	@echo "make soak        a long run with random disconnects (not part of make test)"
+	@echo "make soak        a long run with random disconnects, then kill -9 runs (not part of make test)"
 
 $(STAMP): setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -165,8 +165,16 @@ fuzz: $(STAMP)
 SOAK_SECONDS ?= 60
 SOAK_CLIENTS ?= 20
 
+# Then the kill runs (soak/kill.py): kill -9 of the server, and of clients, with events and
+# requests in flight; per run sent, delivered, lost (against the kernel-buffer
+# allowance), duplicated and out of order (both must be 0). SOAK_KILL_RUNS (default 2),
+# SOAK_KILL_SECONDS (default 15).
+SOAK_KILL_RUNS ?= 2
+SOAK_KILL_SECONDS ?= 15
+
 soak: $(STAMP)
 	$(PY) soak/soak.py --seconds $(SOAK_SECONDS) --clients $(SOAK_CLIENTS)
+	$(PY) soak/kill.py --runs $(SOAK_KILL_RUNS) --seconds $(SOAK_KILL_SECONDS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis
