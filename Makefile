@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: lint demo-metrics typecheck demo-tls node-deps demo-node help install demo demo-tcp demo-udp test bench bench-quick fuzz soak clean
+.PHONY: bench-workers lint demo-metrics typecheck demo-tls node-deps demo-node help install demo demo-tcp demo-udp test bench bench-quick fuzz soak clean
 
 help:
 	@echo "make demo        a server and a client talking (Unix socket, then TCP), in colour"
@@ -23,6 +23,7 @@ help:
 	@echo "make demo-cli    a tour of the geventipc command line (examples/cli_tour.sh)"
 	@echo "make bench       W1-W4 vs the hand-written floor and node-ipc 14, TLS, payloads (~5-8 min)"
 	@echo "make bench-quick a quick subset of make bench (one run of a few rows, ~15 s)"
+	@echo "make bench-workers  W1 with workers=2 next to one process (a real valkey-server)"
 	@echo "make fuzz        a bounded fuzz run of the decoders"
 	@echo "make soak        a long run with random disconnects (not part of make test)"
 
@@ -135,6 +136,11 @@ bench: $(BENCH_STAMP) node-deps
 
 bench-quick: $(BENCH_STAMP) node-deps
 	$(PY) -m bench.run --quick $(BENCH_ARGS)
+
+# Issue 12: W1 (connections sending pre-encoded events) served by workers=2 next to one
+# process, in the same run, with a real valkey-server for the cluster (bench/workers.py).
+bench-workers: $(STAMP)
+	$(PY) -m bench.workers
 
 # Issue 3: a fuzz run of every decoder, bounded by FUZZ_SECONDS (default 120). Coverage-
 # guided with atheris where it installs (the 'fuzz' extra), else hypothesis at scale.

@@ -20,7 +20,7 @@ setup(
     packages=find_packages(include=["geventipc", "geventipc.*"]),
     package_data={"geventipc": ["py.typed"]},
     python_requires=">=3.9",
-    install_requires=["gevent>=23.9", "msgpack>=1.0.4", "loguru>=0.7"],
+    install_requires=["gevent>=23.9", "msgpack>=1.0.4", "loguru>=0.7", "orjson>=3.9"],
     extras_require={
         "metrics": ["prometheus_client>=0.17"],
         "test": ["pytest>=7", "pytest-timeout>=2.1", "hypothesis>=6", "trustme>=1.1", "mypy>=1.5",

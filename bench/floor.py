@@ -274,5 +274,6 @@ def _client_idle(transport: str, addr: str, params: dict[str, Any]) -> None:
         socks.append(sock)
     # stay connected until the server has measured (it closes first)
     for sock in socks:
-        sock.recv(1)
+        while sock.recv(4096):   # the server's $ipc.welcome, then its close
+            pass
     result(connections=len(socks))

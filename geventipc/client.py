@@ -1,9 +1,11 @@
 """``ipc.of[id]``: a client connection that reconnects, queues while away, and requests.
 
-The connection lives in one greenlet: dial, announce our id, send what was queued, fire
-``connect``, read until the connection ends, fire ``disconnect``, wait ``retry`` ms, dial
-again; after ``max_retries`` failed dials in a row (or ``stop_retrying``, or
-``disconnect()``) it fires ``destroy`` and ends.
+The connection lives in one greenlet: dial, announce our id (``$ipc.hello``), wait for the
+server's ``$ipc.welcome`` (msgpack wire: the server has really taken the connection), send
+what was queued, fire ``connect``, read until the connection ends, fire ``disconnect``,
+wait ``retry`` ms, dial again; after ``max_retries`` failed dials in a row (or
+``stop_retrying``, or ``disconnect()``) it fires ``destroy`` and ends. A server that is full
+answers ``$ipc.refused`` instead: ``ServerFullError``, the queue kept, a growing delay.
 
 Delivery: events emitted while not connected (or while reconnecting) are queued
 (``max_queued_events``, ``max_queued_bytes``) and sent, in order, once connected. Every
@@ -17,7 +19,7 @@ import itertools
 import socket as _stdsocket
 import time
 from collections import deque
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Iterator
 
 import gevent
 from gevent.event import AsyncResult, Event
@@ -28,14 +30,18 @@ from .counters import ClientCounts
 from .dispatch import WILDCARD, Dispatcher
 from .errors import (
     ConnectError, ConnectionLostError, DeadlockError, IPCError, NotConnectedError,
-    ProtocolError, QueueFullError, Timeout, UnsupportedError,
+    ProtocolError, QueueFullError, ServerFullError, Timeout, UnsupportedError,
+    WireMismatchError,
 )
 from .server import DESCRIBE, HELLO, STATS
+from .transports.liveness import PING, PONG, REFUSED, WELCOME, Heartbeat, capabilities
 from .transports.stream import FLUSH_AT, StreamConnection, dial_tcp, dial_unix
 from .transports.tls import connect_tls, server_hostname
 from .reply import settle
 from .threads import call_in_owner, get_ident, owner, request_in_owner
-from .wire import REPLY_OK, make_codec, names_for
+from .wire import REPLY_OK, check_frame, make_codec, names_for
+from .wire.mismatch import WIRE_NOTICE, describe
+from .wire.msgpack_codec import TUPLE_SEEN
 
 
 class _Pending:
@@ -57,6 +63,13 @@ class _Pending:
         self.result.set_exception(exc)
 
 
+#: the arguments client handlers get, by event (any other event: ``(data)``)
+CLIENT_ARGS: dict[str, tuple[str, ...]] = {
+    "connect": (), "disconnect": (), "destroy": (), "error": ("error",), "data": ("data",),
+    WILDCARD: ("type", "data"),
+}
+
+
 class Client(Dispatcher):
     """A connection to one server, by Unix ``path`` or TCP ``host``/``port``.
 
@@ -64,6 +77,9 @@ class Client(Dispatcher):
     (exception), ``data`` (raw mode: bytes), ``*`` (type, data), and every event type the
     server sends, as ``handler(data)``.
     """
+
+    EVENT_ARGS = CLIENT_ARGS
+    DEFAULT_ARGS = ("data",)
 
     def __init__(self, server_id: str, config: Config, log: Callable[..., None], *,
                  path: str | None = None, host: str | None = None, port: int | None = None,
@@ -93,7 +109,7 @@ class Client(Dispatcher):
         self._fast_names: Any = (self.names.good if self._encoder.name == "msgpack"
                                  and not config.sync else frozenset())
         self._fast_pack = getattr(self._encoder, "_pack", None)
-        self._fast_max = config.max_message_size
+        self._fast_max = getattr(self._encoder, "fast_limit", config.max_message_size)
         self._connected = Event()
         self._ended = Event()
         self._greenlet: gevent.Greenlet | None = None
@@ -107,6 +123,25 @@ class Client(Dispatcher):
         self.counts = ClientCounts()
         if config.sync:
             self._send = self._send_sync  # type: ignore[method-assign]
+        # the msgpack wire's handshake and heartbeat (handled here, never by user handlers)
+        self._dialing: StreamConnection | None = None   # dialled, not yet welcomed
+        self._welcome_timer: Any = None
+        self._refused = False      # the server answered $ipc.refused on this dial
+        self._refusals = 0         # ... on this many dials in a row
+        self._reported = False     # this dial's failure was already reported
+        self._up = False           # this dial was welcomed and got connected
+        self._pong = b""
+        self._heartbeat: Heartbeat | None = None
+        if self._encoder.supports_requests:
+            self.handlers[WELCOME] = (self._on_welcome,)
+            self.handlers[REFUSED] = (self._on_refused,)
+            self.handlers[PING] = (self._on_ping,)
+            self._pong = self._encoder.encode_event(PONG, None)
+            if config.heartbeat_interval:
+                self._heartbeat = Heartbeat(config.heartbeat_interval,
+                                            config.heartbeat_timeout,
+                                            self._encoder.encode_event(PING, None))
+        self.handlers[WIRE_NOTICE] = (self._on_wire_notice,)
 
     def __repr__(self) -> str:
         where = self.path or f"{self.host}:{self.port}"
@@ -174,7 +209,7 @@ class Client(Dispatcher):
             return call_in_owner(self._tid, Client.disconnect, self)
         self._stopping = True
         self._connected.clear()
-        conn = self.conn
+        conn = self.conn or self._dialing
         if conn is not None:
             conn.close()
         elif self._greenlet is not None and not self._ended.is_set():
@@ -221,7 +256,8 @@ class Client(Dispatcher):
             if self.path is not None:
                 return dial_unix(self.path, timeout)
             host = self.host or self.config.network_host
-            sock = dial_tcp(host, self.port or self.config.network_port, timeout)
+            sock = dial_tcp(host, self.port or self.config.network_port, timeout,
+                            self.config.keepalive)
             if self.ssl_context is None:
                 return sock
         except FileNotFoundError:
@@ -255,13 +291,29 @@ class Client(Dispatcher):
                         break
                     gevent.sleep(self.config.retry / 1000.0)
                     continue
-                failures = 0
-                self._session(sock)
-                if self._give_up(0):
+                if self._session(sock):
+                    failures = self._refusals = 0
+                    if self._give_up(0):
+                        break
+                    gevent.sleep(self.config.retry / 1000.0)
+                    continue
+                # no welcome: refused, closed or timed out before the server took us
+                failures += 1
+                self._refusals = self._refusals + 1 if self._refused else 0
+                if self._give_up(failures):
                     break
-                gevent.sleep(self.config.retry / 1000.0)
+                gevent.sleep(self._retry_delay())
         finally:
             self._end()
+
+    def _retry_delay(self) -> float:
+        """Seconds to wait before dialling again: ``retry``, doubled at each refusal by a
+        full server in a row, at most 32 x ``retry`` and 10 s (never less than retry)."""
+        retry = self.config.retry / 1000.0
+        if not self._refusals:
+            return retry
+        cap = max(retry, min(32 * retry, 10.0))
+        return min(retry * 2 ** (self._refusals - 1), cap)
 
     def _give_up(self, failures: int) -> bool:
         config = self.config
@@ -271,23 +323,92 @@ class Client(Dispatcher):
             return True
         return config.max_retries is not None and failures > config.max_retries
 
-    def _session(self, sock: Any) -> None:
+    def _session(self, sock: Any) -> bool:
+        """One connection, from dial to close; False if it never got connected (no
+        welcome), which counts as a failed dial."""
         config = self.config
         conn = StreamConnection(
             sock, make_codec(config, self.names), self.names, address=self._where(),
             max_pending_bytes=config.max_pending_bytes, overflow_policy="wait",
             drain_timeout=config.drain_timeout / 1000.0,
             message_timeout=config.message_timeout / 1000.0,
-            on_frames=self._on_frames_sync if config.sync else self._on_frames,
+            on_frames=self._on_frames_sync if config.sync
+            else self._on_frames if self._encoder.framed else self._on_raw,
             on_close=self._on_close,
         )
         if self.ssl_context is not None:  # the server's certificate, verified
             conn.peer_certificate = sock.getpeercert() or None
         hello = None
         if self._encoder.supports_requests:
-            hello = self._encoder.encode_event(HELLO, {"id": config.id})
+            hello = self._encoder.encode_event(HELLO, dict(
+                capabilities(config.heartbeat_interval, config.heartbeat_timeout),
+                id=config.id))
             conn.write(hello)
         self._hello = hello
+        if hello is None:
+            # node-ipc wire and raw mode: no handshake, connected once dialled
+            if self._open(conn):
+                conn.run()
+                return True
+            return True  # the dial worked: retry as after any lost connection
+        # msgpack: connected only once the server's welcome comes (_on_welcome); until
+        # then nothing queued is sent, so a full server or one that never takes us (full
+        # backlog, no file descriptors) costs no event
+        self._dialing, self._refused, self._reported, self._up = conn, False, False, False
+        self._welcome_timer = timer = get_hub().loop.timer(config.connect_timeout / 1000.0)
+        timer.start(self._no_welcome, conn)
+        try:
+            conn.run()
+        finally:
+            timer.stop()
+            self._welcome_timer = None
+            self._dialing = None
+        return self._up
+
+    def _no_welcome(self, conn: StreamConnection) -> None:
+        if self._dialing is conn and not conn._closing:
+            conn.abort(ConnectError(
+                f"no welcome from the server at {self._where()} within "
+                f"{self.config.connect_timeout:g} ms (connect_timeout): it has not taken the "
+                f"connection (listen backlog full, out of file descriptors) or does not "
+                f"speak this geventipc version"))
+
+    def _on_welcome(self, data: Any) -> None:
+        conn = self._dialing
+        if conn is None or self.conn is not None or conn._closing:
+            return  # a second welcome, or one after a timeout: ignored
+        if self._welcome_timer is not None:
+            self._welcome_timer.stop()
+        # only a server that answers pings is ever timed out by our heartbeat
+        if self._heartbeat is not None and isinstance(data, dict) and data.get("ping") is True:
+            self._heartbeat.watch(conn)
+        self._open(conn)
+
+    def _on_refused(self, data: Any) -> None:
+        if self._dialing is None or self.conn is not None:
+            return
+        self._refused = self._reported = True
+        info = data if isinstance(data, dict) else {}
+        self._refusals += 1
+        delay = self._retry_delay()
+        self._refusals -= 1   # _run counts it once the connection has closed
+        self.report(ServerFullError(
+            f"the server at {self._where()} refused the connection: "
+            f"{info.get('reason', 'server full')} (max_connections="
+            f"{info.get('max_connections', '?')}); {len(self._queue)} queued events kept, "
+            f"dialing again in {delay:g} s"))
+
+    def _on_ping(self, data: Any) -> None:
+        conn = self.conn or self._dialing
+        if conn is not None and not conn._closing and \
+                conn._pending + len(self._pong) <= conn.max_pending_bytes:
+            conn.write(self._pong)
+
+    def _open(self, conn: StreamConnection) -> bool:
+        """Send the queue, then the connection is up: ``connect`` fires. False if the
+        connection was lost while sending the queue (what it had not taken is queued
+        again)."""
+        config = self.config
         queue = self._queue
         if config.sync:
             # what was in flight on the last connection is not waited for again
@@ -308,19 +429,35 @@ class Client(Dispatcher):
                 # kernel never took, in order, and dial again as after any lost connection
                 conn.abort()
                 self._requeue_unsent(conn)
+                self._reported = True
                 self.report(ConnectionLostError(
                     f"connection to {self.id!r} lost while sending queued events; "
                     f"{len(queue)} are still queued"))
-                return
+                return False
         self.conn = conn
+        self._up = True
         self.counts.connects += 1
         self._connected.set()
         if config.sync:
             self._pump()
         self.fire("connect")
-        conn.run()
+        return True
 
     def _on_close(self, conn: StreamConnection, reason: BaseException | None) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.unwatch(conn)
+        if conn is not self.conn:
+            # closed before the server welcomed it: a failed dial, not a disconnect
+            self._requeue_unsent(conn)
+            if self._stopping or self._reported:
+                return
+            if isinstance(reason, IPCError):
+                self.report(reason)
+            else:
+                self.report(ConnectError(
+                    f"the server at {self._where()} closed the connection before taking "
+                    f"it (no welcome){f': {reason}' if reason else ''}"))
+            return
         self.conn = None
         self.counts.closed(conn, reason, ProtocolError)
         self._connected.clear()
@@ -334,8 +471,10 @@ class Client(Dispatcher):
     def _requeue_unsent(self, conn: StreamConnection) -> None:
         """Put back, in order and ahead of what is queued, the frames ``conn`` never
         handed to the kernel; its hello stays behind (the next connection sends its own)."""
-        hello = self._hello
-        frames = [f for f in conn.take_unsent() if f is not hello]
+        hello, pong = self._hello, self._pong
+        ping = self._heartbeat.ping if self._heartbeat is not None else None
+        frames = [f for f in conn.take_unsent()
+                  if f is not hello and f is not ping and f is not pong]
         if frames:
             # past max_queued_bytes if need be: these were accepted already, never dropped
             self._queued_bytes += sum(map(len, frames))
@@ -357,6 +496,8 @@ class Client(Dispatcher):
         if self._ended.is_set():
             return
         self._ended.set()
+        if self._heartbeat is not None:
+            self._heartbeat.stop()
         if self._queue:  # never silently: say what was not sent
             count = len(self._queue)
             self._queue.clear()
@@ -372,40 +513,82 @@ class Client(Dispatcher):
 
     # --- receiving -----------------------------------------------------------------------
 
-    def _on_frames(self, conn: StreamConnection, frames: list) -> None:
+    def _on_frames(self, conn: StreamConnection, frames: Iterable[Any]) -> int:
         if self._stopping:
-            return  # disconnect(): nothing more is dispatched, even while the close lingers
+            return 0  # disconnect(): nothing more is dispatched, even while the close lingers
         # Dispatcher.dispatch_to's loop, kept as a copy on purpose: client handlers take
         # (data), server handlers (data, socket), and either way of sharing one loop
         # (handler(data, *extra), or wrapping each handler) costs a slower call per
         # handler per event (measured: ~3x and ~1.7x the direct call).
-        handlers = self.handlers
-        wildcard = handlers.get(WILDCARD)
-        for frame in frames:
-            if len(frame) == 2:
-                event, data = frame
-                found = handlers.get(event)
-                if found is not None:
+        table = self.table
+        count = 0
+        frame = None
+        try:
+            for frame in frames:
+                count += 1
+                if type(frame) is list and len(frame) == 2:
+                    event, data = frame
+                    found = table.get(event)
+                    if found is None:
+                        found = self.entry(event)
                     for handler in found:
                         try:
                             handler(data)
                         except Exception as exc:
-                            self.handler_failed(event, exc)
-                if wildcard is not None and event[0] != "$":
-                    for handler in wildcard:
-                        try:
-                            handler(event, data)
-                        except Exception as exc:
-                            self.handler_failed(WILDCARD, exc)
-            elif type(frame[0]) is int:
-                self._on_reply(*frame)
+                            self._failed(event, handler, exc)
+                else:
+                    check_frame(frame, self.names)
+                    if type(frame[0]) is int:
+                        self._on_reply(*frame)
+        except TypeError:
+            check_frame(frame, self.names)   # an unhashable event name: say so
+            raise
+        return count
 
-    def _on_frames_sync(self, conn: StreamConnection, frames: list) -> None:
+    def _on_wire_notice(self, data: Any) -> None:
+        """The server found this client on another wire or without TLS (it closes next):
+        say what to set here, as an ``error`` event."""
+        if not isinstance(data, dict):
+            return
+        ours = self._encoder.name
+        if data.get("tls") and self.ssl_context is None:
+            message = describe("tls", ours)
+        elif data.get("wire") in ("msgpack", "node-ipc") and data["wire"] != ours:
+            message = describe(data["wire"], ours)
+        else:
+            return
+        self.report(WireMismatchError(f"server at {self._where()}: {message}"))
+
+    def _on_raw(self, conn: StreamConnection, frames: Iterable[Any]) -> int:
+        """Raw mode: ``data`` handlers get the bytes, the wildcard ``("data", bytes)``."""
+        if self._stopping:
+            return 0
+        count = 0
+        for _event, data in frames:
+            count += 1
+            self.fire("data", data)
+            self.fire(WILDCARD, "data", data)
+        return count
+
+    def _on_frames_sync(self, conn: StreamConnection, frames: Iterable[Any]) -> int:
         """Sync mode: dispatch, then the server has answered: send the next queued event
         (node-ipc does this once per batch of events received)."""
-        self._on_frames(conn, frames)
+        answered = [not self._encoder.framed]
+
+        def watch(frames: Iterable[Any]) -> Iterator[Any]:
+            for frame in frames:
+                if not (type(frame) is list and frame and type(frame[0]) is str
+                        and frame[0].startswith("$ipc.")):
+                    answered[0] = True
+                yield frame
+
+        count = self._on_frames(conn, watch(frames)) if self._encoder.framed \
+            else self._on_raw(conn, frames)
+        if not answered[0]:
+            return count  # the library's own frames (welcome, ping) are no answer
         self._awaiting = False
         self._pump()
+        return count
 
     def _on_reply(self, request_id: int, status: int, data: Any) -> None:
         pending = self._waiting.pop(request_id, None)
@@ -444,6 +627,8 @@ class Client(Dispatcher):
                 frame = self._fast_pack([type, data])  # type: ignore[misc]
             except Exception:
                 frame = None   # the general path raises the codec's EncodeError
+            if TUPLE_SEEN[0]:
+                frame = None   # maybe a tuple as a dict key: the general path checks
             if frame is not None:
                 size = len(frame)
                 if size <= self._fast_max:

@@ -1,17 +1,44 @@
 """Running handlers for decoded frames: shared by server and client, so both report a
-failing handler the same way (logged, then an ``error`` event) and go on."""
+failing handler the same way (logged once with its traceback, then an ``error`` event)
+and go on.
+
+Receiving is one pass: the codec's ``frames(data)`` is iterated and each frame is
+dispatched as it is decoded, with one lookup in the dispatch table (see
+:mod:`geventipc.emitter`); a name not in the table is checked once (reserved, not allowed,
+not a string: ``ForbiddenEventError``) and then remembered with its handlers. No list of
+frames is kept, so nothing decoded outlives its handlers.
+"""
 from __future__ import annotations
 
-from typing import Any
+from functools import partial
+from typing import Any, Iterable
 
 from .emitter import WILDCARD, Emitter
 from .errors import HandlerError
+from .wire import check_frame
+from .wire.names import CACHE_LIMIT
+
+#: the arguments server-side handlers get (stream, UDP), by event
+SERVER_ARGS: dict[str, tuple[str, ...]] = {
+    "start": (),
+    "connect": ("socket",),
+    "socket.disconnected": ("socket", "destroyed_socket_id"),
+    "error": ("error",),
+    "data": ("data", "socket"),
+    WILDCARD: ("type", "data", "socket"),
+}
 
 
 class Dispatcher(Emitter):
     """An :class:`Emitter` that can report errors and fire lifecycle events safely."""
 
     __slots__ = ("log", "handler_errors")
+
+    EVENT_ARGS = SERVER_ARGS
+    DEFAULT_ARGS: tuple[str, ...] = ("data", "socket")
+
+    #: event-name rules of incoming frames (subclasses set theirs)
+    names: Any
 
     def __init__(self, log: Any) -> None:
         super().__init__()
@@ -37,48 +64,113 @@ class Dispatcher(Emitter):
             try:
                 handler(exc)
             except Exception as inner:  # an error handler that fails: log, never recurse
-                self.log("<error>geventipc: error handler raised</error>",
-                         f"{type(inner).__name__}: {inner}")
+                _log_failure(self.log, inner, "<error>geventipc: error handler raised</error>")
 
     def handler_failed(self, event: str, exc: BaseException) -> None:
-        """Log a failing handler and report it as an ``error`` event."""
+        """Report a failing handler: logged once, with its traceback, then an ``error``
+        event carrying a HandlerError (with no ``error`` handler, the log line is all)."""
         self.handler_errors += 1
         if event == "error":
-            self.log("<error>geventipc: error handler raised</error>",
-                     f"{type(exc).__name__}: {exc}")
+            _log_failure(self.log, exc, "<error>geventipc: error handler raised</error>")
             return
-        self.log("<error>geventipc: handler for</error>", repr(event),
-                 f"<error>raised</error> {type(exc).__name__}: {exc}")
-        self.report(HandlerError(event, exc))
+        _log_failure(self.log, exc, "<error>geventipc: handler for</error>", repr(event),
+                     "<error>raised</error>")
+        handlers = self.handlers.get("error")
+        if handlers:
+            error = HandlerError(event, exc)
+            for handler in handlers:
+                try:
+                    handler(error)
+                except Exception as inner:
+                    _log_failure(self.log, inner,
+                                 "<error>geventipc: error handler raised</error>")
 
-    def dispatch_to(self, socket: Any, frames: list) -> None:
-        """Run handlers for decoded frames from one peer, as ``handler(data, socket)``
-        (the wildcard as ``(type, data, socket)``); request and reply frames go to
-        :meth:`on_other_frame`. Servers of every transport share this per-event loop;
-        the stream client keeps a copy without ``socket`` (see ``Client._on_frames``)."""
-        handlers = self.handlers
-        wildcard = handlers.get(WILDCARD)
-        for frame in frames:
-            if len(frame) == 2:
-                event, data = frame
-                found = handlers.get(event)
-                if found is not None:
+    def _failed(self, event: str, handler: Any, exc: BaseException) -> None:
+        # a wildcard handler reaches the table as partial(handler, event)
+        if type(handler) is partial and handler.func in self.handlers.get(WILDCARD, ()):
+            event = WILDCARD
+        self.handler_failed(event, exc)
+
+    def entry(self, event: Any) -> tuple[Any, ...]:
+        """The dispatch-table entry of ``event``, made on its first use: raises
+        ForbiddenEventError for a name a peer may not send."""
+        self.names.check_incoming(event)
+        found = self.handlers.get(event, ())
+        if event[0] != "$":   # the library's own events never reach the wildcard
+            wildcard = self.handlers.get(WILDCARD)
+            if wildcard:
+                found = found + tuple(partial(w, event) for w in wildcard)
+        table = self.table
+        if len(table) >= CACHE_LIMIT:   # endless distinct names cannot grow it
+            table.clear()
+        table[event] = found
+        return found
+
+    def dispatch_to(self, socket: Any, frames: Iterable[Any]) -> int:
+        """Run handlers for frames from one peer as they are decoded, as
+        ``handler(data, socket)`` (the wildcard as ``(type, data, socket)``); request and
+        reply frames go to :meth:`on_other_frame`. Returns the number of frames.
+
+        Servers of every transport share this per-event loop; the stream client keeps a
+        copy without ``socket`` (see ``Client._on_frames``)."""
+        table = self.table
+        count = 0
+        frame = None
+        try:
+            for frame in frames:
+                count += 1
+                if type(frame) is list and len(frame) == 2:
+                    event, data = frame
+                    found = table.get(event)
+                    if found is None:
+                        found = self.entry(event)
                     for handler in found:
                         try:
                             handler(data, socket)
                         except Exception as exc:
-                            self.handler_failed(event, exc)
-                if wildcard is not None and event[0] != "$":
-                    for handler in wildcard:
-                        try:
-                            handler(event, data, socket)
-                        except Exception as exc:
-                            self.handler_failed(WILDCARD, exc)
-            else:
-                self.on_other_frame(socket, frame)
+                            self._failed(event, handler, exc)
+                else:
+                    check_frame(frame, self.names)
+                    self.on_other_frame(socket, frame)
+        except TypeError:
+            check_frame(frame, self.names)   # an unhashable event name: say so
+            raise
+        return count
+
+    def dispatch_raw(self, socket: Any, frames: Iterable[Any]) -> int:
+        """Raw mode: each frame is ``["data", bytes]``; ``data`` handlers get
+        ``(bytes, socket)``, the wildcard ``("data", bytes, socket)``."""
+        count = 0
+        for _event, data in frames:
+            count += 1
+            for handler in self.handlers.get("data", ()):
+                try:
+                    handler(data, socket)
+                except Exception as exc:
+                    self.handler_failed("data", exc)
+            for handler in self.handlers.get(WILDCARD, ()):
+                try:
+                    handler("data", data, socket)
+                except Exception as exc:
+                    self.handler_failed(WILDCARD, exc)
+        return count
 
     def on_other_frame(self, socket: Any, frame: list) -> None:
         """A request or reply frame from ``socket``; subclasses that take them override."""
 
 
-__all__ = ["Dispatcher", "HandlerError", "WILDCARD"]
+def _log_failure(log: Any, exc: BaseException, *args: str) -> None:
+    """One log line for a failing handler (``args`` are theme markup, anything else is
+    text), with the traceback where the logger can (``ipc.log.exception``)."""
+    plain = getattr(log, "plain", None)
+    parts: list[Any] = [a if a.startswith("<") or plain is None else plain(a) for a in args]
+    text = f"{type(exc).__name__}: {exc}"
+    parts.append(plain(text) if plain is not None else text)
+    exception = getattr(log, "exception", None)
+    if exception is not None:
+        exception(*parts, exc=exc)
+    else:
+        log(*parts)
+
+
+__all__ = ["Dispatcher", "HandlerError", "SERVER_ARGS", "WILDCARD"]

@@ -1,12 +1,29 @@
-"""The event registry: ``on``, ``once``, ``off`` and dispatch, shared by server and client."""
+"""The event registry: ``on``, ``once``, ``off``, shared by server and client.
+
+Two views of the same handlers:
+
+* ``handlers``: event name -> handlers, in registration order (what ``on``/``off`` edit);
+* ``table``: a dispatchable name -> the handlers one incoming event of that name calls,
+  the wildcard folded in. It is filled lazily, one name at a time, by whoever dispatches
+  (see :mod:`geventipc.dispatch`), and emptied whenever ``handlers`` changes, so a frame
+  costs one lookup however handlers were registered.
+
+Handler arity: JavaScript ignores extra arguments, so node-ipc code writes handlers that
+take fewer than the event supplies (``server.on("m", lambda data: ...)``). :func:`fit`
+decides once, at registration, how to call a handler; only a handler that takes fewer
+arguments than supplied is wrapped, so the usual handler is called directly.
+"""
 from __future__ import annotations
 
+import inspect
 from typing import Any, Callable, TypeVar
 
 Handler = Callable[..., Any]
 H = TypeVar("H", bound=Handler)
 
 WILDCARD = "*"
+
+_POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
 
 
 class _Once:
@@ -22,6 +39,106 @@ class _Once:
         return self.handler(*args)
 
 
+def _name(handler: Any) -> str:
+    return getattr(handler, "__qualname__", None) or repr(handler)
+
+
+def fit(handler: Handler, supplied: tuple[str, ...], event: str) -> Handler:
+    """``handler`` as it should be called with the ``supplied`` arguments.
+
+    Returned unchanged when it takes them all (or ``*args``, or has no signature to read,
+    as some builtins); wrapped to pass only the first ones when it takes fewer. A handler
+    of an event that supplies nothing may take one argument (None is passed, as JavaScript
+    passes ``undefined``). Anything else raises TypeError naming the expected signature.
+    """
+    count = len(supplied)
+    try:
+        signature = inspect.signature(handler)
+    except (TypeError, ValueError):
+        return handler
+    taken = required = 0
+    star = keyword = False
+    for param in signature.parameters.values():
+        if param.kind in _POSITIONAL:
+            taken += 1
+            if param.default is param.empty:
+                required += 1
+        elif param.kind is inspect.Parameter.VAR_POSITIONAL:
+            star = True
+        elif param.kind is inspect.Parameter.KEYWORD_ONLY and param.default is param.empty:
+            keyword = True   # can never be called positionally
+    if keyword or (required > count and not (count == 0 and required == 1)):
+        expected = f"handler({', '.join(supplied)})"
+        need = "a keyword-only argument" if keyword else f"{required} arguments"
+        raise TypeError(
+            f"handler for {event!r} cannot be called as {expected}: "
+            f"{_name(handler)}{signature} needs {need}; a handler may take the first "
+            f"{count} of these arguments or fewer (or *args)")
+    if required > count:   # count == 0, one parameter: JavaScript's undefined
+        def call(*args: Any) -> Any:
+            return handler(None)
+    elif star or taken >= count:
+        return handler
+    elif taken == 0:
+        def call(*args: Any) -> Any:
+            return handler()
+    elif taken == 1:
+        def call(*args: Any) -> Any:
+            return handler(args[0])
+    else:
+        def call(*args: Any) -> Any:
+            return handler(*args[:taken])
+    call.handler = handler  # type: ignore[attr-defined]  # so off() finds it
+    return call
+
+
+def _matches(stored: Any, handler: Any) -> bool:
+    """True if ``stored`` is ``handler`` or wraps it (once, arity, pool wrappers)."""
+    while stored is not None:
+        # == rather than `is`: a bound method is a new object at every attribute access
+        if stored == handler:
+            return True
+        stored = getattr(stored, "handler", None)
+    return False
+
+
+class _Registry(dict):
+    """``Emitter.handlers``: any change empties the dispatch table, so code that edits
+    the handlers directly (the server's own ``$ipc.`` handlers) stays seen."""
+
+    __slots__ = ("table",)
+
+    table: dict[str, Any]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.table.clear()
+        dict.__setitem__(self, key, value)
+
+    def __delitem__(self, key: str) -> None:
+        self.table.clear()
+        dict.__delitem__(self, key)
+
+    def pop(self, *args: Any) -> Any:  # type: ignore[override]
+        """dict.pop, emptying the dispatch table."""
+        self.table.clear()
+        return dict.pop(self, *args)
+
+    def clear(self) -> None:
+        """dict.clear, emptying the dispatch table."""
+        self.table.clear()
+        dict.clear(self)
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        """dict.update, emptying the dispatch table."""
+        self.table.clear()
+        dict.update(self, *args, **kwargs)
+
+    def setdefault(self, key: str, default: Any = None) -> Any:
+        """dict.setdefault, emptying the dispatch table."""
+        self.table.clear()
+        return dict.setdefault(self, key, default)
+
+
 class Emitter:
     """Maps event names to handler lists.
 
@@ -29,14 +146,32 @@ class Emitter:
     while an event is being dispatched without disturbing that dispatch.
     """
 
-    __slots__ = ("handlers",)
+    __slots__ = ("handlers", "table")
+
+    #: the arguments each event's handlers are given (see :func:`fit`)
+    EVENT_ARGS: dict[str, tuple[str, ...]] = {}
+    #: the arguments of any other event
+    DEFAULT_ARGS: tuple[str, ...] = ("data",)
 
     def __init__(self) -> None:
+        #: dispatchable name -> handlers one event calls (see the module docstring)
+        self.table: dict[str, tuple[Handler, ...]] = {}
         #: event name -> tuple of handlers, in registration order
-        self.handlers: dict[str, tuple[Handler, ...]] = {}
+        registry = _Registry()
+        registry.table = self.table
+        self.handlers: dict[str, tuple[Handler, ...]] = registry
+
+    def fit(self, event: str, handler: Handler) -> Handler:
+        """``handler`` wrapped (if needed) to be called with ``event``'s arguments."""
+        if not callable(handler) or not isinstance(event, str):
+            return handler   # ``on`` reports it
+        return fit(handler, self.EVENT_ARGS.get(event, self.DEFAULT_ARGS), event)
 
     def on(self, event: str, handler: H | None = None) -> Any:
-        """Call ``handler`` for every ``event``; without a handler, return a decorator."""
+        """Call ``handler`` for every ``event``; without a handler, return a decorator.
+
+        The handler may take fewer arguments than the event supplies (the first ones are
+        passed, as in JavaScript); one that cannot take them raises TypeError here."""
         if not isinstance(event, str) or not event:
             raise ValueError(f"event name must be a non-empty string, not {event!r}")
         if handler is None:
@@ -46,7 +181,7 @@ class Emitter:
             return decorate
         if not callable(handler):
             raise TypeError(f"handler for {event!r} must be callable, not {handler!r}")
-        self.handlers[event] = self.handlers.get(event, ()) + (handler,)
+        self.handlers[event] = self.handlers.get(event, ()) + (self.fit(event, handler),)
         return handler
 
     def once(self, event: str, handler: H | None = None) -> Any:
@@ -56,7 +191,7 @@ class Emitter:
                 self.once(event, func)
                 return func
             return decorate
-        self.on(event, _Once(self, event, handler))
+        self.on(event, _Once(self, event, self.fit(event, handler)))
         return handler
 
     def off(self, event: str, handler: Handler | None = None) -> None:
@@ -66,9 +201,7 @@ class Emitter:
             self.handlers.pop(event, None)
             return
         current = self.handlers.get(event, ())
-        # == rather than `is`: a bound method is a new object at every attribute access
-        kept = tuple(h for h in current
-                     if h != handler and getattr(h, "handler", None) != handler)
+        kept = tuple(h for h in current if not _matches(h, handler))
         if kept:
             self.handlers[event] = kept
         else:

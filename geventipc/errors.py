@@ -38,6 +38,21 @@ class UnsupportedError(IPCError):
     on the node-ipc JSON wire)."""
 
 
+class NotReadyError(IPCError, AttributeError):
+    """A name used before the call that makes it, or after the one that ends it:
+    ``ipc.server.on`` before ``serve``/``serve_net``, ``ipc.of.world`` before
+    ``connect_to("world")``, ``start()`` on a server that was stopped. The message says
+    what to call first."""
+
+
+class UnknownClientError(IPCError, KeyError):
+    """``ipc.of[id]`` for an id that has no client: ``connect_to(id)`` first."""
+
+    def __str__(self) -> str:
+        # KeyError shows its argument's repr; this message is meant to be read as text
+        return str(self.args[0]) if self.args else ""
+
+
 # --- lifecycle ------------------------------------------------------------------------
 
 
@@ -172,6 +187,23 @@ class TLSError(ConnectError):
 
     #: the peer's address, where known
     address: Any = None
+    #: True when a retry would fail the same way: a certificate refused (by either side),
+    #: no common TLS version, a peer that does not speak TLS; False for a handshake that
+    #: timed out or a connection closed during it
+    permanent: bool = False
+
+
+class WireMismatchError(ProtocolError):
+    """The peer speaks another wire or transport than this side: msgpack against node-ipc's
+    JSON wire, or TLS against plain TCP. Recognised from the first bytes of a connection
+    (see :mod:`geventipc.wire.mismatch`); the message says what to set
+    (``config.wire``, ``tls``). The connection is closed and an ``error`` event carries
+    it, on both sides where the peer can be told."""
+
+
+class TLSMismatchError(WireMismatchError, TLSError):
+    """A plain (non-TLS) client connected to a TLS server: a WireMismatchError that is
+    also the TLSError a TLS server reports for a failed handshake."""
 
 
 # --- request/reply (issue 8) ----------------------------------------------------------
@@ -194,6 +226,37 @@ class EventTooLargeError(EncodeError):
     instead. Nothing was written."""
 
 
+# --- liveness and admission (issue 15) ------------------------------------------------
+
+
+class ServerFullError(ConnectError):
+    """The server is at ``max_connections`` and refused this connection with
+    ``$ipc.refused`` before reading anything.
+
+    A client reports it as an ``error`` event, keeps its queued events and dials again
+    after a growing delay (``retry`` ms, doubled at each refusal in a row, at most 32 x
+    ``retry`` and 10 s). A server reports it as an ``error`` event for each refusal
+    (``exc.address`` is the peer; its log line is rate-limited).
+    """
+
+    #: the refused peer's address, where known (server side)
+    address: Any = None
+
+
+class PeerTimeoutError(ConnectionLostError, TimeoutError):
+    """The peer sent nothing, not even a heartbeat answer, for ``heartbeat_timeout`` ms:
+    it vanished (host down, cable out, packets dropped) or hung. The connection is closed
+    as lost; a client reconnects per its retry settings and queues again what the kernel
+    had not taken."""
+
+
+class AcceptError(IPCError, OSError):
+    """The server's accept failed (``EMFILE``: out of file descriptors, ``ENFILE``,
+    ``ENOBUFS``, ``ENOMEM``); ``errno`` is the system's. Reported as an ``error`` event
+    (the log line is rate-limited); the server keeps serving and accepts again after a
+    short, growing pause (gevent's: 10 ms doubling to 1 s)."""
+
+
 class ThreadHandoffError(IPCError, TimeoutError):
     """A call from another OS thread was not taken by the hub of the thread that owns the
     connection within ``geventipc.threads.HANDOFF_TIMEOUT`` seconds (that thread is
@@ -210,3 +273,17 @@ class ClusterError(IPCError):
     Fired as the server's ``error`` event (once per outage, not once per event);
     local clients are served throughout. See docs/cluster.md.
     """
+
+
+# --- pre-fork workers (issue 12) ------------------------------------------------------
+
+
+class ClusterRequiredError(ConfigError):
+    """``config.workers`` > 1 without ``config.cluster``: each worker process has its own
+    clients, so a broadcast or ``emit_to`` made in one could not reach the others' clients
+    without the cluster joining them. Raised by ``serve``/``serve_net`` and ``start``."""
+
+
+class WorkersError(IPCError):
+    """The pre-fork workers' supervisor process died (it runs no application code, so
+    this is not expected): the server stops, and this is its ``error`` event."""

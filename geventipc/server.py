@@ -9,8 +9,9 @@ client first commits the broadcasts before it, so per-client order always holds.
 from __future__ import annotations
 
 import os
+import socket as _stdsocket
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Iterator
 
 import gevent
 from gevent.event import Event
@@ -18,12 +19,17 @@ from gevent.hub import get_hub
 from gevent.pool import Pool
 from gevent.server import StreamServer
 
+from . import lifecycle
+from .transports.acceptor import Acceptor, Throttle
+from .transports.liveness import PING, PONG, REFUSED, WELCOME, Heartbeat, capabilities
+
 from .config import Config, check_socket_dir
 from .counters import ServerCounts
 from .dispatch import Dispatcher
-from .emitter import _Once
+from .emitter import WILDCARD, _Once
 from .errors import (
-    IPCError, NotConnectedError, ProtocolError, SlowConsumerError, UnsupportedError,
+    AcceptError, IPCError, NotConnectedError, NotReadyError, ProtocolError, ServerFullError,
+    SlowConsumerError, UnsupportedError, WireMismatchError,
 )
 from .reply import (
     DEFAULT_POOL_SIZE, LATER, PooledHandler, error_detail, outcome, resolve_pool,
@@ -31,6 +37,8 @@ from .reply import (
 from .transports.stream import FLUSH_AT, StreamConnection, listen_tcp, listen_unix, tune_tcp
 from .threads import call_in_owner, get_ident, owner
 from .transports.tls import TLSError, accept_tls
+from .wire.mismatch import WIRE_NOTICE, describe
+from .wire.msgpack_codec import TUPLE_SEEN
 from .wire import LIFECYCLE_EVENTS, REPLY_ERROR, REPLY_NO_HANDLER, REPLY_OK, make_codec, names_for
 
 HELLO = "$ipc.hello"
@@ -38,6 +46,17 @@ DESCRIBE = "$ipc.describe"
 #: a client asks for ``server.stats()``; answered only with ``config.stats_requests``
 STATS = "$ipc.stats"
 STATS_OFF = "stats requests are off on this server (its owner sets config.stats_requests)"
+
+
+def _naming(conn: StreamConnection, frames: Iterable[Any]) -> Iterator[Any]:
+    """``frames``, naming ``conn`` after the first ``{"id": ...}`` data among them (before
+    that frame is dispatched)."""
+    for frame in frames:
+        if conn.id is None:
+            data = frame[1]
+            if type(data) is dict and type(data.get("id")) is str and data["id"]:
+                conn.id = data["id"]
+        yield frame
 
 
 class ServerSocket(StreamConnection):
@@ -136,24 +155,37 @@ class Server(Dispatcher):
         self._bcast_bytes = 0
         self._bcast_scheduled = False
         self._bcast_biggest = 0   # largest frame in _bcast (big frames are paced apart)
+        self._bcast_extra = 0     # events in _bcast beyond one per frame (cluster batches)
         self._laggards: list[StreamConnection] = []   # peers behind at the last commit
         self._lag_size = 0    # the largest frame of that commit
         # the inlined emit (see _fast_emit): names known good on the msgpack wire
         self._fast_names: Any = (self.names.good if self._encoder.name == "msgpack"
                                  else frozenset())
         self._fast_pack = getattr(self._encoder, "_pack", None)
+        self._fast_max = getattr(self._encoder, "fast_limit", config.max_message_size)
         self._listener: Any = None
         self._stream_server: StreamServer | None = None
         self._bound_inode: tuple[int, int] | None = None
         self._started = False
         self._stopped = Event()
         self._done = Event()  # set once stop() has finished: socket file gone, clients closed
+        self._forever = 0  # greenlets waiting in serve_forever (see lifecycle)
         #: the :class:`geventipc.cluster.Cluster` this server belongs to, or None (set by
         #: ``geventipc.cluster.attach``; this module only calls it, never imports it)
         self.cluster: Any = None
         #: what :meth:`stats` reports beyond the connections' own counters
         self.counts = ServerCounts()
         self.handlers[HELLO] = (self._on_hello,)
+        self.handlers[PING] = (self._on_ping,)
+        self.handlers[WIRE_NOTICE] = (self._on_wire_notice,)
+        # msgpack wire: the first frame of a connection taken is a welcome, of one refused
+        # a refusal (node-ipc and raw peers would not understand either)
+        self._welcome: bytes | None = None
+        self._refused: bytes | None = None
+        self._pong = b""
+        self._heartbeat: Heartbeat | None = None
+        self._refusals = Throttle()     # the log lines of refused connections
+        self._accept_errors = Throttle()
 
     def __repr__(self) -> str:
         where = self.path or f"{self.host}:{self.port}"
@@ -182,12 +214,24 @@ class Server(Dispatcher):
         made), or None: ``len(server.pool)`` is the handlers running in it now."""
         return self._pool if self._pool is not None else self._shared
 
-    def start(self) -> "Server":
-        """Bind and start accepting in greenlets; returns at once, then fires ``start``."""
+    def start(self, listener: Any = None) -> "Server":
+        """Bind and start accepting in greenlets; returns at once, then fires ``start``.
+
+        ``listener``: a socket already listening, to accept on instead of binding one (each
+        pre-fork worker accepts on its parent's); :meth:`stop` then leaves its file alone.
+        """
         if self._started:
+            if self._stopped.is_set():
+                raise NotReadyError("this server was stopped and does not start again: "
+                                    "make a new one with ipc.serve(...) or "
+                                    "ipc.serve_net(...)")
             return self
         config = self.config
-        if self.path is not None:
+        if listener is not None:
+            self._listener = listener
+            if self.path is None:
+                self.port = listener.getsockname()[1]
+        elif self.path is not None:
             if config.check_socket_root:
                 check_socket_dir(os.path.dirname(self.path) or ".")
             self._listener = listen_unix(self.path, unlink=config.unlink,
@@ -200,18 +244,40 @@ class Server(Dispatcher):
                                         self.port if self.port is not None else
                                         config.network_port)
             self.port = self._listener.getsockname()[1]
-        self._stream_server = StreamServer(self._listener, self._handle)
+        self._handshake_frames()
+        self._stream_server = Acceptor(self._listener, self._handle, self._on_accept_error)
         self._stream_server.start()
         self._started = True
+        lifecycle.track(self)
         if self.cluster is not None:
             self.cluster.start()
         self.fire("start")
         return self
 
+    def _handshake_frames(self) -> None:
+        """The welcome, refusal and pong frames of the msgpack wire, and the heartbeat
+        (made at start, so config changed between serve() and start() counts)."""
+        encoder, config = self._encoder, self.config
+        if not encoder.supports_requests:
+            return
+        self._welcome = encoder.encode_event(WELCOME, capabilities(
+            config.heartbeat_interval if config.heartbeat_interval else 0,
+            config.heartbeat_timeout))
+        self._refused = encoder.encode_event(REFUSED, {
+            "reason": "server full", "max_connections": config.max_connections})
+        self._pong = encoder.encode_event(PONG, None)
+        if config.heartbeat_interval:
+            self._heartbeat = Heartbeat(config.heartbeat_interval, config.heartbeat_timeout,
+                                        encoder.encode_event(PING, None))
+
     def serve_forever(self) -> None:
-        """Start if needed, then block this greenlet until :meth:`stop`."""
-        self.start()
-        self._done.wait()
+        """Start if needed, then block this greenlet until :meth:`stop`.
+
+        SIGINT, SIGTERM and SIGHUP stop the server and return from here (unless
+        ``config.handle_signals`` is False); an exception that ends the wait stops the
+        server before it propagates. See :mod:`geventipc.lifecycle`.
+        """
+        lifecycle.serve_forever(self, self._done.wait)
 
     def stop(self, timeout: float = 2.0) -> None:
         """Close the listener and every client (after flushing what is queued to them), and
@@ -226,11 +292,14 @@ class Server(Dispatcher):
         try:
             self._stop(timeout)
         finally:
+            lifecycle.untrack(self)
             self._done.set()
 
     def _stop(self, timeout: float) -> None:
         if self._bcast:
             self._commit_broadcast()
+        if self._heartbeat is not None:
+            self._heartbeat.stop()
         assert self._stream_server is not None
         self._stream_server.close()
         if self._handshaking:  # accept_tls closes its socket on the way out
@@ -276,12 +345,10 @@ class Server(Dispatcher):
             return
         # connections still in their TLS handshake count: they hold a socket and a greenlet
         if len(self._conns) + len(self._handshaking) >= config.max_connections:
-            self.log("<notice>geventipc: max_connections</notice>", config.max_connections,
-                     "<notice>reached; closing new connection</notice>")
             self.counts.refuse("max_connections")
-            sock.close()
+            self._refuse(sock, address)
             return
-        tune_tcp(sock)
+        tune_tcp(sock, config.keepalive)
         if self.ssl_context is not None:
             # in this connection's greenlet, under a timeout: a stalled handshake holds
             # only its own greenlet, never the accept loop or other clients
@@ -289,7 +356,7 @@ class Server(Dispatcher):
             self._handshaking.add(me)
             try:
                 sock = accept_tls(sock, self.ssl_context, config.handshake_timeout / 1000.0,
-                                  address)
+                                  address, self._encoder.name)
             except TLSError as exc:
                 self.counts.refuse("tls_handshake")
                 self.report(exc)
@@ -307,8 +374,9 @@ class Server(Dispatcher):
             drain_timeout=config.drain_timeout / 1000.0,
             overflow_policy=config.overflow_policy,
             message_timeout=config.message_timeout / 1000.0,
-            on_frames=self.dispatch_to if codec.supports_requests or not codec.framed
-            else self._on_node_ipc_frames, on_close=self._on_close,
+            on_frames=self.dispatch_to if codec.supports_requests
+            else self._on_node_ipc_frames if codec.framed else self.dispatch_raw,
+            on_close=self._on_close,
         )
         conn.server = self
         conn.greenlet = gevent.getcurrent()
@@ -316,11 +384,60 @@ class Server(Dispatcher):
             conn.peer_certificate = sock.getpeercert() or None
         self._conns[conn] = None
         self.counts.connected(len(self._conns))
+        if self._welcome is not None:
+            # before anything a connect handler sends: the client fires its own connect
+            # (and sends its queue) only now that this server has really taken it
+            conn.write(self._welcome)
         self.fire("connect", conn)
         conn.run()
 
+    def _refuse(self, sock: Any, address: Any) -> None:
+        """At max_connections: tell a msgpack client why (so it keeps its queue and backs
+        off), close without reading, and report it (the log line rate-limited)."""
+        where = address or self.path
+        if self._refused is not None and self.ssl_context is None:
+            # over TLS the refusal would need a handshake first: a plain close there
+            try:
+                sock.send(self._refused)  # a few bytes: a fresh socket's buffer takes them
+            except OSError:
+                pass
+        # what the client sent already is thrown away, so close() sends FIN, not a reset
+        # that could overtake the refusal
+        raw = getattr(sock, "_sock", sock)
+        try:
+            for _ in range(16):
+                if not raw.recv(65536, _stdsocket.MSG_DONTWAIT):
+                    break
+        except OSError:
+            pass
+        sock.close()
+        exc = ServerFullError(f"max_connections={self.config.max_connections} reached: "
+                              f"refused a connection from {where!r}")
+        exc.address = where
+        self._report_throttled(exc, self._refusals)
+
+    def _on_accept_error(self, exc: OSError) -> None:
+        where = self.path or f"{self.host}:{self.port}"
+        error = AcceptError(exc.errno or 0, f"accept failed on {where}: "
+                            f"{exc.strerror or exc}; still serving, accepting again shortly")
+        self._report_throttled(error, self._accept_errors)
+
+    def _report_throttled(self, exc: BaseException, throttle: Throttle) -> None:
+        """An error that can come in floods: every one to the ``error`` handlers; without
+        handlers, at most one log line a second, counting the rest."""
+        if self.handlers.get("error"):
+            self.report(exc)
+            return
+        held = throttle.allow()
+        if held is None:
+            return
+        more = f" (and {held} more in the last {throttle.every:g} s)" if held else ""
+        self.log("<warn>geventipc:</warn>", f"{type(exc).__name__}: {exc}{more}")
+
     def _on_close(self, conn: StreamConnection, reason: BaseException | None) -> None:
         self._conns.pop(conn, None)  # type: ignore[call-overload]
+        if self._heartbeat is not None:
+            self._heartbeat.unwatch(conn)
         self.counts.closed(conn, reason, ProtocolError, SlowConsumerError)
         if isinstance(reason, IPCError):
             reason.socket = conn  # type: ignore[attr-defined]
@@ -328,18 +445,33 @@ class Server(Dispatcher):
         self.fire("socket.disconnected", conn, conn.id)
 
     def _on_hello(self, data: Any, conn: StreamConnection) -> None:
-        if isinstance(data, dict) and isinstance(data.get("id"), str) and conn.id is None:
+        if not isinstance(data, dict):
+            return
+        if isinstance(data.get("id"), str) and conn.id is None:
             conn.id = data["id"]
+        # only a client that said it answers pings is ever timed out by the heartbeat
+        if data.get("ping") is True and self._heartbeat is not None and not conn._closing:
+            self._heartbeat.watch(conn)
 
-    def _on_node_ipc_frames(self, conn: StreamConnection, frames: list) -> None:
+    def _on_wire_notice(self, data: Any, conn: StreamConnection) -> None:
+        """A client found this server on another wire (it closes next): say so here."""
+        if isinstance(data, dict) and data.get("wire") in ("msgpack", "node-ipc") \
+                and data["wire"] != conn.codec.name:
+            exc = WireMismatchError(describe(data["wire"], conn.codec.name))
+            exc.socket = conn  # type: ignore[attr-defined]
+            self.report(exc)
+
+    def _on_ping(self, data: Any, conn: StreamConnection) -> None:
+        # a full queue is answer enough: the client sees its bytes arrive
+        if not conn._closing and conn._pending + len(self._pong) <= conn.max_pending_bytes:
+            conn.write(self._pong)
+
+    def _on_node_ipc_frames(self, conn: StreamConnection, frames: Iterable[Any]) -> int:
         # node-ipc has no hello: its clients put their id in the data ({"id": ..., ...})
         # and node-ipc servers name the socket after it; the first such id names it here
         if conn.id is None:
-            for _event, data in frames:
-                if type(data) is dict and type(data.get("id")) is str and data["id"]:
-                    conn.id = data["id"]
-                    break
-        self.dispatch_to(conn, frames)
+            frames = _naming(conn, frames)
+        return self.dispatch_to(conn, frames)
 
     def on_other_frame(self, socket: Any, frame: list) -> None:
         """A request from a client is answered; a reply to a server matches nothing (a
@@ -359,6 +491,9 @@ class Server(Dispatcher):
         type name and message back; the client raises ``RemoteError``. Works as a
         decorator without ``handler``.
 
+        ``event`` ``"*"`` registers the handler of every request that has no handler of
+        its own, called as ``handler(type, data, socket)`` (as the ``*`` event handler).
+
         ``pool``: None runs it where ``config.handler_pool_size`` says (the server's pool
         if set, else inline in the connection's greenlet, one request after another);
         False always inline; True the server's pool; an int a pool of its own of that
@@ -367,7 +502,8 @@ class Server(Dispatcher):
         if not self._encoder.supports_requests:
             raise UnsupportedError(f"request/reply needs the msgpack wire, not "
                                    f"{self._encoder.name!r} (config.wire / raw_buffer)")
-        self.names.check_outgoing(event)
+        if event != WILDCARD:   # "*": requests no other handler takes, (type, data, socket)
+            self.names.check_outgoing(event)
         if handler is None:
             def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
                 self.handle(event, func, pool=pool)
@@ -396,6 +532,8 @@ class Server(Dispatcher):
                     self._reply(conn, request_id, REPLY_NO_HANDLER,
                                 {"type": "NoHandlerError", "message": STATS_OFF})
                 return
+            entry = self._any_request(event)
+        if entry is None:
             self._reply(conn, request_id, REPLY_NO_HANDLER,
                         {"type": "NoHandlerError", "message": f"no handler for {event!r}"})
             return
@@ -405,6 +543,15 @@ class Server(Dispatcher):
         else:
             # blocks while the pool is full, pausing this connection's reads
             pool.spawn(self._answer, conn, request_id, handler, data, event)
+
+    def _any_request(self, event: str) -> tuple[Callable[..., Any], Pool | None] | None:
+        """The ``handle("*", ...)`` handler bound to ``event``, for a request no handler
+        of its own takes (never the library's own ``$ipc.`` requests)."""
+        entry = self._requests.get(WILDCARD)
+        if entry is None or event.startswith("$ipc."):
+            return None
+        handler, pool = entry
+        return (lambda data, conn: handler(event, data, conn)), pool
 
     def _answer(self, conn: StreamConnection, request_id: int, handler: Callable[..., Any],
                 data: Any, event: str) -> None:
@@ -466,8 +613,8 @@ class Server(Dispatcher):
                 return func
             return decorate
         # registered wrapped (when pooled), but the caller gets back what it gave, as from
-        # Emitter.on, once and the decorator form
-        super().on(event, self._pooled(event, handler, pool))
+        # Emitter.on, once and the decorator form; fitted to its arity inside the pool
+        super().on(event, self._pooled(event, self.fit(event, handler), pool))
         return handler
 
     def once(self, event: str, handler: Callable[..., Any] | None = None, *,
@@ -479,7 +626,8 @@ class Server(Dispatcher):
                 return func
             return decorate
         # _Once outside the pool wrapper: removed at dispatch, before it is spawned
-        super().on(event, _Once(self, event, self._pooled(event, handler, pool)))
+        super().on(event, _Once(self, event, self._pooled(event, self.fit(event, handler),
+                                                          pool)))
         return handler
 
     def _pooled(self, event: str, handler: Callable[..., Any], pool: Any) -> Any:
@@ -544,11 +692,13 @@ class Server(Dispatcher):
             frame = self._fast_pack([type, data])  # type: ignore[misc]
         except Exception:
             return socket.write(socket.codec.encode_event(type, data))  # raises EncodeError
+        if TUPLE_SEEN[0]:   # maybe a tuple as a dict key: the codec checks (and raises)
+            return socket.write(socket.codec.encode_event(type, data))
         size = len(frame)
         pending = socket._pending + size
-        if pending >= socket._pace_at or socket._closing or size > self.config.max_message_size:
-            if size > socket.codec.max_message_size:
-                socket.codec.encode_event(type, data)   # raises EventTooLargeError
+        if pending >= socket._pace_at or socket._closing or size > self._fast_max:
+            if size > self._fast_max:   # the codec checks size and item counts (raises)
+                frame = socket.codec.encode_event(type, data)
             return socket.write(frame)
         socket._pending = pending
         socket._wbuf.append(frame)
@@ -618,11 +768,13 @@ class Server(Dispatcher):
 
     # --- cluster hooks (geventipc.cluster; see docs/cluster.md) ---------------------------
 
-    def broadcast_frame(self, frame: bytes) -> None:
+    def broadcast_frame(self, frame: bytes, count: int = 1) -> None:
         """Queue an already-encoded frame of this server's wire to every local client, as
         :meth:`broadcast` does after encoding (the cluster hands other nodes' frames here).
         Unlike :meth:`broadcast` it never waits for clients that are behind: the cluster's
-        reader must keep reading the engine."""
+        reader must keep reading the engine. ``count``: the events ``frame`` holds."""
+        if count != 1:
+            self._bcast_extra += count - 1
         self._bcast.append(frame)
         self._bcast_bytes += len(frame)
         if len(frame) > self._bcast_biggest:
@@ -649,7 +801,9 @@ class Server(Dispatcher):
             self._commit_broadcast()
             if conn._closing:
                 return False
-        return conn.write(frame)
+        # never waits for a client that is behind (as broadcast_frame): the cluster's
+        # reader must keep reading the engine
+        return conn.write_many([frame], len(frame), 1)
 
     def emit_to_local(self, client_id: str, type: str, data: Any = None) -> bool:
         """Send one event to the local client that announced ``client_id``; False if
@@ -682,6 +836,10 @@ class Server(Dispatcher):
         count, size, biggest = len(frames), self._bcast_bytes, self._bcast_biggest
         self.counts.broadcasts += count
         chunk = frames[0] if count == 1 else b"".join(frames)
+        if self._bcast_extra:  # frames from other cluster nodes carry several events each
+            count += self._bcast_extra
+            self.counts.broadcasts += self._bcast_extra
+            self._bcast_extra = 0
         self._bcast = []
         self._bcast_bytes = self._bcast_biggest = 0
         batch = [chunk]

@@ -255,7 +255,8 @@ def test_good_urls_accepted():
 
 
 def _node(url: str, **config: Any) -> IPC:
-    ipc = IPC(id="world", cluster=url, cluster_heartbeat=100, silent=True, **config)
+    config.setdefault("cluster_heartbeat", 100)
+    ipc = IPC(id="world", cluster=url, silent=True, **config)
     ipc.serve_net("127.0.0.1", 0)
     ipc.server.errors = []  # type: ignore[union-attr]
     ipc.server.on("error", ipc.server.errors.append)  # type: ignore[union-attr]
@@ -451,3 +452,122 @@ def test_cli_serve_cluster_joins_and_refuses_bad_input(engine, clients):
         done = cli(*args)
         assert done.returncode == 2, (args, done.stderr)
         assert words in done.stderr, (args, done.stderr)
+
+
+def test_unix_socket_url_acl_user_and_database(engine, clients):
+    """unix://...?db=N and an ACL user with a password reach the same cluster as
+    redis://; a wrong password is an outage with a clear error, never a crash."""
+    assert engine.command("ACL", "SETUSER", "gipc", "on", ">s3cret", "~*", "&*",
+                          "+@all").startswith(b"+OK")
+    tcp = _node(f"redis://gipc:s3cret@127.0.0.1:{engine.port}/3")
+    unix = _node(f"unix://{engine.unix_path}?db=3")
+    wrong = _node(f"redis://gipc:nope@127.0.0.1:{engine.port}/3")
+    try:
+        wait_until(lambda: tcp.server.cluster.connected and unix.server.cluster.connected,
+                   timeout=10, message="both joined")
+        clients.connect("on-unix", unix.server.port)
+        wait_until(lambda: ("on-unix", unix.server.cluster.node_id)
+                   in tcp.server.cluster_sockets(), timeout=10, step=0.05,
+                   message="presence in db 3")
+        tcp.server.broadcast("news", [5, 5])
+        wait_until(lambda: clients.got["on-unix"] == [(5, 5)], message="tcp -> unix node")
+        wait_until(lambda: any(isinstance(e, ClusterError) for e in wrong.server.errors),
+                   message="the wrong password reported")
+        errs = [str(e) for e in wrong.server.errors if isinstance(e, ClusterError)]
+        assert len(errs) == 1 and "AUTH" in errs[0] and "nope" not in errs[0], errs
+        assert not wrong.server.cluster.connected
+    finally:
+        for node in (tcp, unix, wrong):
+            node.server.stop()
+
+
+def test_udp_server_with_cluster_refused():
+    ipc = IPC(silent=True, cluster="redis://127.0.0.1:1/0")
+    with pytest.raises(ConfigError, match="UDP"):
+        ipc.serve_net("127.0.0.1", 0, "udp4")
+
+
+def test_received_batches_count_every_event_in_server_stats(engine, clients):
+    a, b = _node(engine.url), _node(engine.url)
+    try:
+        wait_until(lambda: a.server.cluster.connected and b.server.cluster.connected)
+        clients.connect("c0", b.server.port)
+        wait_until(lambda: len(b.server.sockets) == 1)
+        gevent.sleep(0.1)  # the handshake's own events (welcome) are out
+        before = b.server.sockets[0].events_out
+        for i in range(50):  # one greenlet run: one envelope of 50 events
+            a.server.broadcast("news", [0, i])
+        wait_until(lambda: len(clients.got["c0"]) == 50, message="50 events")
+        assert b.server.cluster.received == 50
+        assert b.server.sockets[0].events_out - before == 50
+        assert b.server.stats()["broadcasts"] == 50
+    finally:
+        a.server.stop()
+        b.server.stop()
+
+
+def test_publish_queue_is_bounded_while_the_engine_stalls(engine, clients):
+    """A stalled engine (SIGSTOP, shorter than the liveness timeout): the publisher
+    blocks, the queue behind it stops at max_pending, broadcast never waits, local
+    clients get everything, and the other node accounts for every event afterwards."""
+    a = _node(engine.url, cluster_heartbeat=2000)
+    # b's client may get a burst after the stall: room for it (not what is tested here)
+    b = _node(engine.url, cluster_heartbeat=2000, max_pending_bytes=128 * 1024 * 1024)
+    a.server.cluster.max_pending = 200
+    try:
+        wait_until(lambda: a.server.cluster.connected and b.server.cluster.connected)
+        a.server.cluster._room = 200  # take the smaller bound now (set at connect)
+        clients.connect("local", a.server.port)
+        clients.connect("remote", b.server.port)
+        wait_until(lambda: len(a.server.sockets) == 1 and len(b.server.sockets) == 1)
+        engine.pause()
+        pad = "x" * 5000
+        total = 3000
+        try:
+            for i in range(total):
+                a.server.broadcast("news", [0, i, pad])
+                if i % 20 == 19:
+                    gevent.sleep(0)  # the publisher runs, and blocks on the full socket
+            wait_until(lambda: len(clients.got["local"]) == total, timeout=20,
+                       message="local clients get everything while the engine stalls")
+        finally:
+            engine.resume()
+        stats = a.server.cluster.stats()
+        assert stats["unsent"] > 0 and stats["pending"] <= 200, stats
+        assert clients.got["local"] == [(0, i) for i in range(total)]
+        wait_until(lambda: (lambda s: s["gaps"] + s["received"] == total)(
+            b.server.cluster.stats()), timeout=20, message="b accounted for every event")
+        wait_until(lambda: len(clients.got["remote"]) == b.server.cluster.received,
+                   timeout=20, message="b's client got what b received")
+        assert b.server.cluster.gaps >= stats["unsent"]
+    finally:
+        a.server.stop()
+        b.server.stop()
+
+
+def test_numbering_logic_gaps_duplicates_and_heartbeats():
+    """Pure logic beside the engine tests: envelopes handed straight to a node's receive
+    function (what the engine would deliver), including a duplicate, which a real
+    engine never sends."""
+    from geventipc.cluster.envelope import BROADCAST, HEARTBEAT, encode
+    from geventipc.cluster.node import Cluster
+    from geventipc.cluster.url import parse_url
+    ipc = IPC(id="world", silent=True)
+    server = ipc.serve_net("127.0.0.1", 0)
+    node = Cluster(server, parse_url("redis://127.0.0.1:1/0"))
+    delivered: list[tuple[bytes, int]] = []
+    server.broadcast_frame = lambda frames, count=1: delivered.append((frames, count))
+
+    def env(kind: str, first: int, count: int, frames: bytes = b"") -> bytes:
+        return encode("other", kind, first, count, node.wire, None, frames)
+
+    node._on_message(env(BROADCAST, 5, 2, b"ab"))   # first contact: no gap counted
+    node._on_message(env(BROADCAST, 7, 1, b"c"))
+    node._on_message(env(BROADCAST, 7, 1, b"c"))    # duplicate: dropped
+    node._on_message(env(BROADCAST, 10, 3, b"def"))  # 8, 9 missed
+    node._on_message(env(HEARTBEAT, 12, 0))          # nothing new
+    node._on_message(env(HEARTBEAT, 15, 0))          # 13-15 missed at the end
+    node._on_message(env(BROADCAST, 16, 1, b"g"))
+    node._on_message(encode(node.node_id, BROADCAST, 1, 1, node.wire, None, b"own"))
+    assert delivered == [(b"ab", 2), (b"c", 1), (b"def", 3), (b"g", 1)]
+    assert (node.received, node.gaps, node.refused) == (7, 5, 0)

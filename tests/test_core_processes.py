@@ -383,6 +383,7 @@ srv.bind(sys.argv[1])
 srv.listen(1)
 print("READY", flush=True)
 conn, _ = srv.accept()
+conn.sendall(b"\\x92\\xac$ipc.welcome\\x80")   # ["$ipc.welcome", {}]: taken, then gone
 time.sleep(0.2)
 conn.close()
 srv.close()

@@ -9,7 +9,7 @@ import json
 import gevent
 from gevent import socket as gsocket
 
-from conftest import python_process, read_line, stop_process, wait_until
+from conftest import python_process, read_line, run_example, stop_process, wait_until
 
 BURST = 200
 SIZE = 100_000
@@ -139,3 +139,10 @@ def test_drain_waits_until_the_kernel_has_everything(make_ipc):
     assert world.server.drain(20) and sock.pending_bytes == 0
     assert sock.drain(0.01)
     gevent.sleep(0)
+
+
+def test_the_flow_control_example_runs():
+    run = run_example(["examples/flow_control.py"], {}, timeout=40)
+    assert run.returncode == 0, run.stderr
+    assert "received: {'alpha': 200, 'beta': 200, 'gamma': 200}" in run.stdout
+    assert "clients left: 3" in run.stdout and "SlowConsumerError" in run.stdout

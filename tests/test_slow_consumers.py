@@ -166,6 +166,8 @@ def drain(sock) -> list[tuple[str, int]]:
                 break
             unpacker.feed(data)
             for name, payload in unpacker:
+                if name.startswith("$ipc."):
+                    continue  # the library's own frames (the server's welcome)
                 events.append((name, payload[0] if name == "tick" else payload))
     return events
 

@@ -29,6 +29,8 @@ from .url import EngineAddress, parse_url
 
 #: events queued for the engine before further ones are counted unsent instead
 MAX_PENDING = 100_000
+#: bytes of such events queued before further ones are counted unsent instead
+MAX_PENDING_BYTES = 64 * 1024 * 1024
 #: bytes of frames one envelope carries at most (more make several envelopes)
 ENVELOPE_BYTES = 256 * 1024
 #: first and largest pause between reconnection attempts, seconds
@@ -37,6 +39,8 @@ BACKOFF_MIN, BACKOFF_MAX = 0.1, 5.0
 CONNECT_TIMEOUT = 2.0
 #: heartbeats a node may miss before its presence expires
 TTL_BEATS = 3
+#: heartbeats between full rewrites of a node's presence set (else only its TTL renewed)
+REWRITE_BEATS = 10
 #: seconds between error events about refused (foreign) messages
 REFUSED_REPORT_INTERVAL = 1.0
 
@@ -84,6 +88,7 @@ class Cluster:
         self._out: list[bytes] = []     # packed PUBLISH commands, in publish order
         self._queued = 0                # events of ours in _out
         self._room = 0                  # frames publish() may still queue (0 while down)
+        self._bytes_room = 0            # and their bytes
         self._cmds: list[bytes] = []    # presence commands (order among them only)
         self._wake = Event()
         self._woken = False
@@ -99,6 +104,7 @@ class Cluster:
         self._refused_reported = 0.0
         self._refused_unreported = 0
         self._published_ids: list[str] | None = None
+        self._beat = 0
         self._query: RespConnection | None = None
         self._query_lock = BoundedSemaphore()
         self._view: set[str] = set()
@@ -188,8 +194,9 @@ class Cluster:
         The frames of one greenlet's run go out together, in as few envelopes as
         ENVELOPE_BYTES allows, when the publisher greenlet next runs."""
         frames = self._frames
-        if len(frames) < self._room:
+        if len(frames) < self._room and self._bytes_room > 0:
             frames.append(frame)
+            self._bytes_room -= len(frame)
             if not self._woken:
                 self._woken = True
                 self._wake.set()
@@ -243,10 +250,12 @@ class Cluster:
         if encoder.framed and type not in server.names.good:
             server.names.check_outgoing(type)
         frame = encoder.encode_event(type, data)
-        if not self._up or len(self._frames) + self._queued >= self.max_pending:
+        if (not self._up or len(self._frames) + self._queued >= self.max_pending
+                or self._bytes_room <= 0):
             self._seq += 1
             self.unsent += 1
             return False
+        self._bytes_room -= len(frame)
         self._seal()  # after the broadcasts made before it, as on one connection
         self._seq += 1
         self._put(encode(self.node_id, DIRECT, self._seq, 1, self.wire, client_id, frame))
@@ -304,13 +313,16 @@ class Cluster:
 
     def _presence(self) -> None:
         """Queue this node's heartbeat envelope and presence refresh."""
-        self._seal()
+        # not sealed first: the frames still queued get numbers after this one's
         self._put(encode(self.node_id, HEARTBEAT, self._seq, 0, self.wire, None, b""))
         ttl_ms = int(self.ttl * 1000)
         ids = self._local_ids()
         key = self._clients_key
         cmds = self._cmds
-        if ids != self._published_ids:
+        self._beat += 1
+        # rewritten whole when it changed, and every REWRITE_BEATS beats in case the
+        # engine lost it (eviction, a restart we did not see, a FLUSHDB)
+        if ids != self._published_ids or self._beat % REWRITE_BEATS == 0:
             cmds.append(pack("MULTI"))
             cmds.append(pack("DEL", key))
             if ids:
@@ -371,6 +383,7 @@ class Cluster:
     def _connected(self) -> None:
         self._up = True
         self._room = self.max_pending - self._queued
+        self._bytes_room = MAX_PENDING_BYTES
         self.connects += 1
         self._published_ids = None  # the engine may have lost our presence: write it whole
         log = self.server.log
@@ -422,6 +435,7 @@ class Cluster:
             self.published += self._queued
             self._queued = 0
             self._room = (self.max_pending - self._queued) if self._up else 0
+            self._bytes_room = MAX_PENDING_BYTES if self._up else 0
             out.extend(cmds)
             conn.send(b"".join(out))
 
@@ -511,7 +525,7 @@ class Cluster:
             return
         if kind == BROADCAST:
             self.received += count
-            self.server.broadcast_frame(frames)
+            self.server.broadcast_frame(frames, count)
         elif self.server.send_frame(target, frames):
             self.received_direct += 1
         else:

@@ -46,7 +46,7 @@ class RespConnection:
     """One connection to the engine: ``call`` for request/response, ``send``/``read``
     for pipelines and pub/sub. Blocks only the calling greenlet."""
 
-    def __init__(self, address: EngineAddress, timeout: float, name: str = "") -> None:
+    def __init__(self, address: EngineAddress, timeout: float) -> None:
         self.address = address
         self.timeout = timeout
         self.reader = hiredis.Reader()
@@ -77,8 +77,6 @@ class RespConnection:
                     self.call("AUTH", address.password)
             if address.db:
                 self.call("SELECT", address.db)
-            if name:
-                self.call("CLIENT", "SETNAME", name)
         except BaseException:
             self.close()
             raise

@@ -20,7 +20,11 @@ import gevent
 from gevent.ssl import SSLContext as _GeventSSLContext
 from gevent.ssl import SSLSocket as _GeventSSLSocket
 
-from ..errors import ConfigError, TLSError
+from gevent import socket as gsocket
+
+from ..errors import ConfigError, TLSError, TLSMismatchError
+from ..wire.mismatch import describe, notice, peer_wire
+from .stream import refuse_with
 
 #: node-ipc's key names and the snake_case spellings, by canonical name
 _KEYS: dict[str, str] = {
@@ -266,18 +270,41 @@ def explain(exc: BaseException, peer: str = "peer") -> str:
         detail = exc.verify_message or exc.reason or str(exc)
         return f"the {peer}'s certificate failed verification: {detail}"
     reason = getattr(exc, "reason", None)
+    # a plain server closes on a ClientHello (and says why in its own error event)
+    hint = " (a plain, non-TLS server? set tls only where the server has it)" \
+        if peer == "server" else ""
     if reason in _REASONS:
-        return f"{_REASONS[reason].format(peer=peer)} ({reason})"
+        if reason != "UNEXPECTED_EOF_WHILE_READING":
+            hint = ""
+        return f"{_REASONS[reason].format(peer=peer)}{hint} ({reason})"
     if isinstance(exc, (ssl.SSLEOFError, ConnectionResetError, BrokenPipeError)):
-        return f"the {peer} closed the connection during the handshake"
+        return f"the {peer} closed the connection during the handshake{hint}"
     return str(exc) or type(exc).__name__
 
 
-def accept_tls(sock: Any, ctx: ssl.SSLContext, timeout: float, address: Any) -> TLSSocket:
+def accept_tls(sock: Any, ctx: ssl.SSLContext, timeout: float, address: Any,
+               wire: str = "msgpack") -> TLSSocket:
     """Server side: wrap an accepted socket and handshake within ``timeout`` seconds.
 
     On failure the socket is closed and TLSError raised (``exc.address`` is the peer).
+    A plain client (its first bytes no TLS record) is told so in its own wire (``$ipc.wire``
+    naming this server's ``wire``) and refused with TLSMismatchError.
     """
+    first = b""
+    try:
+        with gevent.Timeout(timeout, False):
+            first = sock.recv(16, gsocket.MSG_PEEK)
+    except OSError:
+        pass
+    if first and peer_wire(first) != "tls":
+        data = notice(first, {"wire": wire, "tls": True})
+        if data is not None:
+            refuse_with(sock, data)
+        sock.close()
+        exc = TLSMismatchError(f"TLS handshake with client {_where(address)} failed: "
+                               f"{describe('plain', wire, tls=True)}")
+        exc.address = address
+        raise exc
     return _handshake(sock, ctx, timeout, f"client {_where(address)}", "client", address,
                       server_side=True)
 
@@ -304,6 +331,7 @@ def _handshake(sock: Any, ctx: ssl.SSLContext, timeout: float, where: str, peer:
     except (OSError, ValueError) as exc:
         sock.close()
         raise _error(f"TLS handshake with {where} failed: {explain(exc, peer)}", address)
+    permanent = False
     try:
         with gevent.Timeout(timeout, False):
             tls.do_handshake()
@@ -314,11 +342,17 @@ def _handshake(sock: Any, ctx: ssl.SSLContext, timeout: float, where: str, peer:
         message = f"TLS handshake with {where} timed out after {timeout:g} s"
     except (OSError, ValueError) as exc:
         message = f"TLS handshake with {where} failed: {explain(exc, peer)}"
+        # a refusal (certificate, version, plain TCP) happens again on every retry; a
+        # connection closed or timed out mid-handshake may not
+        permanent = isinstance(exc, ssl.SSLError) and not isinstance(
+            exc, (ssl.SSLEOFError, ssl.SSLZeroReturnError))
     except BaseException:  # killed (server stopping, client disconnecting): still close
         tls.close()
         raise
     tls.close()
-    raise _error(message, address)
+    error = _error(message, address)
+    error.permanent = permanent
+    raise error
 
 
 def _await_verdict(tls: TLSSocket, wait: float) -> None:

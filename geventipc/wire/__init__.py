@@ -2,7 +2,10 @@
 
 Every codec has the same shape, so the transports never care which one is in use:
 
-* ``feed(data) -> list`` of frames; raises :class:`~geventipc.errors.ProtocolError`
+* ``frames(data)`` -> an iterable of the frames ``data`` completes, decoded as it is
+  iterated (one-pass receive; names are checked by the dispatcher), then ``settle(count)``;
+  ``fault(exc)`` words an exception the iteration raised as a ProtocolError;
+* ``feed(data) -> list`` of checked frames; raises :class:`~geventipc.errors.ProtocolError`
   (carrying the good frames before the fault) on bad input;
 * ``buffered``: bytes of an incomplete frame held back (0 if none; may be an upper bound),
   ``incomplete()``: whether a frame is pending, exactly; ``read_size``: bytes to read at once;
@@ -17,12 +20,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from .msgpack_codec import READ_SIZE, REPLY_ERROR, REPLY_NO_HANDLER, REPLY_OK, MsgpackCodec
+from .msgpack_codec import (
+    READ_SIZE, REPLY_ERROR, REPLY_NO_HANDLER, REPLY_OK, MsgpackCodec, check_frame,
+)
 from .names import INTERNAL_PREFIX, LIFECYCLE_EVENTS, EventNames
 
 __all__ = [
     "READ_SIZE", "REPLY_OK", "REPLY_ERROR", "REPLY_NO_HANDLER", "INTERNAL_PREFIX",
-    "LIFECYCLE_EVENTS", "EventNames", "MsgpackCodec", "make_codec", "names_for",
+    "LIFECYCLE_EVENTS", "EventNames", "MsgpackCodec", "check_frame", "make_codec", "names_for",
 ]
 
 

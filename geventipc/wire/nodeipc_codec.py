@@ -18,12 +18,15 @@ from __future__ import annotations
 import json
 import math
 import reprlib
-from typing import Any
+from typing import Any, Iterable, Iterator
+
+import orjson
 
 from ..errors import (
     ConfigError, EncodeError, ProtocolError, UnsupportedError,
 )
 from .msgpack_codec import READ_SIZE, event_too_large, frame_too_large
+from .mismatch import mismatch as _mismatch
 from .names import CACHE_LIMIT, EventNames
 
 #: the longest prefix of a bad value quoted in an error message
@@ -77,6 +80,30 @@ _ASCII_ENCODER = json.JSONEncoder(ensure_ascii=True, allow_nan=False, check_circ
 
 
 _HEADS: dict[str, str] = {}
+
+# orjson does the common case: compact UTF-8 like JSON.stringify, non-string keys refused.
+# What it does differently from what node-ipc reads (NaN/Infinity become null, datetimes
+# and dataclasses turned into strings/objects, big ints, lone surrogates) takes the
+# stdlib path below, which refuses or encodes them as before.
+_OR_DUMPS = orjson.dumps
+_OR_LOADS = orjson.loads
+_OR_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+_OR_HEADS: dict[str, bytes] = {}
+
+
+def _refuse_other(value: Any) -> Any:
+    raise TypeError(type(value).__name__)
+
+
+def _or_message(type: str, data: Any) -> bytes:
+    """``{"type":type,"data":data}`` as UTF-8 bytes by orjson, the envelope's bytes made
+    once per event name (bounded). Raises orjson.JSONEncodeError for what it refuses."""
+    head = _OR_HEADS.get(type)
+    if head is None:
+        if len(_OR_HEADS) >= CACHE_LIMIT:
+            _OR_HEADS.clear()
+        head = _OR_HEADS[type] = b'{"type":' + _OR_DUMPS(type) + b',"data":'
+    return b"".join((head, _OR_DUMPS(data, _refuse_other, _OR_OPTIONS), b"}"))
 
 
 def _encode_message(type: str, data: Any) -> str:
@@ -206,17 +233,17 @@ class NodeIPCCodec:
         """Bytes of an incomplete frame waiting for the rest."""
         return len(self._tail)
 
+    def mismatch(self, first: bytes | bytearray | memoryview) -> ProtocolError | None:
+        """WireMismatchError if a connection's first bytes show the peer on another wire
+        or on TLS (see :mod:`geventipc.wire.mismatch`), else None."""
+        return _mismatch(first, "node-ipc")
+
     def incomplete(self) -> bool:
         """True if a frame has begun and not finished (here exactly ``buffered > 0``)."""
         return bool(self._tail)
 
-    def feed(self, data: bytes | bytearray | memoryview) -> list[list[Any]]:
-        """Take bytes from the peer; return the ``[type, data]`` frames they complete.
-
-        Raises :class:`ProtocolError` (good frames before the fault in ``.frames``) for a
-        frame that is not UTF-8 JSON of an object with a string ``type`` the event-name
-        rules allow, and :class:`MessageTooLargeError` past ``max_message_size``.
-        """
+    def _split(self, data: bytes | bytearray | memoryview) -> list[bytes]:
+        """The whole frames ``data`` completes, as bytes; the rest is kept for later."""
         delim, dlen, tail = self._delim, self._dlen, self._tail
         if not tail:
             parts = bytes(data).split(delim)
@@ -233,37 +260,82 @@ class NodeIPCCodec:
             view = memoryview(tail)
             parts = bytes(view[cut + dlen:]).split(delim)
             parts.insert(0, bytes(view[:cut]))
-        rest = parts.pop()
-        self._tail = bytearray(rest)
-        frames: list[list[Any]] = []
+        self._tail = bytearray(parts.pop())
+        return parts
+
+    def frames(self, data: bytes | bytearray | memoryview) -> Iterable[list[Any]]:
+        """Take bytes from the peer; return the ``[type, data]`` frames they complete,
+        each decoded as the result is iterated (the bytes are copied here, at once).
+
+        Event names are not checked here but by the dispatcher (see
+        :mod:`geventipc.dispatch`); :meth:`feed` checks them. Iterate to the end, then
+        call :meth:`settle`. Raises ProtocolError / MessageTooLargeError as :meth:`feed`.
+        """
+        parts = self._split(data)
+        return self._decode(parts) if parts else ()
+
+    def _decode(self, parts: list[bytes]) -> Iterator[list[Any]]:
         limit = self.max_message_size
-        good = self.names.good
         for part in parts:
             if len(part) > limit:
-                raise frame_too_large(limit, frames)
+                raise frame_too_large(limit)
             try:
-                message = _load(part.decode("utf-8"))
-            except UnicodeDecodeError as exc:
-                raise ProtocolError(f"node-ipc frame is not valid UTF-8 ({exc.reason} at "
-                                    f"byte {exc.start})", frames) from None
-            except (ValueError, RecursionError) as exc:
-                raise ProtocolError(f"node-ipc frame is not valid JSON ({exc}): "
-                                    f"{_quote(part)}", frames) from None
+                message = _OR_LOADS(part)
+            except orjson.JSONDecodeError:
+                message = self._slow_load(part)
             if type(message) is not dict:
                 raise ProtocolError(f"node-ipc frame must be a JSON object, not "
-                                    f"{_quote(message)}", frames)
+                                    f"{_quote(message)}")
             event = message.get("type")
-            if type(event) is not str or event not in good:
-                if "type" not in message:
-                    raise ProtocolError("node-ipc frame has no \"type\"", frames)
-                try:
+            if event is None and "type" not in message:
+                raise ProtocolError("node-ipc frame has no \"type\"")
+            yield [event, message.get("data")]
+
+    @staticmethod
+    def _slow_load(part: bytes) -> Any:
+        """What orjson refused: decoded by the stdlib (big ints, escaped lone
+        surrogates), or the error worded."""
+        try:
+            return _load(part.decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            raise ProtocolError(f"node-ipc frame is not valid UTF-8 ({exc.reason} at "
+                                f"byte {exc.start})") from None
+        except (ValueError, RecursionError) as exc:
+            raise ProtocolError(f"node-ipc frame is not valid JSON ({exc}): "
+                                f"{_quote(part)}") from None
+
+    def settle(self, count: int) -> None:
+        """After the frames of one :meth:`frames` call were taken: a partial frame
+        already over the limit is refused (MessageTooLargeError)."""
+        if len(self._tail) > self.max_message_size:
+            raise frame_too_large(self.max_message_size)
+
+    def fault(self, exc: Exception) -> ProtocolError:
+        """The library's error for an exception raised while iterating :meth:`frames`."""
+        if isinstance(exc, ProtocolError):
+            return exc
+        return ProtocolError(f"node-ipc frame cannot be decoded ({type(exc).__name__}: "
+                             f"{exc})")
+
+    def feed(self, data: bytes | bytearray | memoryview) -> list[list[Any]]:
+        """Take bytes from the peer; return the ``[type, data]`` frames they complete.
+
+        Raises :class:`ProtocolError` (good frames before the fault in ``.frames``) for a
+        frame that is not UTF-8 JSON of an object with a string ``type`` the event-name
+        rules allow, and :class:`MessageTooLargeError` past ``max_message_size``.
+        """
+        frames: list[list[Any]] = []
+        good = self.names.good
+        try:
+            for frame in self.frames(data):
+                event = frame[0]
+                if type(event) is not str or event not in good:
                     self.names.check_incoming(event)
-                except ProtocolError as exc:
-                    exc.frames = frames
-                    raise
-            frames.append([event, message.get("data")])
-        if len(rest) > limit:
-            raise frame_too_large(limit, frames)
+                frames.append(frame)
+            self.settle(len(frames))
+        except ProtocolError as exc:
+            exc.frames = frames
+            raise
         return frames
 
     # --- encoding ----------------------------------------------------------------------
@@ -271,20 +343,15 @@ class NodeIPCCodec:
     def encode_event(self, type: str, data: Any = None) -> bytes:
         """Bytes of one frame. Raises EncodeError, naming the value, for data JSON cannot
         carry exactly (bytes, non-string keys, NaN/Infinity, other objects)."""
-        if not _fits(data):
-            reason = _problem(data, "data") or "data cannot be encoded as JSON"
-            raise EncodeError(f"cannot send event {type!r} on the node-ipc JSON wire: "
-                              f"{reason}")
         try:
-            if type.__class__ is str:
-                body = _encode_message(type, data).encode("utf-8")
-            else:
-                body = _encode({"type": type, "data": data}).encode("utf-8")
-        except UnicodeEncodeError:
-            body = _ASCII_ENCODER.encode({"type": type, "data": data}).encode("ascii")
-        except (ValueError, TypeError, RecursionError) as exc:  # a subclass misbehaving
-            raise EncodeError(f"cannot send event {type!r} on the node-ipc JSON wire: "
-                              f"{exc}") from None
+            if type.__class__ is not str:
+                raise TypeError("event name")
+            body = _or_message(type, data)
+            # orjson writes NaN and Infinity as null: only a body with a null can hide one
+            if b"null" in body and not _fits(data):
+                raise TypeError("not JSON")
+        except TypeError:   # orjson.JSONEncodeError is a TypeError
+            body = self._slow_encode(type, data)
         if self._check_body and self._delim in body:
             raise EncodeError(
                 f"cannot send event {type!r} on the node-ipc JSON wire: its JSON contains "
@@ -293,6 +360,24 @@ class NodeIPCCodec:
         if len(body) > self.max_message_size:
             raise event_too_large(type, len(body), self.max_message_size)
         return body + self._delim
+
+    @staticmethod
+    def _slow_encode(type: str, data: Any) -> bytes:
+        """What orjson refused or cannot do exactly: refused with the reason, or encoded
+        by the stdlib (ints past 64 bits, lone surrogates, deep nesting)."""
+        if not _fits(data):
+            reason = _problem(data, "data") or "data cannot be encoded as JSON"
+            raise EncodeError(f"cannot send event {type!r} on the node-ipc JSON wire: "
+                              f"{reason}")
+        try:
+            if type.__class__ is str:
+                return _encode_message(type, data).encode("utf-8")
+            return _encode({"type": type, "data": data}).encode("utf-8")
+        except UnicodeEncodeError:
+            return _ASCII_ENCODER.encode({"type": type, "data": data}).encode("ascii")
+        except (ValueError, TypeError, RecursionError) as exc:  # a subclass misbehaving
+            raise EncodeError(f"cannot send event {type!r} on the node-ipc JSON wire: "
+                              f"{exc}") from None
 
     def encode_request(self, type: str, data: Any, request_id: int) -> bytes:
         """node-ipc has no request/reply: always raises UnsupportedError."""

@@ -60,6 +60,21 @@ class RawCodec:
         """One ``["data", bytes]`` frame for a non-empty read; never raises."""
         return [["data", bytes(data)]] if data else []
 
+    def frames(self, data: bytes | bytearray | memoryview) -> list[list[Any]]:
+        """As :meth:`feed` (the same shape as the framed codecs' ``frames``)."""
+        return [["data", bytes(data)]] if data else []
+
+    def settle(self, count: int) -> None:
+        """Nothing to account for: raw mode never holds a partial frame."""
+
+    def fault(self, exc: Exception) -> Exception:
+        """Raw mode cannot fail to decode: ``exc`` as it is."""
+        return exc
+
+    def mismatch(self, first: bytes | bytearray | memoryview) -> None:
+        """Raw mode takes any bytes: never a mismatch."""
+        return None
+
     def incomplete(self) -> bool:
         """Always False: raw mode has no frames to be inside of."""
         return False
