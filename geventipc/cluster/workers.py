@@ -539,6 +539,8 @@ class _Balance:
         # one accept per wake-up, so that full() is asked before each one
         stream_server.max_accept = 1
         stream_server.full = self.full  # type: ignore[method-assign]
+        # a connection that ends frees its place at once, not at the next heartbeat
+        self.server.on("socket.disconnected", lambda socket, peer_id: self._publish())
         self._publish()
         return gevent.spawn(self._keep, stream_server)
 
@@ -565,8 +567,9 @@ class _Balance:
         # the heartbeat, and accepting again once the others caught up (gevent's loop
         # stopped accepting when full() said so, and nothing else would restart it)
         while not self.server._stopped.is_set():
+            pausing = stream_server._timer is not None and stream_server._timer.active
             if stream_server._watcher is None and not stream_server.closed \
-                    and not self.full():
+                    and not pausing and not self.full():  # not in an accept-error pause
                 stream_server.start_accepting()
             else:
                 self._publish()
