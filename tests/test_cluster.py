@@ -502,6 +502,8 @@ def test_received_batches_count_every_event_in_server_stats(engine, clients):
         assert b.server.cluster.received == 50
         assert b.server.sockets[0].events_out - before == 50
         assert b.server.stats()["broadcasts"] == 50
+        assert b.server.stats()["cluster"]["received"] == 50  # the cluster's own section
+        assert "cluster" not in IPC(silent=True).serve_net("127.0.0.1", 0).stats()
     finally:
         a.server.stop()
         b.server.stop()
