@@ -103,9 +103,9 @@ class App:
             if predicate(line):
                 return line
 
-    def stop(self) -> int:
-        """SIGTERM, as a service manager would; returns the exit status."""
-        self.proc.send_signal(signal.SIGTERM)
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        """SIGTERM, as a service manager would (or ``sig``); returns the exit status."""
+        self.proc.send_signal(sig)
         self.expect(lambda line: line == "STOPPED", 20)
         return self.proc.wait(20)
 
@@ -204,7 +204,7 @@ def test_killed_worker_is_restarted_and_stop_ends_all(kind: str, mode: str, sock
     wait_until(lambda: not alive(first), 5, message="the killed worker reaped")
     assert ask_pids([client]) == [second]   # the client reconnected by itself
 
-    assert app.stop() == 0
+    assert app.stop(signal.SIGINT if kind == "tcp" else signal.SIGTERM) == 0
     wait_until(lambda: not alive(second) and not alive(supervisor), 10,
                message="the worker and the supervisor gone")
     assert not os.path.exists(sock_dir + "w.sock")
