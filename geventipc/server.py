@@ -804,7 +804,9 @@ class Server(Dispatcher):
             self._commit_broadcast()
             if conn._closing:
                 return False
-        return conn.write(frame)
+        # never waits for a client that is behind (as broadcast_frame): the cluster's
+        # reader must keep reading the engine
+        return conn.write_many([frame], len(frame), 1)
 
     def emit_to_local(self, client_id: str, type: str, data: Any = None) -> bool:
         """Send one event to the local client that announced ``client_id``; False if
