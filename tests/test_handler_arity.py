@@ -126,3 +126,15 @@ def test_a_failing_handler_is_logged_once_with_its_traceback(make_ipc):
     failures = [line for line in lines if "handler bug" in line]
     assert len(failures) == 2, lines   # one line per failure, not two
     assert all("Traceback" in line and "in boom" in line for line in failures), failures
+
+
+def test_request_handlers_may_take_fewer_arguments(make_ipc):
+    world = serve(make_ipc)
+    world.server.handle("double", lambda data: data * 2)
+    world.server.handle("hello", lambda: "hi")
+    with pytest.raises(TypeError, match=r"handler\(data, socket\)"):
+        world.server.handle("bad", lambda a, b, c: None)
+    client = make_ipc("hello").connect_to("world")
+    client.wait_connected(5)
+    assert client.request("double", 21, timeout=5) == 42
+    assert client.request("hello", None, timeout=5) == "hi"
