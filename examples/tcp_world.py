@@ -4,10 +4,7 @@
     python examples/tcp_world.py [port]     # default: config.network_port (8000)
     python examples/tcp_hello.py [port]
 """
-import signal
 import sys
-
-import gevent
 
 from geventipc import ipc
 
@@ -32,7 +29,5 @@ def started():
 
 ipc.serve_net(started)             # host and port default to network_host, network_port
 ipc.server.start()
-for signum in (signal.SIGINT, signal.SIGTERM):
-    gevent.signal_handler(signum, ipc.server.stop)
-ipc.server.serve_forever()
+ipc.server.serve_forever()         # Ctrl-C, SIGTERM, SIGHUP: stops the server, returns here
 ipc.log("<notice>world stopped</notice>")

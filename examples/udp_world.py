@@ -8,10 +8,7 @@ A UDP peer is server and client at once: it binds its own port, hears anyone, an
 answers to the address a datagram came from (the handler's ``socket``). Stop it with
 Ctrl-C or SIGTERM.
 """
-import signal
 import sys
-
-import gevent
 
 from geventipc import ipc
 
@@ -37,7 +34,5 @@ ipc.serve_net("udp4", started)     # host and port default to network_host, netw
 ipc.server.define.listen.message = \
     "This event type listens for message strings as value of data key."
 ipc.server.start()
-for signum in (signal.SIGINT, signal.SIGTERM):
-    gevent.signal_handler(signum, ipc.server.stop)
-ipc.server.serve_forever()
+ipc.server.serve_forever()         # Ctrl-C, SIGTERM, SIGHUP: stops the server, returns here
 ipc.log("<notice>world stopped</notice>")

@@ -7,9 +7,6 @@ The socket is ``config.socket_root + config.appspace + config.id``: by default
 ``$XDG_RUNTIME_DIR/geventipc-<uid>/app.world`` (or the same under the temp dir). Stop it with
 Ctrl-C or SIGTERM; the socket file is removed on the way out.
 """
-import signal
-
-import gevent
 
 from geventipc import ipc
 
@@ -30,7 +27,5 @@ def started():
 
 ipc.serve(started)                 # path defaults to socket_root + appspace + id
 ipc.server.start()                 # returns at once; serving runs in greenlets
-for signum in (signal.SIGINT, signal.SIGTERM):
-    gevent.signal_handler(signum, ipc.server.stop)
-ipc.server.serve_forever()         # blocks until ipc.server.stop()
+ipc.server.serve_forever()         # Ctrl-C, SIGTERM, SIGHUP: stops the server, returns here         # blocks until ipc.server.stop()
 ipc.log("<notice>world stopped</notice>")

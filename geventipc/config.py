@@ -6,6 +6,7 @@ raises :class:`~geventipc.errors.ConfigError` at once, so a typo never silently 
 """
 from __future__ import annotations
 
+import math
 import os
 import socket
 import ssl
@@ -37,7 +38,8 @@ class Option:
     choices: tuple[Any, ...] = ()
     minimum: float | None = None
     maximum: float | None = None
-    #: a further check of the value (raises ConfigError), e.g. parsing a URL
+    #: a further check of the value, not called for None: returns why the value cannot
+    #: work (and what would), or None; or raises ConfigError itself (e.g. parsing a URL)
     validate: Callable[[Any], Any] | None = None
 
     def check(self, value: Any) -> Any:
@@ -54,9 +56,58 @@ class Option:
             raise ConfigError(f"config.{self.name} must be >= {self.minimum}, not {value!r}")
         if self.maximum is not None and isinstance(value, (int, float)) and value > self.maximum:
             raise ConfigError(f"config.{self.name} must be <= {self.maximum}, not {value!r}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"config.{self.name} must be a finite number, not {value!r}")
         if self.validate is not None and value is not None:
-            self.validate(value)
+            problem = self.validate(value)
+            if isinstance(problem, str) and problem:
+                raise ConfigError(f"config.{self.name} {problem}")
         return value
+
+
+# --- checks of values the types alone cannot refuse (each returns why, or None) ----------
+
+
+def _non_empty(value: str) -> str | None:
+    return None if value else "must not be empty"
+
+
+def _socket_root(value: str | None) -> str | None:
+    if value is None:
+        return None
+    if not value:
+        return "must be a directory path, or None for the per-user default"
+    if os.path.exists(value) and not os.path.isdir(value):
+        return f"must be a directory, and {value!r} is not one"
+    return None
+
+
+def _callable_or_none(value: Any) -> str | None:
+    if value is None or callable(value):
+        return None
+    return f"must be a function taking one line of text, or None, not {value!r}"
+
+
+def _event_names(value: Any) -> str | None:
+    if value is None:
+        return None
+    bad = [name for name in value if not isinstance(name, str) or not name]
+    if bad:
+        return f"must hold non-empty strings (event names), not {bad[0]!r}"
+    return None
+
+
+def _tls(value: Any) -> str | None:
+    if not isinstance(value, dict):
+        return None   # True/False, or a ready ssl.SSLContext
+    from .transports.tls import normalise  # noqa: PLC0415 - only when TLS is configured
+    opts = normalise(value)   # ConfigError naming the bad tls key
+    files = [opts.get("public"), opts.get("private"), opts.get("dhparam"),
+             *(opts.get("trusted_connections") or ())]
+    for path in files:
+        if path is not None and not os.path.isfile(path):
+            return f"names a file that does not exist: {os.fspath(path)!r}"
+    return None
 
 
 def _check_cluster_url(url: str) -> None:
@@ -71,9 +122,12 @@ OPTIONS: tuple[Option, ...] = (
     # --- node-ipc's own keys ---------------------------------------------------------
     Option("appspace", "app.", (str,), "prefix of the Unix socket file name"),
     Option("socket_root", None, (str, NoneType),
-           "directory of Unix sockets; None = a per-user, owner-only directory"),
+           "directory of Unix sockets; None = a per-user, owner-only directory (read back: "
+           "the directory used, ending in a separator)",
+           validate=_socket_root),
     Option("id", socket.gethostname(), (str,), "this process's id (server name)"),
-    Option("network_host", "localhost", (str,), "host for serve_net / connect_to_net"),
+    Option("network_host", "localhost", (str,), "host for serve_net / connect_to_net",
+           validate=_non_empty),
     Option("network_port", 8000, (int,), "port for serve_net / connect_to_net", minimum=0,
            maximum=65535),
     Option("encoding", "utf8", (str,), "text encoding for raw_buffer mode",
@@ -89,12 +143,15 @@ OPTIONS: tuple[Option, ...] = (
     Option("unlink", True, (bool,), "remove a stale socket file before binding"),
     Option("readable_all", False, (bool,), "socket file readable by all users"),
     Option("writable_all", False, (bool,), "socket file writable by all users"),
-    Option("delimiter", "\f", (str,), "frame delimiter of the node-ipc JSON wire"),
+    Option("delimiter", "\f", (str,), "frame delimiter of the node-ipc JSON wire",
+           validate=_non_empty),
     Option("tls", False, (bool, dict, ssl.SSLContext),
-           "TLS settings for serve_net / connect_to_net (dict or ssl.SSLContext)"),
+           "TLS settings for serve_net / connect_to_net (dict or ssl.SSLContext)",
+           validate=_tls),
     Option("log_in_color", True, (bool,), "colour ipc.log output"),
     Option("log_depth", 5, (int,), "depth to which ipc.log pretty-prints objects", minimum=1),
-    Option("logger", None, (object,), "function that receives each log line instead of stderr"),
+    Option("logger", None, (object,), "function that receives each log line instead of stderr",
+           validate=_callable_or_none),
     Option("log_format", "text", (str,),
            "ipc.log's output: text (node-ipc's theme) or json (one object per line)",
            choices=("text", "json")),
@@ -114,7 +171,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("message_timeout", 30000, _num,
            "milliseconds a partial frame may stay incomplete", minimum=1),
     Option("allowed_events", None, (list, tuple, set, frozenset, NoneType),
-           "if set, the only event names sent or accepted"),
+           "if set, the only event names sent or accepted", validate=_event_names),
     Option("max_queued_events", 10000, (int,),
            "events a client queues while not connected", minimum=0),
     Option("max_queued_bytes", 64 * MIB, (int,),
@@ -154,6 +211,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("workers", 1, (int,),
            "stream server processes sharing the listening socket (pre-fork, supervised); "
            "more than 1 needs config.cluster", minimum=1),
+    Option("handle_signals", True, (bool,),
+           "a started server stops cleanly on SIGINT, SIGTERM and SIGHUP (its socket file "
+           "removed); False leaves the signals to the application"),
 )
 
 _BY_NAME: dict[str, Option] = {o.name: o for o in OPTIONS}
@@ -181,16 +241,22 @@ class Config:
 
     def __getattr__(self, key: str) -> Any:
         try:
-            return self._values[canonical_name(key)]
+            name = canonical_name(key)
         except ConfigError as exc:
             raise AttributeError(str(exc)) from None
+        if name == "socket_root":
+            # the directory actually used, so that node-ipc's
+            # config.socketRoot + config.appspace + id is the real path
+            return self.resolved_socket_root()
+        return self._values[name]
 
     def __setattr__(self, key: str, value: Any) -> None:
         name = canonical_name(key)
         self._values[name] = _BY_NAME[name].check(value)
 
     def __getitem__(self, key: str) -> Any:
-        return self._values[canonical_name(key)]
+        name = canonical_name(key)
+        return self.resolved_socket_root() if name == "socket_root" else self._values[name]
 
     def __setitem__(self, key: str, value: Any) -> None:
         setattr(self, key, value)
@@ -214,14 +280,15 @@ class Config:
         return new
 
     def as_dict(self) -> dict[str, Any]:
-        """The current values by snake_case name."""
+        """The current values by snake_case name, as set (``socket_root`` None for the
+        per-user default, where reading ``config.socket_root`` gives that directory)."""
         return dict(self._values)
 
     # --- derived values --------------------------------------------------------------
 
     def resolved_socket_root(self) -> str:
         """The socket directory, ending in a separator; the default one is created."""
-        root = self.socket_root
+        root = self._values["socket_root"]
         if root is None:
             root = default_socket_root()
         return root if root.endswith(os.sep) else root + os.sep

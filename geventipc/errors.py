@@ -38,6 +38,21 @@ class UnsupportedError(IPCError):
     on the node-ipc JSON wire)."""
 
 
+class NotReadyError(IPCError, AttributeError):
+    """A name used before the call that makes it, or after the one that ends it:
+    ``ipc.server.on`` before ``serve``/``serve_net``, ``ipc.of.world`` before
+    ``connect_to("world")``, ``start()`` on a server that was stopped. The message says
+    what to call first."""
+
+
+class UnknownClientError(IPCError, KeyError):
+    """``ipc.of[id]`` for an id that has no client: ``connect_to(id)`` first."""
+
+    def __str__(self) -> str:
+        # KeyError shows its argument's repr; this message is meant to be read as text
+        return str(self.args[0]) if self.args else ""
+
+
 # --- lifecycle ------------------------------------------------------------------------
 
 
@@ -172,6 +187,10 @@ class TLSError(ConnectError):
 
     #: the peer's address, where known
     address: Any = None
+    #: True when a retry would fail the same way: a certificate refused (by either side),
+    #: no common TLS version, a peer that does not speak TLS; False for a handshake that
+    #: timed out or a connection closed during it
+    permanent: bool = False
 
 
 class WireMismatchError(ProtocolError):

@@ -1,11 +1,11 @@
 """The node-ipc-shaped facade: ``IPC`` and its ``config``, ``of``, ``server``, ``log``."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from .client import Client
 from .config import Config, canonical_name
-from .errors import ConfigError
+from .errors import ConfigError, NotReadyError, UnknownClientError
 from .log import Log
 from .server import Server
 
@@ -15,15 +15,97 @@ if TYPE_CHECKING:  # UDP is imported only when a UDP server is made
 Callback = Callable[[], Any]
 
 
-class ClientMap(dict):
+class ClientMap:
     """``ipc.of``: clients by server id, by item (``ipc.of["world"]``) or attribute
-    (``ipc.of.world``)."""
+    (``ipc.of.world``).
+
+    As node-ipc's ``ipc.of`` is a plain object, this one has no methods of its own that a
+    server id could collide with: ``ipc.of.items``, ``ipc.of.keys`` or ``ipc.of.get`` are
+    the clients of servers with those ids. ``ipc.of[id]`` works for every id;
+    ``ipc.of.<id>`` for every id that is a Python identifier and not a ``__dunder__``
+    name. ``id in ipc.of``, ``len(ipc.of)`` and ``for id in ipc.of`` work as on a dict.
+    """
+
+    __slots__ = ("__clients",)
+
+    def __init__(self) -> None:
+        self.__clients: dict[str, Client] = {}
+
+    def __getitem__(self, key: str) -> Client:
+        try:
+            return self.__clients[key]
+        except KeyError:
+            raise UnknownClientError(_no_client(key)) from None
 
     def __getattr__(self, key: str) -> Client:
+        if key.startswith("__") and key.endswith("__"):
+            raise AttributeError(key)   # copy, pickle and friends probe for these
         try:
-            return self[key]
+            return self.__clients[key]
         except KeyError:
-            raise AttributeError(f"no client for {key!r}; connect_to({key!r}) first") from None
+            raise NotReadyError(_no_client(key)) from None
+
+    def __setitem__(self, key: str, client: Client) -> None:
+        self.__clients[key] = client
+
+    def __delitem__(self, key: str) -> None:
+        del self.__clients[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.__clients
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self.__clients))
+
+    def __len__(self) -> int:
+        return len(self.__clients)
+
+    def __bool__(self) -> bool:
+        return bool(self.__clients)
+
+    def __repr__(self) -> str:
+        return f"<ipc.of {sorted(self.__clients)}>"
+
+
+def _no_client(key: str) -> str:
+    return (f"no client for server id {key!r}: call ipc.connect_to({key!r}, ...) or "
+            f"ipc.connect_to_net({key!r}, ...) first")
+
+
+def _client(of: ClientMap, server_id: str) -> Client | None:
+    """``of``'s client for ``server_id``, or None."""
+    return of[server_id] if server_id in of else None
+
+
+class NoServer:
+    """``ipc.server`` before ``serve``/``serve_net``: every use says what to call first.
+
+    It is falsy, ``started`` is False and ``stop()`` does nothing, so shutdown code that
+    runs whether or not a server was made keeps working.
+    """
+
+    __slots__ = ()
+
+    started = False
+
+    def stop(self, timeout: float = 2.0) -> None:
+        """Nothing to stop."""
+
+    def __bool__(self) -> bool:
+        return False
+
+    def __getattr__(self, key: str) -> Any:
+        if key.startswith("__") and key.endswith("__"):
+            raise AttributeError(key)
+        raise NotReadyError(f"ipc.server.{key}: there is no server yet; call ipc.serve(...) "
+                            f"or ipc.serve_net(...) first (ipc.server is the server they "
+                            f"make)")
+
+    def __repr__(self) -> str:
+        return "<no server yet: call ipc.serve() or ipc.serve_net()>"
+
+
+NO_SERVER = NoServer()
 
 
 def _sort_args(args: tuple[Any, ...], kwargs: dict[str, Any], names: tuple[str, ...],
@@ -107,8 +189,9 @@ class IPC:
         self.config = Config(**config)
         self.log = Log(self.config)
         self.of = ClientMap()
-        #: the server made by serve / serve_net (a UDPServer for udp4/udp6)
-        self.server: Server | UDPServer | None = None
+        #: the server made by serve / serve_net (a UDPServer for udp4/udp6); before
+        #: that, a placeholder whose every use says to call serve first
+        self.server: Server | UDPServer | NoServer = NO_SERVER
 
     # --- server --------------------------------------------------------------------------
 
@@ -177,7 +260,7 @@ class IPC:
                  **where: Any) -> Any:
         """Make ``cls`` (a stream or UDP server) on its own copy of ``config`` and make it
         ``ipc.server``, unless this IPC already runs one."""
-        if self.server is not None and self.server.started:
+        if self.server.started:
             raise ConfigError("this IPC instance already has a running server; stop it first")
         # its log lines carry the server id as a field (JSON logs: docs/operations.md)
         server = cls(config.copy(), self.log.bind(server=config.id), **where)
@@ -225,7 +308,7 @@ class IPC:
 
     def _new_client(self, server_id: str, callback: Callback | None, config: Config,
                     **where: Any) -> Client:
-        existing = self.of.get(server_id)
+        existing = _client(self.of, server_id)
         if existing is not None and not existing.destroyed:
             self.log("<notice>geventipc: already connected to</notice>", server_id)
             if callback is not None:
@@ -247,8 +330,9 @@ class IPC:
 
     def disconnect(self, server_id: str) -> None:
         """Close the connection to ``server_id`` for good and forget it."""
-        client = self.of.pop(server_id, None)
+        client = _client(self.of, server_id)
         if client is not None:
+            del self.of[server_id]
             client.disconnect()
 
     # --- node-ipc's camelCase names ------------------------------------------------------
@@ -258,4 +342,4 @@ class IPC:
     serveNet = serve_net
 
 
-__all__ = ["IPC", "ClientMap"]
+__all__ = ["IPC", "ClientMap", "NoServer"]

@@ -19,15 +19,16 @@ from gevent.hub import get_hub
 from gevent.pool import Pool
 from gevent.server import StreamServer
 
+from . import lifecycle
 from .transports.acceptor import Acceptor, Throttle
 from .transports.liveness import PING, PONG, REFUSED, WELCOME, Heartbeat, capabilities
 
 from .config import Config, check_socket_dir
 from .counters import ServerCounts
 from .dispatch import Dispatcher
-from .emitter import _Once
+from .emitter import WILDCARD, _Once
 from .errors import (
-    AcceptError, IPCError, NotConnectedError, ProtocolError, ServerFullError,
+    AcceptError, IPCError, NotConnectedError, NotReadyError, ProtocolError, ServerFullError,
     SlowConsumerError, UnsupportedError, WireMismatchError,
 )
 from .reply import (
@@ -168,6 +169,7 @@ class Server(Dispatcher):
         self._started = False
         self._stopped = Event()
         self._done = Event()  # set once stop() has finished: socket file gone, clients closed
+        self._forever = 0  # greenlets waiting in serve_forever (see lifecycle)
         #: the :class:`geventipc.cluster.Cluster` this server belongs to, or None (set by
         #: ``geventipc.cluster.attach``; this module only calls it, never imports it)
         self.cluster: Any = None
@@ -219,6 +221,10 @@ class Server(Dispatcher):
         pre-fork worker accepts on its parent's); :meth:`stop` then leaves its file alone.
         """
         if self._started:
+            if self._stopped.is_set():
+                raise NotReadyError("this server was stopped and does not start again: "
+                                    "make a new one with ipc.serve(...) or "
+                                    "ipc.serve_net(...)")
             return self
         config = self.config
         if listener is not None:
@@ -242,6 +248,7 @@ class Server(Dispatcher):
         self._stream_server = Acceptor(self._listener, self._handle, self._on_accept_error)
         self._stream_server.start()
         self._started = True
+        lifecycle.track(self)
         if self.cluster is not None:
             self.cluster.start()
         self.fire("start")
@@ -264,9 +271,13 @@ class Server(Dispatcher):
                                         encoder.encode_event(PING, None))
 
     def serve_forever(self) -> None:
-        """Start if needed, then block this greenlet until :meth:`stop`."""
-        self.start()
-        self._done.wait()
+        """Start if needed, then block this greenlet until :meth:`stop`.
+
+        SIGINT, SIGTERM and SIGHUP stop the server and return from here (unless
+        ``config.handle_signals`` is False); an exception that ends the wait stops the
+        server before it propagates. See :mod:`geventipc.lifecycle`.
+        """
+        lifecycle.serve_forever(self, self._done.wait)
 
     def stop(self, timeout: float = 2.0) -> None:
         """Close the listener and every client (after flushing what is queued to them), and
@@ -281,6 +292,7 @@ class Server(Dispatcher):
         try:
             self._stop(timeout)
         finally:
+            lifecycle.untrack(self)
             self._done.set()
 
     def _stop(self, timeout: float) -> None:
@@ -479,6 +491,9 @@ class Server(Dispatcher):
         type name and message back; the client raises ``RemoteError``. Works as a
         decorator without ``handler``.
 
+        ``event`` ``"*"`` registers the handler of every request that has no handler of
+        its own, called as ``handler(type, data, socket)`` (as the ``*`` event handler).
+
         ``pool``: None runs it where ``config.handler_pool_size`` says (the server's pool
         if set, else inline in the connection's greenlet, one request after another);
         False always inline; True the server's pool; an int a pool of its own of that
@@ -487,7 +502,8 @@ class Server(Dispatcher):
         if not self._encoder.supports_requests:
             raise UnsupportedError(f"request/reply needs the msgpack wire, not "
                                    f"{self._encoder.name!r} (config.wire / raw_buffer)")
-        self.names.check_outgoing(event)
+        if event != WILDCARD:   # "*": requests no other handler takes, (type, data, socket)
+            self.names.check_outgoing(event)
         if handler is None:
             def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
                 self.handle(event, func, pool=pool)
@@ -516,6 +532,8 @@ class Server(Dispatcher):
                     self._reply(conn, request_id, REPLY_NO_HANDLER,
                                 {"type": "NoHandlerError", "message": STATS_OFF})
                 return
+            entry = self._any_request(event)
+        if entry is None:
             self._reply(conn, request_id, REPLY_NO_HANDLER,
                         {"type": "NoHandlerError", "message": f"no handler for {event!r}"})
             return
@@ -525,6 +543,15 @@ class Server(Dispatcher):
         else:
             # blocks while the pool is full, pausing this connection's reads
             pool.spawn(self._answer, conn, request_id, handler, data, event)
+
+    def _any_request(self, event: str) -> tuple[Callable[..., Any], Pool | None] | None:
+        """The ``handle("*", ...)`` handler bound to ``event``, for a request no handler
+        of its own takes (never the library's own ``$ipc.`` requests)."""
+        entry = self._requests.get(WILDCARD)
+        if entry is None or event.startswith("$ipc."):
+            return None
+        handler, pool = entry
+        return (lambda data, conn: handler(event, data, conn)), pool
 
     def _answer(self, conn: StreamConnection, request_id: int, handler: Callable[..., Any],
                 data: Any, event: str) -> None:

@@ -20,12 +20,13 @@ import gevent
 from gevent.event import AsyncResult, Event
 from gevent.hub import get_hub
 
+from . import lifecycle
 from .config import Config
 from .counters import Requests
 from .dispatch import Dispatcher
 from .errors import (
     AddressError, ConfigError, IPCError, MessageTooLargeError, NotConnectedError,
-    ProtocolError, Timeout, UnsupportedError,
+    NotReadyError, ProtocolError, Timeout, UnsupportedError,
 )
 from .server import DESCRIBE, STATS, STATS_OFF, Definitions
 from .transports.datagram import (
@@ -136,6 +137,7 @@ class UDPServer(Dispatcher):
         self.asked = Requests()
         self._started = False
         self._stopped = Event()
+        self._forever = 0  # greenlets waiting in serve_forever (see lifecycle)
 
     def __repr__(self) -> str:
         return f"<UDPServer {self.udp_type} {self.host}:{self.port} peers={len(self._peers)}>"
@@ -170,19 +172,24 @@ class UDPServer(Dispatcher):
         ServeError if the address cannot be bound.
         """
         if self._started:
+            if self._stopped.is_set():
+                raise NotReadyError("this server was stopped and does not start again: "
+                                    "make a new one with ipc.serve(...) or "
+                                    "ipc.serve_net(...)")
             return self
         sock = bind_udp(self.host, self.port, self.family)
         self._endpoint = DatagramEndpoint(sock, self._on_datagram, self.report)
         self.port = self._endpoint.address[1]
         self._endpoint.start()
         self._started = True
+        lifecycle.track(self)
         self.fire("start")
         return self
 
     def serve_forever(self) -> None:
-        """Start if needed, then block this greenlet until :meth:`stop`."""
-        self.start()
-        self._stopped.wait()
+        """Start if needed, then block this greenlet until :meth:`stop` (or SIGINT,
+        SIGTERM, SIGHUP: see :mod:`geventipc.lifecycle`)."""
+        lifecycle.serve_forever(self, self._stopped.wait)
 
     def stop(self, timeout: float = 2.0) -> None:
         """Close the socket; requests still waiting fail with NotConnectedError."""
@@ -191,6 +198,7 @@ class UDPServer(Dispatcher):
         if not self._started or self._stopped.is_set():
             return
         self._stopped.set()
+        lifecycle.untrack(self)
         assert self._endpoint is not None
         self._endpoint.close(timeout)
         waiting, self._waiting = self._waiting, {}

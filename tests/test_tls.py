@@ -660,10 +660,16 @@ def test_request_cert_needs_trusted_connections(pki: PKI) -> None:
         make_context(dict(pki.server_tls(), requestCert=True), "server")
 
 
-def test_bad_tls_config_fails_at_serve_net(make_ipc: Callable[..., IPC], port: int) -> None:
-    ipc = make_ipc("world", tls={"publik": "x"})
+def test_bad_tls_config_fails_when_set(make_ipc: Callable[..., IPC], port: int) -> None:
+    # issue 13: every config key is checked when it is set, not later at serve_net
     with pytest.raises(ConfigError, match="publik"):
-        ipc.serve_net("127.0.0.1", port)
+        make_ipc("world", tls={"publik": "x"})
+    ipc = make_ipc("world")
+    with pytest.raises(ConfigError, match="publik"):
+        ipc.config.tls = {"publik": "x"}
+    with pytest.raises(ConfigError, match="does not exist"):
+        ipc.config.tls = {"public": "/nonexistent/cert.pem", "private": "/nonexistent/k.pem"}
+    assert ipc.config.tls is False   # the old value stays
 
 
 # --- across processes -------------------------------------------------------------------

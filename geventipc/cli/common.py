@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import socket
 import sys
 import time
 from typing import Any
@@ -14,7 +15,8 @@ from gevent.event import Event
 
 from ..errors import ConfigError, Timeout, UsageError
 from ..ipc import IPC
-from ..wire import names_for
+from ..transports.datagram import MAX_PAYLOAD
+from ..wire import make_codec, names_for
 from .output import wants_colour
 from .targets import Target, host_port
 
@@ -36,6 +38,7 @@ def make_ipc(args: argparse.Namespace, serving: bool = False) -> IPC:
         "id": args.id or f"geventipc-cli-{os.getpid()}",
         "socket_root": args.socket_root,   # None: config's own per-user default
         "raw_buffer": args.raw,
+        "handle_signals": False,   # each command ends on signals its own way
     }
     if args.appspace is not None:
         values["appspace"] = args.appspace
@@ -96,6 +99,27 @@ def check_name(ipc: IPC, name: str) -> None:
     reason = names_for(ipc.config).problem(name)
     if reason:
         raise UsageError(reason)
+
+
+def check_data(ipc: IPC, target: Target, type_: str | None, values: list[Any],
+               request: bool = False) -> list[Any]:
+    """DATA the wire cannot carry (or too big for the wire, or for one datagram) is a
+    usage error before anything opens: each value is encoded once here. Returns
+    ``values``."""
+    codec = make_codec(ipc.config)
+    for value in values:
+        if request:
+            frame = codec.encode_request(type_, value, 1)
+        elif type_ is None:
+            frame = codec.encode_event(value)
+        else:
+            frame = codec.encode_event(type_, value)
+        if target.kind == "udp":
+            family = socket.AF_INET6 if target.udp_type == "udp6" else socket.AF_INET
+            if len(frame) > MAX_PAYLOAD[family]:
+                raise UsageError(f"DATA encodes to {len(frame)} bytes, more than one UDP "
+                                 f"datagram carries ({MAX_PAYLOAD[family]})")
+    return values
 
 
 def has_requests(args: argparse.Namespace) -> bool:

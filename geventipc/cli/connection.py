@@ -6,14 +6,26 @@ from typing import Any, Callable
 
 from gevent.event import Event
 
-from ..errors import ConnectError, NotConnectedError, Timeout
+from ..errors import ConnectError, NotConnectedError, ProtocolError, Timeout, TLSError
 from ..ipc import IPC
 from .output import one_line
 from .targets import Target
 
 
+def is_permanent(exc: BaseException) -> bool:
+    """Whether retrying cannot help: a TLS refusal (an untrusted or missing certificate,
+    a server that does not speak TLS), or a peer speaking another wire (ProtocolError)."""
+    if isinstance(exc, ProtocolError):   # WireMismatchError, TLSMismatchError included
+        return True
+    return isinstance(exc, TLSError) and exc.permanent
+
+
 class Connection:
-    """One client of the facade, with its last error kept for a clear failure message."""
+    """One client of the facade, with its last error kept for a clear failure message.
+
+    A permanent failure (:func:`is_permanent`) ends it at once: the command reports the
+    reason instead of retrying until ``--timeout``.
+    """
 
     def __init__(self, ipc: IPC, target: Target, on_ready: Callable[[Any], None] | None = None
                  ) -> None:
@@ -21,6 +33,8 @@ class Connection:
         self.target = target
         #: the latest error event, for the reason in a connect failure
         self.last_error: BaseException | None = None
+        #: the permanent failure that ended the connection, if one did
+        self.fatal: BaseException | None = None
         self.ended = Event()
         self.connects = 0
         self.closing = False
@@ -41,6 +55,11 @@ class Connection:
 
     def _on_error(self, exc: BaseException) -> None:
         self.last_error = exc
+        if is_permanent(exc) and self.fatal is None:
+            self.fatal = exc
+            self.closing = True
+            self.client.disconnect()   # no retry: it would fail the same way
+            return
         if not isinstance(exc, ConnectError):
             self.ipc.log("<warn>geventipc:</warn>", one_line(exc))
 
@@ -59,6 +78,9 @@ class Connection:
         try:
             self.client.wait_connected(timeout)
         except (Timeout, NotConnectedError):
+            if self.fatal is not None:
+                raise ConnectError(f"cannot connect to {self.target}: "
+                                   f"{one_line(self.fatal)}") from None
             reason = f": {one_line(self.last_error)}" if self.last_error is not None else ""
             raise ConnectError(f"cannot connect to {self.target} within {timeout:.3g} s"
                                f"{reason}") from None
@@ -108,7 +130,12 @@ class Asker:
         if self.udp is not None:
             return self.udp.request(self.peer, type, data, timeout)
         assert self.conn is not None
-        return self.conn.client.request(type, data, timeout)
+        try:
+            return self.conn.client.request(type, data, timeout)
+        except NotConnectedError:
+            if self.conn.fatal is not None:   # the reason, not only "connection lost"
+                raise ConnectError(f"{self.target}: {one_line(self.conn.fatal)}") from None
+            raise
 
     def describe(self, timeout: float | None) -> dict[str, Any]:
         """The server's define tables."""

@@ -8,7 +8,7 @@ from typing import Any, Callable, Iterator
 from ..errors import NotConnectedError, Timeout, UsageError
 from ..ipc import IPC
 from .common import (
-    DEFAULT_TIMEOUT, OK, Deadline, check_name, has_requests, make_ipc, with_tls,
+    DEFAULT_TIMEOUT, OK, Deadline, check_data, check_name, has_requests, make_ipc, with_tls,
 )
 from .connection import Connection, udp_endpoint
 from .data import data_values
@@ -62,6 +62,8 @@ def run(args: argparse.Namespace) -> int:
         type_, data_arg = words[0], words[1] if len(words) > 1 else None
         check_name(ipc, type_)
     values = data_values(data_arg, args.text, args.raw)
+    if data_arg != "-":   # stdin lines are checked as they come
+        values = iter(check_data(ipc, target, type_, list(values)))
     timeout = args.timeout or DEFAULT_TIMEOUT
     if target.kind == "udp":
         return _emit_udp(ipc, target, type_, values)

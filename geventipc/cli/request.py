@@ -4,7 +4,9 @@ from __future__ import annotations
 import argparse
 
 from ..errors import UsageError
-from .common import DEFAULT_TIMEOUT, OK, check_name, make_ipc, needs_requests, with_tls
+from .common import (
+    DEFAULT_TIMEOUT, OK, check_data, check_name, make_ipc, needs_requests, with_tls,
+)
 from .connection import Asker
 from .data import data_values
 from .options import DATA, TARGETS
@@ -44,6 +46,8 @@ def run(args: argparse.Namespace) -> int:
     type_, data_arg = words[0], words[1] if len(words) > 1 else None
     check_name(ipc, type_)
     values = data_values(data_arg, args.text)
+    if data_arg != "-":   # stdin lines are checked as they come
+        values = iter(check_data(ipc, target, type_, list(values), request=True))
     timeout = args.timeout or DEFAULT_TIMEOUT
     with make_printer(args) as printer, Asker(ipc, target, timeout) as asker:
         for value in values:

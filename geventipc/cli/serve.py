@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import argparse
+import inspect
+import runpy
 from dataclasses import replace
-from typing import Any
+from typing import Any, Callable
 
 from ..errors import ConfigError, ConnectError, UsageError
 from ..ipc import IPC
-from .common import OK, Stopper, make_ipc, sender_of, with_tls
+from .common import OK, Stopper, check_name, has_requests, make_ipc, sender_of, with_tls
 from .options import positive
 from .output import make_printer, one_line
 from .stats import ServeExtras, add_serve_options
@@ -24,9 +26,15 @@ Runs until interrupted, until --count events arrived, or for --timeout seconds. 
 with --tls-cert and --tls-key; add --tls-ca to require client certificates from that CA
 (mutual TLS). With --raw, each chunk of bytes is printed in --encoding.
 
+Requests (msgpack wire, Unix or TCP): --echo answers every request with its own data;
+--handlers FILE.py answers with the functions FILE defines: def add(data, socket): ...
+answers 'add' (a HANDLERS dict maps other names; setup(server), if defined, runs first).
+Without either, a request gets 'no handler'.
+
 examples:
   geventipc serve world                       # Unix socket, server id "world"
-  geventipc serve --tcp 127.0.0.1:8000 --echo # TCP, every event sent back to its sender
+  geventipc serve --tcp 127.0.0.1:8000 --echo # TCP, every event and request sent back
+  geventipc serve world --handlers examples/cli_handlers.py   # answers add, square...
   geventipc serve --udp [::1]:8001 --json     # UDP over IPv6, JSON lines
   geventipc serve world --count 1 --timeout 10 > first.json
 """
@@ -39,10 +47,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tcp", metavar="HOST:PORT", help="serve TCP (TLS with --tls-cert)")
     parser.add_argument("--udp", metavar="HOST:PORT", help="serve UDP")
     parser.add_argument("--echo", action="store_true",
-                        help="send each event back to its sender")
+                        help="send each event back to its sender, and answer each request "
+                             "with its data")
     parser.add_argument("--count", metavar="N", type=positive,
                         help="exit after N events")
     add_serve_options(parser)
+    parser.add_argument("--handlers", metavar="FILE.py",
+                        help="answer requests with the functions FILE.py defines (see "
+                             "below)")
     parser.add_argument("--cluster", metavar="URL",
                         help="join the servers of this id through Redis/Valkey: "
                              "redis://HOST:PORT/DB, rediss://..., unix:///PATH "
@@ -105,6 +117,10 @@ def run(args: argparse.Namespace) -> int:
         ipc.config.id = target.name   # a server given by id is known by that id
     if target.kind == "tls" and not args.tls_cert:
         raise UsageError("serving TLS needs --tls-cert and --tls-key")
+    handlers = load_handlers(args.handlers, ipc) if args.handlers else None
+    if handlers is not None and handlers[0] and not has_requests(args):
+        raise UsageError("--handlers answers requests, which need the msgpack wire "
+                         "(not --wire node-ipc or --raw)")
     use_workers(args, ipc, target)
     stopper = Stopper(args.count, args.timeout)
     printer = make_printer(args, on_broken=stopper.stop)
@@ -132,6 +148,10 @@ def run(args: argparse.Namespace) -> int:
             server.emit(socket, data)  # type: ignore[arg-type]  # raw mode: data only
 
     server.on("data" if args.raw else "*", on_raw if args.raw else on_event)
+    if args.echo and has_requests(args) and target.kind != "udp":
+        server.handle("*", lambda type, data, socket: data)
+    if handlers is not None:
+        install_handlers(server, *handlers)
     server.on("error", lambda exc: ipc.log("<warn>geventipc:</warn>", one_line(exc)))
     server.on("connect", lambda socket: ipc.log("<good>geventipc: client connected</good>"))
     server.on("socket.disconnected", lambda socket, peer_id: ipc.log(
@@ -152,3 +172,49 @@ def run(args: argparse.Namespace) -> int:
         extras.stop()
         printer.flush()
     return OK
+
+
+#: request handlers by name, and the optional setup(server) of a --handlers file
+Handlers = tuple[dict[str, Callable[..., Any]], Any]
+
+
+def load_handlers(path: str, ipc: IPC) -> Handlers:
+    """The request handlers a ``--handlers`` file defines: every function defined in it
+    (not imported) whose name does not start with ``_``, plus its ``HANDLERS`` dict; and
+    its ``setup(server)``. A file that cannot be run, or a name the wire cannot carry, is
+    a usage error, before the server starts."""
+    try:
+        namespace = runpy.run_path(path, run_name="__geventipc_handlers__")
+    except OSError as exc:
+        raise UsageError(f"--handlers {path}: {exc.strerror or exc}") from None
+    except Exception as exc:  # noqa: BLE001 - the user's file: report, whatever it raised
+        raise UsageError(f"--handlers {path} raised {type(exc).__name__}: {exc}") from None
+    found: dict[str, Callable[..., Any]] = {
+        name: value for name, value in namespace.items()
+        if inspect.isfunction(value) and not name.startswith("_") and name != "setup"
+        and value.__module__ == "__geventipc_handlers__"
+    }
+    extra = namespace.get("HANDLERS", {})
+    if not isinstance(extra, dict) or not all(callable(h) for h in extra.values()):
+        raise UsageError(f"--handlers {path}: HANDLERS must be a dict of name: function")
+    found.update(extra)
+    for name in found:
+        check_name(ipc, name)
+    setup = namespace.get("setup")
+    if setup is not None and not callable(setup):
+        raise UsageError(f"--handlers {path}: setup must be a function taking the server")
+    if not found and setup is None:
+        raise UsageError(f"--handlers {path} defines no functions to answer requests with")
+    return found, setup
+
+
+def install_handlers(server: Any, found: dict[str, Callable[..., Any]], setup: Any) -> None:
+    """Register ``found`` as request handlers and run ``setup(server)``."""
+    for name, handler in found.items():
+        server.handle(name, handler)
+    if setup is not None:
+        try:
+            setup(server)
+        except Exception as exc:  # noqa: BLE001 - the user's code: report it in one line
+            raise UsageError(f"--handlers: setup(server) raised {type(exc).__name__}: "
+                             f"{exc}") from None

@@ -331,6 +331,7 @@ def _handshake(sock: Any, ctx: ssl.SSLContext, timeout: float, where: str, peer:
     except (OSError, ValueError) as exc:
         sock.close()
         raise _error(f"TLS handshake with {where} failed: {explain(exc, peer)}", address)
+    permanent = False
     try:
         with gevent.Timeout(timeout, False):
             tls.do_handshake()
@@ -341,11 +342,17 @@ def _handshake(sock: Any, ctx: ssl.SSLContext, timeout: float, where: str, peer:
         message = f"TLS handshake with {where} timed out after {timeout:g} s"
     except (OSError, ValueError) as exc:
         message = f"TLS handshake with {where} failed: {explain(exc, peer)}"
+        # a refusal (certificate, version, plain TCP) happens again on every retry; a
+        # connection closed or timed out mid-handshake may not
+        permanent = isinstance(exc, ssl.SSLError) and not isinstance(
+            exc, (ssl.SSLEOFError, ssl.SSLZeroReturnError))
     except BaseException:  # killed (server stopping, client disconnecting): still close
         tls.close()
         raise
     tls.close()
-    raise _error(message, address)
+    error = _error(message, address)
+    error.permanent = permanent
+    raise error
 
 
 def _await_verdict(tls: TLSSocket, wait: float) -> None:
