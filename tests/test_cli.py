@@ -608,11 +608,11 @@ def test_tls_serve_emit_request_and_mutual_tls(certs, procs):
     untrusted = cli("emit", address, "secret", "--tls-ca", certs["client-ca"],
                     "--timeout", "1")
     one_error_line(untrusted, 1, "cannot connect", "certificate")
-    # plain TCP reaches a TLS server's port, but the server never takes the connection
-    # (no $ipc.welcome): a failure to connect instead of a silent loss
+    # plain TCP reaches a TLS server's port, but the server never takes the connection:
+    # a failure to connect that names TLS, instead of a silent loss
     plain = cli("emit", address.replace("tls://", "tcp://"), "x", "--timeout", "1",
                 "--silent")
-    one_error_line(plain, 1, "cannot connect", "no welcome")
+    one_error_line(plain, 1, "cannot connect", "speaks TLS")
     proc.send_signal(signal.SIGTERM)
     assert finish(proc)[0] == 0
 

@@ -59,7 +59,7 @@ def test_msgpack_client_to_node_ipc_wire_server(make_ipc):
 def test_node_ipc_wire_client_to_msgpack_server(make_ipc):
     server, client, server_errors, client_errors, _ = _pair(
         make_ipc, {}, {"wire": "node-ipc", "max_retries": 0})
-    client.wait_connected(5)
+    client.wait_connected(15)
     client.emit("m", {"id": "hello"})
     wait_until(lambda: server_errors and client_errors, message="both sides' errors")
     assert isinstance(server_errors[0], WireMismatchError)
