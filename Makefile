@@ -13,6 +13,7 @@ help:
 	@echo "make demo-udp    the seed's UDP world and hello examples talking, in colour"
 	@echo "make demo-tls    a mutual-TLS server and client talking (examples/tls)"
 	@echo "make demo-cluster two cluster nodes and their clients over a real Valkey engine"
+	@echo "make demo-workers one server as 2 pre-forked workers, one killed and restarted"
 	@echo "make bench-cluster the cluster benchmarks (cross-node W3, backplane, client library)"
 	@echo "make test        install into .venv and run the test suite"
 	@echo "make typecheck   mypy over the package (make test runs it first)"
@@ -25,7 +26,7 @@ help:
 	@echo "make bench-quick a quick subset of make bench (one run of a few rows, ~15 s)"
 	@echo "make bench-workers  W1 with workers=2 next to one process (a real valkey-server)"
 	@echo "make fuzz        a bounded fuzz run of the decoders"
-	@echo "make soak        a long run with random disconnects (not part of make test)"
+	@echo "make soak        a long run with random disconnects, then kill -9 runs (not part of make test)"
 
 $(STAMP): setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -66,6 +67,12 @@ demo-tls: $(STAMP)
 .PHONY: demo-cluster bench-cluster
 demo-cluster: $(STAMP)
 	$(PY) examples/cluster/demo.py
+
+# Issue 12's workers: a server of 2 pre-forked workers over a private Valkey, 6 clients,
+# broadcasts from a worker and the parent, one worker killed and restarted; ends by itself
+.PHONY: demo-workers
+demo-workers: $(STAMP)
+	$(PY) examples/cluster/workers.py
 
 # Issue 12's cluster benchmarks in one run (bench/cluster.py; docs/cluster.md)
 bench-cluster: $(STAMP)
@@ -158,8 +165,16 @@ fuzz: $(STAMP)
 SOAK_SECONDS ?= 60
 SOAK_CLIENTS ?= 20
 
+# Then the kill runs (soak/kill.py): kill -9 of the server, and of clients, with events and
+# requests in flight; per run sent, delivered, lost (against the kernel-buffer
+# allowance), duplicated and out of order (both must be 0). SOAK_KILL_RUNS (default 2),
+# SOAK_KILL_SECONDS (default 15).
+SOAK_KILL_RUNS ?= 2
+SOAK_KILL_SECONDS ?= 15
+
 soak: $(STAMP)
 	$(PY) soak/soak.py --seconds $(SOAK_SECONDS) --clients $(SOAK_CLIENTS)
+	$(PY) soak/kill.py --runs $(SOAK_KILL_RUNS) --seconds $(SOAK_KILL_SECONDS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis

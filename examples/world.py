@@ -27,5 +27,5 @@ def started():
 
 ipc.serve(started)                 # path defaults to socket_root + appspace + id
 ipc.server.start()                 # returns at once; serving runs in greenlets
-ipc.server.serve_forever()         # Ctrl-C, SIGTERM, SIGHUP: stops the server, returns here         # blocks until ipc.server.stop()
+ipc.server.serve_forever()         # until stop(), or Ctrl-C / SIGTERM / SIGHUP: stops cleanly
 ipc.log("<notice>world stopped</notice>")

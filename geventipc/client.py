@@ -610,9 +610,14 @@ class Client(Dispatcher):
     # --- sending -------------------------------------------------------------------------
 
     def emit(self, type: str, data: Any = None) -> None:
-        """Send one event; queued (in order) while not connected.
+        """Send one event; queued (in order) while not connected or reconnecting.
 
-        Raises EventNameError, EncodeError (nothing sent) or QueueFullError. In raw mode
+        Waits (cooperatively) while the server is behind: past the pacing mark while the
+        kernel is full (at most ``drain_timeout``), and past ``max_pending_bytes``; never
+        in this client's own handlers' greenlet for pacing.
+        Raises EventNameError, EncodeError (nothing sent), QueueFullError
+        (``max_queued_events`` / ``max_queued_bytes``), and NotConnectedError only after
+        ``disconnect()`` or ``destroy``. In raw mode
         (``config.raw_buffer``) it is ``emit(data)``: bytes, or str in ``config.encoding``.
         """
         if get_ident() != self._tid:  # another OS thread: hand over (threads.py)
@@ -716,8 +721,9 @@ class Client(Dispatcher):
                       timeout: float | None = None) -> AsyncResult:
         """Send a request; the returned gevent ``AsyncResult`` gets the reply data, or
         the error (``RemoteError``, ``NoHandlerError``, ``Timeout``,
-        ``ConnectionLostError``, ``NotConnectedError``). Never blocks (except under the
-        ``wait`` overflow policy): start many, then ``gevent.wait`` or ``.get()`` them.
+        ``ConnectionLostError``, ``NotConnectedError``). Never blocks for the reply (it
+        waits only as ``emit`` does while the server is behind): start many, then
+        ``gevent.wait`` or ``.get()`` them.
 
         Made while not connected, the request is queued like an event and sent on
         connect; ``timeout`` (seconds) counts from now. A reply that comes after the

@@ -22,6 +22,8 @@ Handler = Callable[..., Any]
 H = TypeVar("H", bound=Handler)
 
 WILDCARD = "*"
+#: the library's own wire events (hello, welcome, ping...): handled inside, never by users
+INTERNAL_PREFIX = "$ipc."
 
 _POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
 
@@ -174,6 +176,11 @@ class Emitter:
         passed, as in JavaScript); one that cannot take them raises TypeError here."""
         if not isinstance(event, str) or not event:
             raise ValueError(f"event name must be a non-empty string, not {event!r}")
+        if event.startswith(INTERNAL_PREFIX):
+            # the library's own frames: a user handler could see (or, with off(), remove
+            # the library's handling of) the handshake and heartbeat
+            raise ValueError(f"event name {event!r} uses the reserved prefix "
+                             f"{INTERNAL_PREFIX!r}")
         if handler is None:
             def decorate(func: H) -> H:
                 self.on(event, func)
@@ -197,6 +204,8 @@ class Emitter:
     def off(self, event: str, handler: Handler | None = None) -> None:
         """Remove ``handler`` from ``event`` (also one added with ``once``); without a
         handler, remove all of that event's handlers."""
+        if isinstance(event, str) and event.startswith(INTERNAL_PREFIX):
+            return  # never registered by on(); the library's own stay
         if handler is None:
             self.handlers.pop(event, None)
             return

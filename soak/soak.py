@@ -23,6 +23,8 @@ than ``--rss-slack`` MiB between the end of warm-up and the end).
 What it does not cover, because no stream transport can: a connection aborted (a reset,
 a slow consumer cut off) or a peer that crashes loses what the kernel had taken and the
 other side had not read (at-most-once); see "Limits and guarantees" in the README.
+soak/kill.py (run next by ``make soak``) kills the server and clients with SIGKILL and
+checks that only that much is lost, and nothing doubled or reordered.
 """
 from __future__ import annotations
 

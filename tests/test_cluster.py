@@ -234,6 +234,7 @@ def test_slow_reader_cut_by_output_buffer_limit_counts_the_loss(engine, nodes, c
 @pytest.mark.parametrize("url", [
     "http://127.0.0.1:6379", "redis://", "redis://:notaport", "redis://host/notadb",
     "unix://", "unix://relative/path.sock", "redis://h:1/0?timeout=3", "",
+    "redis://h:1/0?ssl_ca_certs=/ca.pem",
 ])
 def test_malformed_url_refused_when_set(url):
     ipc = IPC(silent=True)
@@ -501,6 +502,8 @@ def test_received_batches_count_every_event_in_server_stats(engine, clients):
         assert b.server.cluster.received == 50
         assert b.server.sockets[0].events_out - before == 50
         assert b.server.stats()["broadcasts"] == 50
+        assert b.server.stats()["cluster"]["received"] == 50  # the cluster's own section
+        assert "cluster" not in IPC(silent=True).serve_net("127.0.0.1", 0).stats()
     finally:
         a.server.stop()
         b.server.stop()
@@ -571,3 +574,62 @@ def test_numbering_logic_gaps_duplicates_and_heartbeats():
     node._on_message(encode(node.node_id, BROADCAST, 1, 1, node.wire, None, b"own"))
     assert delivered == [(b"ab", 2), (b"c", 1), (b"def", 3), (b"g", 1)]
     assert (node.received, node.gaps, node.refused) == (7, 5, 0)
+
+
+def test_rediss_tls_with_a_private_ca(engine, clients, tmp_path):
+    """rediss:// through a real TLS endpoint: this valkey-server build has no TLS, so a
+    TLS-terminating proxy (gevent, trustme certificates) stands in front of it, as
+    stunnel or a managed service's endpoint would. Without the CA: a clear error."""
+    from gevent import socket as gsocket
+    from gevent import ssl
+    from gevent.server import StreamServer
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    ca_path = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_path))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ca.issue_cert("localhost", "127.0.0.1").configure_cert(context)
+
+    def pipe(src: Any, dst: Any) -> None:
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            src.close()
+            dst.close()
+
+    def handle(raw: Any, _address: Any) -> None:
+        try:
+            sock = context.wrap_socket(raw, server_side=True)
+        except (OSError, ssl.SSLError):
+            return  # the untrusting node hangs up in the handshake: expected here
+        upstream = gsocket.create_connection(("127.0.0.1", engine.port))
+        back = gevent.spawn(pipe, upstream, sock)
+        pipe(sock, upstream)
+        back.join(timeout=5)
+
+    proxy = StreamServer(("127.0.0.1", 0), handle)
+    proxy.start()
+    tls_url = f"rediss://127.0.0.1:{proxy.server_port}/0?ssl_ca_certs={ca_path}"
+    secure, plain = _node(tls_url), _node(engine.url)
+    untrusted = _node(f"rediss://127.0.0.1:{proxy.server_port}/0")
+    try:
+        wait_until(lambda: secure.server.cluster.connected and plain.server.cluster.connected,
+                   timeout=10, message="both joined")
+        clients.connect("tls-side", secure.server.port)
+        wait_until(lambda: len(secure.server.sockets) == 1)
+        plain.server.broadcast("news", [1, 1])
+        wait_until(lambda: clients.got["tls-side"] == [(1, 1)], message="through TLS")
+        wait_until(lambda: any(isinstance(e, ClusterError) for e in untrusted.server.errors),
+                   message="the untrusted certificate reported")
+        errs = [str(e) for e in untrusted.server.errors if isinstance(e, ClusterError)]
+        assert len(errs) == 1 and "CERTIFICATE_VERIFY_FAILED" in errs[0], errs
+    finally:
+        for node in (secure, plain, untrusted):
+            node.server.stop()
+        proxy.stop()

@@ -195,7 +195,7 @@ def raw_client(path, hello):
 
 def test_server_finds_a_silent_client_that_announced_pings(make_ipc):
     world = serve(make_ipc, heartbeat_interval=100, heartbeat_timeout=300)
-    errors, gone = collect(world.server), collect(world.server, "socket.disconnected")
+    errors = collect(world.server)
     quiet = raw_client(world.server.path, {"id": "quiet", "ping": True})
     legacy = raw_client(world.server.path, {"id": "legacy"})
     try:
@@ -304,3 +304,62 @@ def test_liveness_example():
     assert run.returncode == 0, run.stderr
     assert "PeerTimeoutError" in run.stdout
     assert "the new server got: 'sent while the server was gone'" in run.stdout
+
+
+# --- accept errors (issue 15, "smaller, same spirit") ---------------------------------
+
+EMFILE_SERVER = '''
+import resource, sys
+from geventipc import IPC
+resource.setrlimit(resource.RLIMIT_NOFILE, (48, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+ipc = IPC(id="world", log_in_color=False, heartbeat_interval=0)
+ipc.serve(sys.argv[1])
+ipc.server.handle("ping", lambda data, sock: "pong")
+ipc.server.start()
+print("READY", flush=True)
+ipc.server.serve_forever()
+'''
+
+
+def test_accept_errors_are_logged_rate_limited_and_the_server_recovers(make_ipc, sock_dir):
+    """Out of file descriptors (EMFILE on accept): before, gevent printed a raw traceback
+    on stderr for every failed accept; now one rate-limited ipc.log line, and once
+    descriptors are free again the server accepts and answers as before."""
+    from conftest import python_process, read_line, stop_process
+    path = sock_dir + "app.world"
+    server = python_process(EMFILE_SERVER, path)
+    crowd = []
+    try:
+        assert read_line(server) == "READY"
+        for _ in range(80):                    # more than the 48 descriptors it may hold
+            sock = gsocket.socket(gsocket.AF_UNIX)
+            sock.settimeout(5)
+            sock.connect(path)                 # the kernel's backlog takes them all
+            crowd.append(sock)
+        gevent.sleep(2.0)                      # accepts fail and back off meanwhile
+        for sock in crowd:
+            sock.close()
+        crowd.clear()
+        client = make_ipc("hello", retry=50).connect_to("world")
+        client.wait_connected(15)
+        assert client.request("ping", None, timeout=10) == "pong"
+    finally:
+        for sock in crowd:
+            sock.close()
+        stop_process(server)
+    err = server.stderr.read()
+    assert "Traceback" not in err, err[-2000:]
+    lines = [line for line in err.splitlines() if "AcceptError" in line]
+    assert lines and "Too many open files" in lines[0], err[-2000:]
+    assert len(lines) <= 6, lines              # one a second at most
+
+
+def test_handlers_for_internal_names_cannot_be_registered_or_removed(make_ipc):
+    world = serve(make_ipc)
+    client = make_ipc("hello").connect_to("world")
+    for target in (world.server, client):
+        for name in ("$ipc.welcome", "$ipc.ping", "$ipc.hello"):
+            with pytest.raises(ValueError, match="reserved prefix"):
+                target.on(name, lambda *a: None)
+            target.off(name)              # a no-op: the library's own handling stays
+    client.wait_connected(5)              # the welcome is still handled

@@ -23,6 +23,7 @@ from gevent.event import Event
 from gevent.lock import BoundedSemaphore
 
 from ..errors import ClusterError
+from ..stats import add_section
 from .envelope import BROADCAST, DIRECT, HEARTBEAT, decode, echo_prefix, encode, wire_name
 from .resp import READ_SIZE, RespConnection, pack
 from .url import EngineAddress, parse_url
@@ -549,6 +550,15 @@ class Cluster:
             self._refused_unreported = 0
         self._refused_reported = now
         self.server.report(exc)
+
+
+def _stats_section(endpoint: Any) -> dict[str, Any] | None:
+    """``stats()["cluster"]`` of a server that belongs to a cluster."""
+    cluster = getattr(endpoint, "cluster", None)
+    return cluster.stats() if isinstance(cluster, Cluster) else None
+
+
+add_section("cluster", _stats_section)
 
 
 def attach(server: Any, url: str | None = None, *, node_id: str | None = None) -> Cluster:

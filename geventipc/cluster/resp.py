@@ -62,7 +62,13 @@ class RespConnection:
             sock = gsocket.create_connection((address.host, address.port), timeout=timeout)
             sock.setsockopt(gsocket.IPPROTO_TCP, gsocket.TCP_NODELAY, 1)
             if address.tls:
-                context = gssl.create_default_context()
+                # gevent's own SSLContext: gevent.ssl.create_default_context returns the
+                # standard library's, whose handshake would block the hub
+                context = gssl.SSLContext(gssl.PROTOCOL_TLS_CLIENT)
+                if address.ca_certs:
+                    context.load_verify_locations(address.ca_certs)
+                else:
+                    context.load_default_certs()
                 try:
                     sock = context.wrap_socket(sock, server_hostname=address.host)
                 except BaseException:

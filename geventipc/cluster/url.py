@@ -25,6 +25,8 @@ class EngineAddress:
     db: int = 0
     username: str | None = None
     password: str | None = None
+    #: rediss:// only: a CA bundle to trust instead of the system's (``?ssl_ca_certs=PATH``)
+    ca_certs: str | None = None
 
     @property
     def tls(self) -> bool:
@@ -54,10 +56,13 @@ def parse_url(url: str) -> EngineAddress:
         raise ConfigError(f"malformed cluster URL {url!r}: scheme must be one of "
                           f"{', '.join(s + '://' for s in SCHEMES)}")
     query = parse_qs(parts.query, keep_blank_values=True)
-    unknown = set(query) - {"db"}
+    unknown = set(query) - {"db", "ssl_ca_certs"}
     if unknown:
         raise ConfigError(f"malformed cluster URL {url!r}: unknown parameter(s) "
-                          f"{', '.join(sorted(unknown))} (only db=N)")
+                          f"{', '.join(sorted(unknown))} (db=N; rediss://: ssl_ca_certs=PATH)")
+    ca_certs = query.get("ssl_ca_certs", [None])[-1] or None
+    if ca_certs is not None and scheme != "rediss":
+        raise ConfigError(f"malformed cluster URL {url!r}: ssl_ca_certs needs rediss://")
     db_text = query.get("db", [""])[-1]
     username = unquote(parts.username) if parts.username else None
     password = unquote(parts.password) if parts.password is not None else None
@@ -87,4 +92,4 @@ def parse_url(url: str) -> EngineAddress:
                               f"not {db_text!r}")
         db = int(db_text)
     return EngineAddress(scheme, host, port if port is not None else DEFAULT_PORT, path, db,
-                         username, password)
+                         username, password, ca_certs)

@@ -36,6 +36,7 @@ import gevent.os
 from gevent.event import Event
 from gevent.monkey import get_original
 
+from .. import lifecycle
 from ..config import Config, check_socket_dir
 from ..errors import ClusterRequiredError, WorkersError
 from ..server import Server
@@ -166,6 +167,9 @@ class WorkersServer(Server):
         finally:
             listener.close()  # the supervisor and the workers hold their own copies
         self._started = True
+        # SIGINT/SIGTERM/SIGHUP and interpreter exit stop the parent, and so every worker,
+        # as they stop a one-process server (geventipc.lifecycle; serve_forever is Server's)
+        lifecycle.track(self)
         if self.cluster is not None:
             self.cluster.start()   # the parent is a node too, without clients
         self.fire("start")
@@ -187,18 +191,6 @@ class WorkersServer(Server):
             self.port = listener.getsockname()[1]
         return listener
 
-    def serve_forever(self) -> None:
-        """Start if needed and block this greenlet until :meth:`stop`; in the parent,
-        SIGINT and SIGTERM stop the server (and so every worker)."""
-        self.start()
-        watchers = [gevent.signal_handler(sig, self.stop)
-                    for sig in (signal.SIGINT, signal.SIGTERM)]
-        try:
-            self._done.wait()
-        finally:
-            for watcher in watchers:
-                watcher.cancel()
-
     def stop(self, timeout: float = 2.0) -> None:
         """Stop every worker (each flushes its clients for up to ``timeout`` seconds,
         then is killed), close the cluster and remove the socket file. In a worker: stop
@@ -216,6 +208,7 @@ class WorkersServer(Server):
                 self.cluster.close()
             self._remove_socket_file()
         finally:
+            lifecycle.untrack(self)
             self._done.set()
 
     def _supervisor_died(self) -> None:
@@ -362,7 +355,9 @@ class _Supervisor:
     def run(self) -> NoReturn:
         status = 1
         try:
-            _signal(signal.SIGINT, signal.SIG_IGN)   # the parent decides on Ctrl-C
+            # the parent decides on Ctrl-C and hang-ups (they reach the process group)
+            _signal(signal.SIGINT, signal.SIG_IGN)
+            _signal(signal.SIGHUP, signal.SIG_IGN)
             _signal(signal.SIGTERM, self._on_sigterm)
             _signal(signal.SIGCHLD, signal.SIG_DFL)  # never an inherited gevent handler
             for index in range(self.count):
@@ -463,7 +458,8 @@ def _run_worker(server: WorkersServer, listener: Any, index: int, status_w: int,
     try:
         gevent.reinit()
         stop = Event()
-        _signal(signal.SIGINT, signal.SIG_IGN)
+        _signal(signal.SIGINT, signal.SIG_IGN)   # as the supervisor (also for lifecycle:
+        _signal(signal.SIGHUP, signal.SIG_IGN)   # it leaves handlers that are not default)
         _signal(signal.SIGTERM, lambda signum, frame: stop.set())
         server.worker_index = index
         server._supervision = None
@@ -539,6 +535,8 @@ class _Balance:
         # one accept per wake-up, so that full() is asked before each one
         stream_server.max_accept = 1
         stream_server.full = self.full  # type: ignore[method-assign]
+        # a connection that ends frees its place at once, not at the next heartbeat
+        self.server.on("socket.disconnected", lambda socket, peer_id: self._publish())
         self._publish()
         return gevent.spawn(self._keep, stream_server)
 
@@ -565,8 +563,9 @@ class _Balance:
         # the heartbeat, and accepting again once the others caught up (gevent's loop
         # stopped accepting when full() said so, and nothing else would restart it)
         while not self.server._stopped.is_set():
+            pausing = stream_server._timer is not None and stream_server._timer.active
             if stream_server._watcher is None and not stream_server.closed \
-                    and not self.full():
+                    and not pausing and not self.full():  # not in an accept-error pause
                 stream_server.start_accepting()
             else:
                 self._publish()

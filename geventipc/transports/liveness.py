@@ -8,8 +8,9 @@ receives waits forever. Two layers find it:
   :func:`~geventipc.transports.stream.tune_tcp`), on every TCP wire, node-ipc's too;
 * this heartbeat, on the msgpack wire only (a node-ipc peer would not understand its
   frames): a :class:`Heartbeat` sweeps its connections every ``heartbeat_interval``.
-  A connection whose ``bytes_in`` changed (or whose writer handed bytes to the kernel)
-  since the last sweep is alive, at no cost per event. One silent for a whole interval is
+  A connection whose ``bytes_in`` changed since the last sweep is alive, at no cost per
+  event; so is one whose real backlog (``BACKLOG`` bytes or more, queued because the
+  kernel's buffer was full) shrank: its peer is reading, only slowly. One silent for a whole interval is
   sent ``$ipc.ping``, which any geventipc peer answers with ``$ipc.pong``; one silent for
   ``heartbeat_timeout`` is closed as lost with :class:`~geventipc.errors.PeerTimeoutError`.
   A silent peer is thus found within ``heartbeat_timeout + heartbeat_interval``.
@@ -21,6 +22,8 @@ one of a client): an idle connection costs one small list.
 """
 from __future__ import annotations
 
+import socket as _stdsocket
+import struct
 import time
 from typing import Any
 
@@ -36,6 +39,15 @@ REFUSED = "$ipc.refused"
 PING = "$ipc.ping"
 #: the answer to PING
 PONG = "$ipc.pong"
+
+#: SO_LINGER on, 0 s: close() resets and throws away what the kernel still holds
+_RESET = struct.pack("ii", 1, 0)
+
+#: queued bytes from which a shrinking queue counts as a sign of life: that much is never
+#: queued for long unless the kernel's send buffer is full, and it drains only when the
+#: peer's process reads (a just-queued event, flushed at the next loop turn, proves
+#: nothing: a busy sender to a vanished peer must still be found)
+BACKLOG = 64 * 1024
 
 
 def capabilities(interval_ms: float, timeout_ms: float) -> dict[str, Any]:
@@ -99,13 +111,20 @@ class Heartbeat:
             if conn._closing:
                 continue  # its owner unwatches it when it has closed
             got, pending = conn.bytes_in, conn._pending
-            if got != seen[0] or pending < seen[1] or stalled:
+            if got != seen[0] or stalled or (seen[1] >= BACKLOG and pending < seen[1]):
                 seen[0], seen[1], seen[2] = got, pending, now
                 continue
             seen[1] = pending
             silent = now - seen[2]
             if silent >= timeout - 0.001:
                 del self._conns[conn]
+                # a reset, not a FIN after the unsent tail: an orphaned socket would go on
+                # retransmitting it, and should the path come back, old events could reach
+                # a peer after those of a newer connection (out of order)
+                try:
+                    conn.sock.setsockopt(_stdsocket.SOL_SOCKET, _stdsocket.SO_LINGER, _RESET)
+                except (OSError, ValueError, AttributeError):
+                    pass
                 who = f"peer {conn.id!r}" if conn.id is not None else \
                     f"the peer at {conn.address!r}"
                 conn.abort(PeerTimeoutError(
