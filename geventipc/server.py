@@ -513,7 +513,7 @@ class Server(Dispatcher):
             return decorate
         if not callable(handler):
             raise TypeError(f"handler for {event!r} must be callable, not {handler!r}")
-        self._requests[event] = (handler, self._resolve_pool(pool))
+        self._requests[event] = (self.fit(event, handler), self._resolve_pool(pool))
         return handler
 
     def unhandle(self, event: str) -> None:
