@@ -4,10 +4,11 @@ loguru's global logger (the application's sinks) never receiving ipc.log's recor
 import json
 import os
 import pty
-import subprocess
 import sys
 
 import pytest
+# gevent's subprocess: the hub keeps running (and its clock current) while a child runs
+from gevent import subprocess
 
 from geventipc import IPC
 from conftest import ROOT
