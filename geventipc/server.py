@@ -32,7 +32,8 @@ from .errors import (
     SlowConsumerError, UnsupportedError, WireMismatchError,
 )
 from .reply import (
-    DEFAULT_POOL_SIZE, LATER, PooledHandler, error_detail, outcome, resolve_pool,
+    DEFAULT_POOL_SIZE, LATER, FairPool, PooledHandler, error_detail, outcome, resolve_pool,
+    spawn_in,
 )
 from .transports.stream import FLUSH_AT, StreamConnection, listen_tcp, listen_unix, tune_tcp
 from .threads import call_in_owner, get_ident, owner
@@ -147,7 +148,8 @@ class Server(Dispatcher):
         self._conns: dict[ServerSocket, None] = {}
         #: event -> (request handler, the pool it runs in or None for inline)
         self._requests: dict[str, tuple[Callable[..., Any], Pool | None]] = {}
-        self._pool: Pool | None = (Pool(config.handler_pool_size)
+        self._pool: Pool | None = (FairPool(config.handler_pool_size,
+                                            config.handler_pool_per_connection)
                                    if config.handler_pool_size else None)
         self._shared: Pool | None = None
         self._pools: list[Pool] = [self._pool] if self._pool is not None else []
@@ -511,7 +513,7 @@ class Server(Dispatcher):
             return decorate
         if not callable(handler):
             raise TypeError(f"handler for {event!r} must be callable, not {handler!r}")
-        self._requests[event] = (handler, self._resolve_pool(pool))
+        self._requests[event] = (self.fit(event, handler), self._resolve_pool(pool))
         return handler
 
     def unhandle(self, event: str) -> None:
@@ -542,7 +544,7 @@ class Server(Dispatcher):
             self._answer(conn, request_id, handler, data, event)
         else:
             # blocks while the pool is full, pausing this connection's reads
-            pool.spawn(self._answer, conn, request_id, handler, data, event)
+            spawn_in(pool, conn, self._answer, conn, request_id, handler, data, event)
 
     def _any_request(self, event: str) -> tuple[Callable[..., Any], Pool | None] | None:
         """The ``handle("*", ...)`` handler bound to ``event``, for a request no handler
@@ -645,7 +647,8 @@ class Server(Dispatcher):
     def _resolve_pool(self, pool: Any) -> Pool | None:
         if pool is None:
             return self._pool
-        chosen = resolve_pool(pool, self._shared_pool)
+        chosen = resolve_pool(pool, self._shared_pool,
+                              self.config.handler_pool_per_connection)
         if type(pool) is int and chosen is not None:
             self._pools.append(chosen)  # made here, so stop() ends it; a Pool given is yours
         return chosen
@@ -656,7 +659,7 @@ class Server(Dispatcher):
         if self._pool is not None:
             return self._pool
         if self._shared is None:
-            self._shared = Pool(DEFAULT_POOL_SIZE)
+            self._shared = FairPool(DEFAULT_POOL_SIZE, self.config.handler_pool_per_connection)
             self._pools.append(self._shared)
         return self._shared
 

@@ -292,7 +292,7 @@ class UDPServer(Dispatcher):
                 self.handle(event, func)
                 return func
             return decorate
-        self._requests[event] = handler
+        self._requests[event] = self.fit(event, handler)
         return handler
 
     def _require_requests(self) -> None:
