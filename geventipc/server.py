@@ -706,12 +706,10 @@ class Server(Dispatcher):
             return socket.write(frame)
         socket._pending = pending
         socket._wbuf.append(frame)
-        wbytes = socket._wbytes + size
-        socket._wbytes = wbytes
         socket.bytes_out += size
         socket.events_out += 1
         if socket._writer is None:
-            if wbytes >= FLUSH_AT:
+            if pending >= FLUSH_AT:
                 socket._flush()
             elif not socket._flush_scheduled:
                 socket._flush_scheduled = True

@@ -42,7 +42,8 @@ CONNECT_TIMEOUT = 2.0
 TTL_BEATS = 3
 #: heartbeats between full rewrites of a node's presence set (else only its TTL renewed)
 REWRITE_BEATS = 10
-#: seconds between error events about refused (foreign) messages
+#: seconds between error events about refused (foreign) messages, and between log
+#: lines about missed events
 REFUSED_REPORT_INTERVAL = 1.0
 
 
@@ -104,6 +105,8 @@ class Cluster:
         self._wire_refused: set[str] = set()
         self._refused_reported = 0.0
         self._refused_unreported = 0
+        self._gaps_logged = 0.0
+        self._gaps_unlogged = 0
         self._published_ids: list[str] | None = None
         self._beat = 0
         self._query: RespConnection | None = None
@@ -534,9 +537,18 @@ class Cluster:
 
     def _missed(self, node: str, last: int, missed: int) -> None:
         self.gaps += missed
+        # one line a second at most: a sustained loss must not flood the log
+        now = time.monotonic()
+        if now - self._gaps_logged < REFUSED_REPORT_INTERVAL:
+            self._gaps_unlogged += missed
+            return
+        more = (f" and {self._gaps_unlogged} more since the last line"
+                if self._gaps_unlogged else "")
+        self._gaps_logged, self._gaps_unlogged = now, 0
         self.server.log("<warn>geventipc: cluster missed</warn>", missed,
                         "<warn>event(s) from node</warn>", node,
-                        f"<warn>(numbers {last + 1}..{last + missed})</warn>")
+                        f"<warn>(numbers {last + 1}..{last + missed}){more}; "
+                        f"{self.gaps} in all</warn>")
 
     def _refuse(self, exc: ClusterError) -> None:
         self.refused += 1
