@@ -24,7 +24,7 @@ from gevent.hub import get_hub
 from . import lifecycle
 from .config import Config
 from .counters import Requests
-from .dispatch import Dispatcher
+from .dispatch import Dispatcher, log_failure
 from .errors import (
     AddressError, ConfigError, IPCError, MessageTooLargeError, NotConnectedError,
     NotReadyError, ProtocolError, Timeout, UnsupportedError,
@@ -324,6 +324,9 @@ class UDPServer(Dispatcher):
         try:
             result = handler(data, peer)
         except Exception as exc:
+            # as on stream servers: logged once, with its traceback, then answered
+            log_failure(self.log, exc, "<notice>geventipc: request handler for</notice>",
+                        repr(event), "<notice>raised</notice>")
             self._reply(peer, request_id, REPLY_ERROR, error_detail(exc))
             return
         self._reply(peer, request_id, REPLY_OK, result)

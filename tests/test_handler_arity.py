@@ -138,3 +138,39 @@ def test_request_handlers_may_take_fewer_arguments(make_ipc):
     client.wait_connected(15)
     assert client.request("double", 21, timeout=5) == 42
     assert client.request("hello", None, timeout=5) == "hi"
+
+
+def test_a_failing_request_handler_is_logged_with_its_traceback(make_ipc):
+    lines = []
+    world = serve(make_ipc, silent=False, logger=lines.append, log_in_color=False)
+
+    def broken(data, socket):
+        raise ValueError("request bug")
+
+    world.server.handle("q", broken)
+    client = make_ipc("hello").connect_to("world")
+    client.wait_connected(15)
+    with pytest.raises(Exception, match="request bug"):
+        client.request("q", None, timeout=10)
+    failures = [line for line in lines if "request bug" in line]
+    assert len(failures) == 1 and "Traceback" in failures[0] and "in broken" in failures[0]
+
+
+def test_a_failing_udp_request_handler_is_logged_with_its_traceback(make_ipc):
+    from conftest import free_port
+    lines = []
+    port = free_port(kind=2)
+    world = make_ipc("world", silent=False, logger=lines.append, log_in_color=False)
+    server = world.serve_net("127.0.0.1", port, "udp4")
+
+    def broken(data):   # fewer arguments than (data, socket): fitted too
+        raise ValueError("udp request bug")
+
+    server.handle("q", broken)
+    server.start()
+    asker = make_ipc("hello").serve_net("127.0.0.1", free_port(kind=2), "udp4")
+    asker.start()
+    with pytest.raises(Exception, match="udp request bug"):
+        asker.request(("127.0.0.1", port), "q", None, timeout=10)
+    failures = [line for line in lines if "udp request bug" in line]
+    assert len(failures) == 1 and "Traceback" in failures[0] and "in broken" in failures[0]

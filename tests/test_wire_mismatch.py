@@ -128,7 +128,10 @@ def test_the_ported_handlers_example_runs():
 
 # --- against the real node-ipc ---------------------------------------------------------
 
-from test_nodeipc_interop import LIB_PARAMS, _node_client, _node_server, node_peer  # noqa: E402,F401
+import test_nodeipc_interop as interop  # noqa: E402
+
+LIB_PARAMS = interop.LIB_PARAMS
+node_peer = interop.node_peer   # the interop tests' fixture: node-ipc processes
 
 
 @pytest.mark.parametrize("lib", LIB_PARAMS)
@@ -139,7 +142,7 @@ def test_real_node_ipc_client_to_msgpack_server(lib, make_ipc, sock_dir, node_pe
     errors = []
     server.on("error", errors.append)
     server.start()
-    peer = _node_client(node_peer, lib, where)
+    peer = interop._node_client(node_peer, lib, where)
     peer.send(cmd="emit", type="hello", data={"id": "nodeclient"})
     wait_until(lambda: errors, message="the server's error")
     assert isinstance(errors[0], WireMismatchError)
@@ -150,7 +153,7 @@ def test_real_node_ipc_client_to_msgpack_server(lib, make_ipc, sock_dir, node_pe
 @pytest.mark.parametrize("lib", LIB_PARAMS)
 def test_msgpack_client_to_real_node_ipc_server(lib, make_ipc, sock_dir, node_peer):
     where = {"transport": "unix", "path": sock_dir + "srv"}
-    peer = _node_server(node_peer, lib, where)
+    peer = interop._node_server(node_peer, lib, where)
     errors = []
     client = make_ipc("pyclient", max_retries=0).connect_to("nodesrv", where["path"])
     client.on("error", errors.append)

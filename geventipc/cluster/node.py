@@ -126,6 +126,8 @@ class Cluster:
         self.refused = 0
         #: emit_to events for a client that no node here had any more
         self.undeliverable = 0
+        #: error replies from the engine (a missing ACL right, a full memory...)
+        self.engine_errors = 0
         #: outages so far (each fired one ``error`` event)
         self.outages = 0
         #: successful (re)connections to the engine
@@ -150,6 +152,7 @@ class Cluster:
             "received_direct": self.received_direct, "gaps": self.gaps,
             "refused": self.refused, "undeliverable": self.undeliverable,
             "outages": self.outages, "connects": self.connects,
+            "engine_errors": self.engine_errors,
             "pending": len(self._frames) + self._queued, "origins": len(self._last),
         }
 
@@ -457,8 +460,11 @@ class Cluster:
                 if reply is False:
                     break
                 if isinstance(reply, hiredis.ReplyError):
-                    self.server.log("<warn>geventipc: cluster engine error reply:</warn>",
-                                    str(reply))
+                    # e.g. an ACL user without +publish: an error event, rate-limited
+                    # like refused messages (every publish would answer the same)
+                    self.engine_errors += 1
+                    self._refuse(ClusterError(f"cluster engine answered an error: {reply}"),
+                                 count=False)
 
     def _beats(self) -> None:
         kick = self._kick
@@ -550,8 +556,9 @@ class Cluster:
                         f"<warn>(numbers {last + 1}..{last + missed}){more}; "
                         f"{self.gaps} in all</warn>")
 
-    def _refuse(self, exc: ClusterError) -> None:
-        self.refused += 1
+    def _refuse(self, exc: ClusterError, count: bool = True) -> None:
+        if count:
+            self.refused += 1
         now = time.monotonic()
         if now - self._refused_reported < REFUSED_REPORT_INTERVAL:
             self._refused_unreported += 1
