@@ -513,7 +513,7 @@ class Server(Dispatcher):
             return decorate
         if not callable(handler):
             raise TypeError(f"handler for {event!r} must be callable, not {handler!r}")
-        self._requests[event] = (handler, self._resolve_pool(pool))
+        self._requests[event] = (self.fit(event, handler), self._resolve_pool(pool))
         return handler
 
     def unhandle(self, event: str) -> None:
@@ -563,7 +563,8 @@ class Server(Dispatcher):
             # the event name and the message are data, never markup (Log.plain); the
             # fields go into JSON log lines (only geventipc's Log takes them)
             plain = getattr(self.log, "plain", None)
-            fields = {"event": event, "peer": conn.id} if plain is not None else {}
+            # ipc.log takes the traceback too (exc=): logged once, with it
+            fields = {"event": event, "peer": conn.id, "exc": exc} if plain is not None else {}
             plain = plain or str
             self.log("<notice>geventipc: request handler for</notice>", plain(repr(event)),
                      "<notice>raised</notice>", plain(f"{type(exc).__name__}: {exc}"),
@@ -705,12 +706,10 @@ class Server(Dispatcher):
             return socket.write(frame)
         socket._pending = pending
         socket._wbuf.append(frame)
-        wbytes = socket._wbytes + size
-        socket._wbytes = wbytes
         socket.bytes_out += size
         socket.events_out += 1
         if socket._writer is None:
-            if wbytes >= FLUSH_AT:
+            if pending >= FLUSH_AT:
                 socket._flush()
             elif not socket._flush_scheduled:
                 socket._flush_scheduled = True

@@ -633,3 +633,24 @@ def test_rediss_tls_with_a_private_ca(engine, clients, tmp_path):
         for node in (secure, plain, untrusted):
             node.server.stop()
         proxy.stop()
+
+
+def test_engine_error_replies_reported_once_not_flooding(engine, clients):
+    """An ACL user that may subscribe but not publish: local clients are served, the
+    engine's error replies become one rate-limited ClusterError, never a crash."""
+    assert engine.command("ACL", "SETUSER", "mute", "on", ">pw", "~*", "&*", "+@all",
+                          "-publish").startswith(b"+OK")
+    node = _node(f"redis://mute:pw@127.0.0.1:{engine.port}/0")
+    try:
+        wait_until(lambda: node.server.cluster.connected, message="joined")
+        clients.connect("c0", node.server.port)
+        wait_until(lambda: len(node.server.sockets) == 1)
+        for i in range(20):
+            node.server.broadcast("news", [0, i])
+            gevent.sleep(0.01)
+        wait_until(lambda: node.server.cluster.engine_errors >= 20, message="errors counted")
+        assert clients.got["c0"] == [(0, i) for i in range(20)]
+        errs = [str(e) for e in node.server.errors if isinstance(e, ClusterError)]
+        assert 1 <= len(errs) <= 2 and "NOPERM" in errs[0], errs
+    finally:
+        node.server.stop()
