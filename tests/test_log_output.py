@@ -231,3 +231,17 @@ print("done")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                          text=True, timeout=40)
     assert out.returncode == 0 and out.stdout == "done\n", out.stderr
+
+
+def test_a_failing_event_handler_is_one_line_with_its_message_once(make_ipc):
+    from conftest import serve, wait_until
+    lines = []
+    world = serve(make_ipc, silent=False, logger=lines.append, log_in_color=False)
+    world.server.on("boom", lambda data, socket: 1 / 0)
+    client = make_ipc("hello").connect_to("world")
+    client.wait_connected(5)
+    client.emit("boom")
+    wait_until(lambda: any("ZeroDivisionError" in line for line in lines))
+    (line,) = [line for line in lines if "ZeroDivisionError" in line]
+    head = line.splitlines()[0]
+    assert head == "geventipc: handler for 'boom' raised ZeroDivisionError: division by zero"
