@@ -13,6 +13,7 @@ help:
 	@echo "make demo-udp    the seed's UDP world and hello examples talking, in colour"
 	@echo "make demo-tls    a mutual-TLS server and client talking (examples/tls)"
 	@echo "make demo-cluster two cluster nodes and their clients over a real Valkey engine"
+	@echo "make demo-workers one server as 2 pre-forked workers, one killed and restarted"
 	@echo "make bench-cluster the cluster benchmarks (cross-node W3, backplane, client library)"
 	@echo "make test        install into .venv and run the test suite"
 	@echo "make typecheck   mypy over the package (make test runs it first)"
@@ -66,6 +67,12 @@ demo-tls: $(STAMP)
 .PHONY: demo-cluster bench-cluster
 demo-cluster: $(STAMP)
 	$(PY) examples/cluster/demo.py
+
+# Issue 12's workers: a server of 2 pre-forked workers over a private Valkey, 6 clients,
+# broadcasts from a worker and the parent, one worker killed and restarted; ends by itself
+.PHONY: demo-workers
+demo-workers: $(STAMP)
+	$(PY) examples/cluster/workers.py
 
 # Issue 12's cluster benchmarks in one run (bench/cluster.py; docs/cluster.md)
 bench-cluster: $(STAMP)

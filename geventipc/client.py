@@ -641,12 +641,10 @@ class Client(Dispatcher):
                     if pending < conn._pace_at and not conn._closing:
                         conn._pending = pending
                         conn._wbuf.append(frame)
-                        wbytes = conn._wbytes + size
-                        conn._wbytes = wbytes
                         conn.bytes_out += size
                         conn.events_out += 1
                         if conn._writer is None:
-                            if wbytes >= FLUSH_AT:
+                            if pending >= FLUSH_AT:
                                 conn._flush()
                             elif not conn._flush_scheduled:
                                 conn._flush_scheduled = True

@@ -202,6 +202,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("handler_pool_size", None, (int, NoneType),
            "run server event/request handlers in a gevent Pool of this size "
            "(None = inline, in each connection's greenlet)", minimum=1),
+    Option("handler_pool_per_connection", None, (int, NoneType),
+           "most slots of a server handler pool one connection holds at once (None = all "
+           "but one, at least one), so other connections' handlers still find a slot",
+           minimum=1),
     Option("cluster", None, (str, NoneType),
            "Redis/Valkey URL joining servers of this id into one cluster (redis://, "
            "rediss://, unix://; docs/cluster.md)", validate=_check_cluster_url),

@@ -64,16 +64,16 @@ class Dispatcher(Emitter):
             try:
                 handler(exc)
             except Exception as inner:  # an error handler that fails: log, never recurse
-                _log_failure(self.log, inner, "<error>geventipc: error handler raised</error>")
+                log_failure(self.log, inner, "<error>geventipc: error handler raised</error>")
 
     def handler_failed(self, event: str, exc: BaseException) -> None:
         """Report a failing handler: logged once, with its traceback, then an ``error``
         event carrying a HandlerError (with no ``error`` handler, the log line is all)."""
         self.handler_errors += 1
         if event == "error":
-            _log_failure(self.log, exc, "<error>geventipc: error handler raised</error>")
+            log_failure(self.log, exc, "<error>geventipc: error handler raised</error>")
             return
-        _log_failure(self.log, exc, "<error>geventipc: handler for</error>", repr(event),
+        log_failure(self.log, exc, "<error>geventipc: handler for</error>", repr(event),
                      "<error>raised</error>")
         handlers = self.handlers.get("error")
         if handlers:
@@ -82,7 +82,7 @@ class Dispatcher(Emitter):
                 try:
                     handler(error)
                 except Exception as inner:
-                    _log_failure(self.log, inner,
+                    log_failure(self.log, inner,
                                  "<error>geventipc: error handler raised</error>")
 
     def _failed(self, event: str, handler: Any, exc: BaseException) -> None:
@@ -159,7 +159,7 @@ class Dispatcher(Emitter):
         """A request or reply frame from ``socket``; subclasses that take them override."""
 
 
-def _log_failure(log: Any, exc: BaseException, *args: str) -> None:
+def log_failure(log: Any, exc: BaseException, *args: str) -> None:
     """One log line for a failing handler (``args`` are theme markup, anything else is
     text), with the traceback where the logger can (``ipc.log.exception``)."""
     plain = getattr(log, "plain", None)
@@ -173,4 +173,4 @@ def _log_failure(log: Any, exc: BaseException, *args: str) -> None:
         log(*parts)
 
 
-__all__ = ["Dispatcher", "HandlerError", "SERVER_ARGS", "WILDCARD"]
+__all__ = ["Dispatcher", "HandlerError", "SERVER_ARGS", "WILDCARD", "log_failure"]

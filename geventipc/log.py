@@ -42,6 +42,15 @@ except ValueError:  # not yet registered in this process
     _loguru.level(LEVEL, no=LEVEL_NO)
 
 _ids = itertools.count(1)
+#: loguru handler ids of Logs garbage-collected, removed at the next sink install
+_abandoned: list[int] = []
+
+
+def _remove(handler: int) -> None:
+    try:
+        _loguru.remove(handler)
+    except ValueError:  # already removed (by the application's logger.remove())
+        pass
 #: what loguru's markup parser takes for a tag (its own pattern, without the escape)
 _TAG_SHAPED = re.compile(r"</?(?:[fb]g\s)?[^<>\s]*>")
 
@@ -166,12 +175,12 @@ class Log:
         self._built_from: dict[str, str] = {}
 
     def __del__(self) -> None:
+        # Never loguru.remove() here: a collection can run inside loguru.add()/remove(),
+        # which hold loguru's (non-reentrant) lock, and removing would deadlock. The
+        # sink is removed by the next Log that installs one (list.append takes no lock).
         handler = self.__dict__.get("_handler")
         if handler is not None:
-            try:
-                _loguru.remove(handler)
-            except ValueError:  # pragma: no cover - already gone (interpreter exit)
-                pass
+            _abandoned.append(handler)
 
     # --- theme -------------------------------------------------------------------------
 
@@ -243,7 +252,9 @@ class Log:
     def _write(self, args: tuple[Any, ...], exc: BaseException | None,
                fields: dict[str, Any]) -> None:
         config = self._config
-        key = (config.logger, config.log_in_color, config.log_format, no_color())
+        # sys.stderr too: a program (or pytest) that replaces it gets the lines there
+        key = (config.logger, config.log_in_color, config.log_format, no_color(),
+               sys.stderr if config.logger is None else None)
         if key != self._sink_key:
             self._install_sink(*key)
         parts = []
@@ -281,9 +292,11 @@ class Log:
         return pformat(value, depth=self._config.log_depth, compact=True, width=100)
 
     def _install_sink(self, output: Callable[[str], Any] | None, colour: bool, fmt: str,
-                      no_colour: bool) -> None:
+                      no_colour: bool, stderr: Any) -> None:
+        while _abandoned:   # sinks of collected Logs
+            _remove(_abandoned.pop())
         if self._handler is not None:
-            _loguru.remove(self._handler)
+            _remove(self._handler)
         options: dict[str, Any] = dict(
             level=LEVEL_NO, filter=_only(self._token),
             format=_json_line if fmt == "json" else "{message}",
@@ -291,7 +304,7 @@ class Log:
         )
         colour = colour and not no_colour and fmt != "json"
         if output is None:
-            stream = sys.stderr
+            stream = stderr
             isatty = getattr(stream, "isatty", None)
             colour = colour and bool(isatty is not None and isatty())
             self._handler = _loguru.add(stream, colorize=colour, **options)
@@ -299,7 +312,7 @@ class Log:
             self._handler = _loguru.add(
                 lambda message: output(str(message).rstrip("\n")), colorize=colour,
                 **options)
-        self._sink_key = (output, self._config.log_in_color, fmt, no_colour)
+        self._sink_key = (output, self._config.log_in_color, fmt, no_colour, stderr)
 
     def _rebuild(self) -> re.Pattern[str]:
         if self._tags is None or self._built_from != self.theme:

@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from gevent import GreenletExit
-from gevent.event import AsyncResult
+from gevent.event import AsyncResult, Event
 from gevent.greenlet import Greenlet
 from gevent.pool import Pool
 
@@ -75,9 +75,107 @@ def outcome(later: Any) -> tuple[bool, Any]:
     return False, later.exception
 
 
-def resolve_pool(pool: Any, shared: Callable[[], Pool]) -> Pool | None:
+class FairPool(Pool):
+    """A ``gevent.pool.Pool`` whose slots the connections share fairly.
+
+    The server's own pools are FairPools (``handler_pool_size``, ``pool=True``, ``pool=N``).
+    Each handler is spawned for an *owner*, the connection it came from:
+
+    * one owner holds at most ``per_owner`` slots (default: all but one, at least one), so
+      while one connection's slow handlers fill the pool, another connection's handler
+      still finds a slot at once;
+    * when no slot is free for it, the owner's reading waits (backpressure, as with a
+      plain Pool), and a slot that frees goes to the waiting owner holding the fewest,
+      not to whoever asked first, so no connection is starved by a busier one.
+
+    A slot cannot be taken from a handler that is running: with more slow connections
+    than slots, the others still wait for one of them to finish.
+    """
+
+    def __init__(self, size: int, per_owner: int | None = None) -> None:
+        super().__init__(size)
+        #: the most slots one owner holds at once
+        self.per_owner = max(1, min(size, per_owner if per_owner else size - 1))
+        self._held: dict[Any, int] = {}
+        self._waiting: list[tuple[Any, Event]] = []
+        self._promised = 0   # slots handed to woken waiters that have not spawned yet
+
+    @property
+    def waiting(self) -> int:
+        """How many spawns wait for a turn now (each one a connection not reading)."""
+        return len(self._waiting)
+
+    def held(self, owner: Any) -> int:
+        """The slots ``owner`` holds now (running, or handed to it and starting)."""
+        return self._held.get(owner, 0)
+
+    def spawn_for(self, owner: Any, func: Callable[..., Any], *args: Any) -> Any:
+        """``spawn(func, *args)`` for ``owner``, waiting for a fair turn (see above)."""
+        held = self._held
+        if not self._waiting and held.get(owner, 0) < self.per_owner \
+                and self.free_count() - self._promised > 0:
+            held[owner] = held.get(owner, 0) + 1
+        else:
+            turn = Event()
+            self._waiting.append((owner, turn))
+            self._wake()
+            try:
+                turn.wait()
+            except BaseException:
+                if turn.is_set():       # a slot was handed over: give it back
+                    self._promised -= 1
+                    self._release(owner)
+                else:
+                    self._waiting.remove((owner, turn))
+                raise
+            self._promised -= 1
+        try:
+            greenlet = self.spawn(func, *args)
+        except BaseException:
+            self._release(owner)
+            raise
+        greenlet.rawlink(lambda _done: self._release(owner))
+        return greenlet
+
+    def _release(self, owner: Any) -> None:
+        count = self._held.get(owner, 0) - 1
+        if count > 0:
+            self._held[owner] = count
+        else:
+            self._held.pop(owner, None)
+        if self._waiting:
+            self._wake()
+
+    def _wake(self) -> None:
+        """Hand the free slots to waiting owners, the one holding the fewest first."""
+        held = self._held
+        while self._waiting and self.free_count() - self._promised > 0:
+            best = -1
+            fewest = self.per_owner
+            for index, (owner, _turn) in enumerate(self._waiting):
+                count = held.get(owner, 0)
+                if count < fewest:
+                    best, fewest = index, count
+            if best < 0:
+                return   # every waiting owner holds its share already
+            owner, turn = self._waiting.pop(best)
+            held[owner] = fewest + 1
+            self._promised += 1
+            turn.set()
+
+
+def spawn_in(pool: Pool, owner: Any, func: Callable[..., Any], *args: Any) -> Any:
+    """``pool.spawn(func, *args)``, fairly for ``owner`` when ``pool`` is a FairPool."""
+    if isinstance(pool, FairPool):
+        return pool.spawn_for(owner, func, *args)
+    return pool.spawn(func, *args)
+
+
+def resolve_pool(pool: Any, shared: Callable[[], Pool],
+                 per_owner: int | None = None) -> Pool | None:
     """The pool that ``pool=`` asks for: False/None inline, True the server's shared
-    pool, an int a new pool of that size, or a ``gevent.pool.Pool`` as given."""
+    pool, an int a new FairPool of that size (fair turns; each owner capped at
+    ``per_owner`` when given, else none), or a ``gevent.pool.Pool`` as given."""
     if pool is None or pool is False:
         return None
     if pool is True:
@@ -85,7 +183,7 @@ def resolve_pool(pool: Any, shared: Callable[[], Pool]) -> Pool | None:
     if isinstance(pool, int) and not isinstance(pool, bool):
         if pool < 1:
             raise ValueError(f"pool size must be >= 1, not {pool}")
-        return Pool(pool)
+        return FairPool(pool, per_owner or pool)
     if isinstance(pool, Pool):
         return pool
     raise TypeError(f"pool must be True, False, None, a size or a gevent.pool.Pool, "
@@ -108,8 +206,9 @@ class PooledHandler:
         self.failed = failed
 
     def __call__(self, *args: Any) -> None:
-        # blocks while the pool is full: the caller is the connection's read loop
-        self.pool.spawn(self._run, args)
+        # blocks while the pool is full (or this connection holds its share): the caller
+        # is the connection's read loop; the connection is the last argument
+        spawn_in(self.pool, args[-1], self._run, args)
 
     def _run(self, args: tuple[Any, ...]) -> None:
         try:

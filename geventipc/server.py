@@ -32,7 +32,8 @@ from .errors import (
     SlowConsumerError, UnsupportedError, WireMismatchError,
 )
 from .reply import (
-    DEFAULT_POOL_SIZE, LATER, PooledHandler, error_detail, outcome, resolve_pool,
+    DEFAULT_POOL_SIZE, LATER, FairPool, PooledHandler, error_detail, outcome, resolve_pool,
+    spawn_in,
 )
 from .transports.stream import FLUSH_AT, StreamConnection, listen_tcp, listen_unix, tune_tcp
 from .threads import call_in_owner, get_ident, owner
@@ -147,7 +148,8 @@ class Server(Dispatcher):
         self._conns: dict[ServerSocket, None] = {}
         #: event -> (request handler, the pool it runs in or None for inline)
         self._requests: dict[str, tuple[Callable[..., Any], Pool | None]] = {}
-        self._pool: Pool | None = (Pool(config.handler_pool_size)
+        self._pool: Pool | None = (FairPool(config.handler_pool_size,
+                                            config.handler_pool_per_connection)
                                    if config.handler_pool_size else None)
         self._shared: Pool | None = None
         self._pools: list[Pool] = [self._pool] if self._pool is not None else []
@@ -513,7 +515,7 @@ class Server(Dispatcher):
             return decorate
         if not callable(handler):
             raise TypeError(f"handler for {event!r} must be callable, not {handler!r}")
-        self._requests[event] = (handler, self._resolve_pool(pool))
+        self._requests[event] = (self.fit(event, handler), self._resolve_pool(pool))
         return handler
 
     def unhandle(self, event: str) -> None:
@@ -544,7 +546,7 @@ class Server(Dispatcher):
             self._answer(conn, request_id, handler, data, event)
         else:
             # blocks while the pool is full, pausing this connection's reads
-            pool.spawn(self._answer, conn, request_id, handler, data, event)
+            spawn_in(pool, conn, self._answer, conn, request_id, handler, data, event)
 
     def _any_request(self, event: str) -> tuple[Callable[..., Any], Pool | None] | None:
         """The ``handle("*", ...)`` handler bound to ``event``, for a request no handler
@@ -563,7 +565,8 @@ class Server(Dispatcher):
             # the event name and the message are data, never markup (Log.plain); the
             # fields go into JSON log lines (only geventipc's Log takes them)
             plain = getattr(self.log, "plain", None)
-            fields = {"event": event, "peer": conn.id} if plain is not None else {}
+            # ipc.log takes the traceback too (exc=): logged once, with it
+            fields = {"event": event, "peer": conn.id, "exc": exc} if plain is not None else {}
             plain = plain or str
             self.log("<notice>geventipc: request handler for</notice>", plain(repr(event)),
                      "<notice>raised</notice>", plain(f"{type(exc).__name__}: {exc}"),
@@ -647,7 +650,8 @@ class Server(Dispatcher):
     def _resolve_pool(self, pool: Any) -> Pool | None:
         if pool is None:
             return self._pool
-        chosen = resolve_pool(pool, self._shared_pool)
+        chosen = resolve_pool(pool, self._shared_pool,
+                              self.config.handler_pool_per_connection)
         if type(pool) is int and chosen is not None:
             self._pools.append(chosen)  # made here, so stop() ends it; a Pool given is yours
         return chosen
@@ -658,7 +662,7 @@ class Server(Dispatcher):
         if self._pool is not None:
             return self._pool
         if self._shared is None:
-            self._shared = Pool(DEFAULT_POOL_SIZE)
+            self._shared = FairPool(DEFAULT_POOL_SIZE, self.config.handler_pool_per_connection)
             self._pools.append(self._shared)
         return self._shared
 
@@ -704,12 +708,10 @@ class Server(Dispatcher):
             return socket.write(frame)
         socket._pending = pending
         socket._wbuf.append(frame)
-        wbytes = socket._wbytes + size
-        socket._wbytes = wbytes
         socket.bytes_out += size
         socket.events_out += 1
         if socket._writer is None:
-            if wbytes >= FLUSH_AT:
+            if pending >= FLUSH_AT:
                 socket._flush()
             elif not socket._flush_scheduled:
                 socket._flush_scheduled = True

@@ -12,6 +12,7 @@ one, and nothing tells the sender. See docs/udp.md.
 from __future__ import annotations
 
 import itertools
+import time
 from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any, Callable, Iterator
@@ -23,7 +24,7 @@ from gevent.hub import get_hub
 from . import lifecycle
 from .config import Config
 from .counters import Requests
-from .dispatch import Dispatcher
+from .dispatch import Dispatcher, log_failure
 from .errors import (
     AddressError, ConfigError, IPCError, MessageTooLargeError, NotConnectedError,
     NotReadyError, ProtocolError, Timeout, UnsupportedError,
@@ -135,6 +136,7 @@ class UDPServer(Dispatcher):
         #: requests this server answered, and those it sent (see :meth:`stats`)
         self.served = Requests()
         self.asked = Requests()
+        self._request_started = 0.0
         self._started = False
         self._stopped = Event()
         self._forever = 0  # greenlets waiting in serve_forever (see lifecycle)
@@ -292,7 +294,7 @@ class UDPServer(Dispatcher):
                 self.handle(event, func)
                 return func
             return decorate
-        self._requests[event] = handler
+        self._requests[event] = self.fit(event, handler)
         return handler
 
     def _require_requests(self) -> None:
@@ -301,6 +303,9 @@ class UDPServer(Dispatcher):
                                    f"{self._encoder.name!r}")
 
     def _on_request(self, peer: UDPSocket, event: str, data: Any, request_id: int) -> None:
+        # handlers run one at a time in the receive greenlet: _reply, called from here
+        # only, reads this for the latency
+        self._request_started = time.monotonic()
         if event == DESCRIBE:
             self._reply(peer, request_id, REPLY_OK, self.define.as_dict())
             return
@@ -319,6 +324,9 @@ class UDPServer(Dispatcher):
         try:
             result = handler(data, peer)
         except Exception as exc:
+            # as on stream servers: logged once, with its traceback, then answered
+            log_failure(self.log, exc, "<notice>geventipc: request handler for</notice>",
+                        repr(event), "<notice>raised</notice>")
             self._reply(peer, request_id, REPLY_ERROR, error_detail(exc))
             return
         self._reply(peer, request_id, REPLY_OK, result)
@@ -328,6 +336,7 @@ class UDPServer(Dispatcher):
             self.served.answered += 1
         else:
             self.served.failed += 1
+        self.served.latency.since(self._request_started)
         endpoint = self._endpoint
         if endpoint is None or endpoint.closed:
             return

@@ -103,3 +103,38 @@ def test_serve_metrics_endpoint(sock_dir):
 def test_serve_metrics_bad_address_is_a_usage_error(sock_dir):
     out = cli("serve", "world", "--socket-root", sock_dir, "--metrics", "nonsense")
     assert out.returncode == 2
+
+
+def test_stats_on_a_terminal_is_a_table(sock_dir):
+    import pty
+    proc, _ = start_serve("world", "--socket-root", sock_dir, "--stats")
+    master, slave = pty.openpty()
+    try:
+        assert cli("emit", "world", "ping", "1", "--socket-root", sock_dir).returncode == 0
+        env = dict(ENV, NO_COLOR="1")
+        out = gsubprocess.run([*CLI, "stats", "world", "--socket-root", sock_dir],
+                              stdout=slave, stderr=subprocess.PIPE, cwd=ROOT, env=env,
+                              timeout=20)
+        assert out.returncode == 0, out.stderr
+        os.close(slave)
+        slave = -1
+        text = b""
+        while True:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            text += chunk
+    finally:
+        os.close(master)
+        if slave >= 0:
+            os.close(slave)
+        stop(proc)
+    lines = text.decode().splitlines()
+    rows = {line.split()[0]: line for line in lines if line and not line.startswith(" ")}
+    assert rows["kind"].split()[-1] == "server" and rows["id"].split()[-1] == "world"
+    assert "connections.accepted" in rows and "requests.latency" in rows
+    assert any(line.startswith("sockets (") for line in lines)
+    assert not text.lstrip().startswith(b"{")       # not JSON

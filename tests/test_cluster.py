@@ -234,6 +234,7 @@ def test_slow_reader_cut_by_output_buffer_limit_counts_the_loss(engine, nodes, c
 @pytest.mark.parametrize("url", [
     "http://127.0.0.1:6379", "redis://", "redis://:notaport", "redis://host/notadb",
     "unix://", "unix://relative/path.sock", "redis://h:1/0?timeout=3", "",
+    "redis://h:1/0?ssl_ca_certs=/ca.pem",
 ])
 def test_malformed_url_refused_when_set(url):
     ipc = IPC(silent=True)
@@ -501,6 +502,8 @@ def test_received_batches_count_every_event_in_server_stats(engine, clients):
         assert b.server.cluster.received == 50
         assert b.server.sockets[0].events_out - before == 50
         assert b.server.stats()["broadcasts"] == 50
+        assert b.server.stats()["cluster"]["received"] == 50  # the cluster's own section
+        assert "cluster" not in IPC(silent=True).serve_net("127.0.0.1", 0).stats()
     finally:
         a.server.stop()
         b.server.stop()
@@ -600,13 +603,17 @@ def test_rediss_tls_with_a_private_ca(engine, clients, tmp_path):
             src.close()
             dst.close()
 
-    def handle(sock: Any, _address: Any) -> None:
+    def handle(raw: Any, _address: Any) -> None:
+        try:
+            sock = context.wrap_socket(raw, server_side=True)
+        except (OSError, ssl.SSLError):
+            return  # the untrusting node hangs up in the handshake: expected here
         upstream = gsocket.create_connection(("127.0.0.1", engine.port))
         back = gevent.spawn(pipe, upstream, sock)
         pipe(sock, upstream)
         back.join(timeout=5)
 
-    proxy = StreamServer(("127.0.0.1", 0), handle, ssl_context=context)
+    proxy = StreamServer(("127.0.0.1", 0), handle)
     proxy.start()
     tls_url = f"rediss://127.0.0.1:{proxy.server_port}/0?ssl_ca_certs={ca_path}"
     secure, plain = _node(tls_url), _node(engine.url)
@@ -626,3 +633,24 @@ def test_rediss_tls_with_a_private_ca(engine, clients, tmp_path):
         for node in (secure, plain, untrusted):
             node.server.stop()
         proxy.stop()
+
+
+def test_engine_error_replies_reported_once_not_flooding(engine, clients):
+    """An ACL user that may subscribe but not publish: local clients are served, the
+    engine's error replies become one rate-limited ClusterError, never a crash."""
+    assert engine.command("ACL", "SETUSER", "mute", "on", ">pw", "~*", "&*", "+@all",
+                          "-publish").startswith(b"+OK")
+    node = _node(f"redis://mute:pw@127.0.0.1:{engine.port}/0")
+    try:
+        wait_until(lambda: node.server.cluster.connected, message="joined")
+        clients.connect("c0", node.server.port)
+        wait_until(lambda: len(node.server.sockets) == 1)
+        for i in range(20):
+            node.server.broadcast("news", [0, i])
+            gevent.sleep(0.01)
+        wait_until(lambda: node.server.cluster.engine_errors >= 20, message="errors counted")
+        assert clients.got["c0"] == [(0, i) for i in range(20)]
+        errs = [str(e) for e in node.server.errors if isinstance(e, ClusterError)]
+        assert 1 <= len(errs) <= 2 and "NOPERM" in errs[0], errs
+    finally:
+        node.server.stop()

@@ -20,6 +20,7 @@ from conftest import free_port, python_process, read_line, stop_process, wait_un
 from geventipc.errors import NotConnectedError, QueueFullError
 from geventipc.transports.stream import StreamConnection
 from geventipc.wire import EventNames, MsgpackCodec
+from test_tls import PKI
 
 SIZE = 1000      # payload bytes per event
 EVENTS = 6000    # ~6 MB: far more than the kernel buffers of one connection hold
@@ -69,6 +70,12 @@ def kernel_buffers(kind, sock) -> int:
             sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
     with open("/proc/sys/net/ipv4/tcp_wmem") as wmem, open("/proc/sys/net/ipv4/tcp_rmem") as rmem:
         return int(wmem.read().split()[2]) + int(rmem.read().split()[2])
+
+
+@pytest.fixture(scope="module")
+def certificates(tmp_path_factory) -> PKI:
+    """TLS certificates (as tests/test_tls.py makes them), once for this module."""
+    return PKI(str(tmp_path_factory.mktemp("pki")))
 
 
 @pytest.fixture(params=["unix", "tcp"])
@@ -242,3 +249,38 @@ def test_a_single_event_larger_than_max_queued_bytes_is_queued_alone(make_ipc):
     assert client.queued == 1
     with pytest.raises(QueueFullError):
         client.emit("small", 1)
+
+
+def test_over_tls_frames_the_kernel_never_took_reach_the_next_connection(make_ipc, port,
+                                                                       certificates):
+    """TLS writes from the writer greenlet: a connection dropped under megabytes of
+    queued events gives back every frame the kernel did not take whole; the next
+    connection gets them once, in order, up to the last."""
+    world = make_ipc("world", tls=certificates.server_tls())
+    world.serve_net("127.0.0.1", port)
+    conns, got = [], []
+    release = Event()
+
+    def on_seq(data, sock):
+        if sock is conns[0]:
+            release.wait(10)   # the first connection is not read any further
+            return
+        got.append(data[0])
+
+    world.server.on("connect", conns.append)
+    world.server.on("seq", on_seq)
+    world.server.start()
+    hello = make_ipc("hello", tls=certificates.client_tls(), drain_timeout=0, retry=50)
+    client = hello.connect_to_net("world", "127.0.0.1", port)
+    client.wait_connected(5)
+    total = 3000
+    for n in range(total):
+        client.emit("seq", [n, b"t" * 1000])
+    wait_until(lambda: client.conn.pending_bytes < total * 1000 - 100_000,
+               message="the kernel to take some")
+    conns[0].abort()     # dropped with megabytes still queued at the client
+    release.set()
+    wait_until(lambda: got and got[-1] == total - 1, timeout=20,
+               message="the last event on the next connection")
+    assert got == list(range(got[0], total))
+    assert got[0] >= 1   # event 0 was handled by the first connection

@@ -22,7 +22,7 @@ def test_server_handlers_may_take_fewer_arguments(make_ipc):
     world.server.on("*", lambda type, data: got.append(("wild2", type, data)))
     world.server.on("m", lambda data: got.append(("pooled", data)), pool=True)
     client = make_ipc("hello").connect_to("world")
-    client.wait_connected(5)
+    client.wait_connected(15)
     client.emit("m", 1)
     wait_until(lambda: len(got) == 8, message="every handler")
     assert sorted(got, key=repr) == sorted([
@@ -45,7 +45,7 @@ def test_lifecycle_handlers_with_or_without_arguments(make_ipc):
     client.on("disconnect", lambda arg: seen.append(("client disconnect", arg)))
     client.on("m", lambda: seen.append("client m"))
     client.on("*", lambda type: seen.append(("client wild", type)))
-    client.wait_connected(5)
+    client.wait_connected(15)
     wait_until(lambda: world.server.sockets, message="the server side")
     world.server.broadcast("m", 1)
     wait_until(lambda: "client m" in seen and ("client wild", "m") in seen, message="m")
@@ -77,7 +77,7 @@ def test_once_and_off_find_the_handler_as_given(make_ipc):
     client.on("x", gone)
     client.off("x", gone)
     assert "x" not in client.handlers
-    client.wait_connected(5)
+    client.wait_connected(15)
     client.emit("m", 1)
     client.emit("m", 2)
     client.emit("n", 3)
@@ -116,7 +116,7 @@ def test_a_failing_handler_is_logged_once_with_its_traceback(make_ipc):
 
     world.server.on("boom", boom)
     client = make_ipc("hello").connect_to("world")
-    client.wait_connected(5)
+    client.wait_connected(15)
     client.emit("boom")
     wait_until(lambda: any("handler bug" in line for line in lines), message="the log")
     world.server.on("error", errors.append)
@@ -126,3 +126,51 @@ def test_a_failing_handler_is_logged_once_with_its_traceback(make_ipc):
     failures = [line for line in lines if "handler bug" in line]
     assert len(failures) == 2, lines   # one line per failure, not two
     assert all("Traceback" in line and "in boom" in line for line in failures), failures
+
+
+def test_request_handlers_may_take_fewer_arguments(make_ipc):
+    world = serve(make_ipc)
+    world.server.handle("double", lambda data: data * 2)
+    world.server.handle("hello", lambda: "hi")
+    with pytest.raises(TypeError, match=r"handler\(data, socket\)"):
+        world.server.handle("bad", lambda a, b, c: None)
+    client = make_ipc("hello").connect_to("world")
+    client.wait_connected(15)
+    assert client.request("double", 21, timeout=5) == 42
+    assert client.request("hello", None, timeout=5) == "hi"
+
+
+def test_a_failing_request_handler_is_logged_with_its_traceback(make_ipc):
+    lines = []
+    world = serve(make_ipc, silent=False, logger=lines.append, log_in_color=False)
+
+    def broken(data, socket):
+        raise ValueError("request bug")
+
+    world.server.handle("q", broken)
+    client = make_ipc("hello").connect_to("world")
+    client.wait_connected(15)
+    with pytest.raises(Exception, match="request bug"):
+        client.request("q", None, timeout=10)
+    failures = [line for line in lines if "request bug" in line]
+    assert len(failures) == 1 and "Traceback" in failures[0] and "in broken" in failures[0]
+
+
+def test_a_failing_udp_request_handler_is_logged_with_its_traceback(make_ipc):
+    from conftest import free_port
+    lines = []
+    port = free_port(kind=2)
+    world = make_ipc("world", silent=False, logger=lines.append, log_in_color=False)
+    server = world.serve_net("127.0.0.1", port, "udp4")
+
+    def broken(data):   # fewer arguments than (data, socket): fitted too
+        raise ValueError("udp request bug")
+
+    server.handle("q", broken)
+    server.start()
+    asker = make_ipc("hello").serve_net("127.0.0.1", free_port(kind=2), "udp4")
+    asker.start()
+    with pytest.raises(Exception, match="udp request bug"):
+        asker.request(("127.0.0.1", port), "q", None, timeout=10)
+    failures = [line for line in lines if "udp request bug" in line]
+    assert len(failures) == 1 and "Traceback" in failures[0] and "in broken" in failures[0]

@@ -4,10 +4,11 @@ loguru's global logger (the application's sinks) never receiving ipc.log's recor
 import json
 import os
 import pty
-import subprocess
 import sys
 
 import pytest
+# gevent's subprocess: the hub keeps running (and its clock current) while a child runs
+from gevent import subprocess
 
 from geventipc import IPC
 from conftest import ROOT
@@ -204,3 +205,29 @@ def test_json_lines_of_a_server_carry_server_event_and_peer(make_ipc):
     (record,) = [r for r in records if "request handler" in r["message"]]
     assert (record["server"], record["event"], record["peer"]) == ("world", "bad", "hello")
     assert record["theme"] == "notice" and record["level"] == "INFO"
+
+
+def test_a_replaced_sys_stderr_gets_the_lines(capsys):
+    ipc = IPC()
+    ipc.log("<good>first</good>")
+    first = capsys.readouterr().err
+    ipc.log("second")
+    assert first == "first\n" and capsys.readouterr().err == "second\n"
+
+
+def test_logs_collected_while_loguru_holds_its_lock_do_not_deadlock():
+    # a Log freed by the cyclic collector inside loguru.add() must not call
+    # loguru.remove() there (loguru's lock is not reentrant): the process would hang
+    code = """
+import gc
+from geventipc import IPC
+gc.set_threshold(1, 1, 1)          # collect at (almost) every allocation
+for i in range(200):
+    ipc = IPC(logger=lambda line: None)
+    ipc.self_cycle = ipc           # freed only by the cyclic collector
+    ipc.log("<good>x</good>", i)
+print("done")
+"""
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                         text=True, timeout=40)
+    assert out.returncode == 0 and out.stdout == "done\n", out.stderr

@@ -38,7 +38,7 @@ def test_an_idle_connection_keeps_nothing_decoded(make_ipc):
     world.server.on("m", lambda data, socket: seen.append(data["i"]))
     client = make_ipc("hello").connect_to("world")
     client.on("r", lambda data: seen.append(("r", data["i"])))
-    client.wait_connected(5)
+    client.wait_connected(15)
     wait_until(lambda: world.server.sockets, message="the server side")
     marker = f"recv-{time.monotonic()}"
     for i in range(50):
@@ -102,7 +102,7 @@ def test_read_counters(make_ipc):
     (sock,) = world.server.sockets
     assert sock.bytes_in == len(data) and sock.events_in == 100
     client = make_ipc("hello").connect_to("world")
-    client.wait_connected(5)
+    client.wait_connected(15)
     wait_until(lambda: len(world.server.sockets) == 2, message="the client")
     conn = client.conn
     gevent.sleep(0.05)   # the server's own frames (a welcome), if any, are in

@@ -196,6 +196,7 @@ def test_udp_server_stats(make_ipc):
     assert sa["events_in"] == 11 and sb["events_out"] == 11
     assert sa["bytes_in"] == sb["bytes_out"] and sa["events_out"] == 1
     assert sa["peers"] == 1 and sa["requests"]["answered"] == 1
+    assert sa["requests"]["latency_seconds"]["count"] == 1
     assert sb["requests_sent"]["answered"] == 1 and sa["transport"] == "udp4"
     with pytest.raises(NoHandlerError, match="stats_requests"):
         b.server.remote_stats(dest, timeout=5)

@@ -59,7 +59,7 @@ def test_msgpack_client_to_node_ipc_wire_server(make_ipc):
 def test_node_ipc_wire_client_to_msgpack_server(make_ipc):
     server, client, server_errors, client_errors, _ = _pair(
         make_ipc, {}, {"wire": "node-ipc", "max_retries": 0})
-    client.wait_connected(5)
+    client.wait_connected(15)
     client.emit("m", {"id": "hello"})
     wait_until(lambda: server_errors and client_errors, message="both sides' errors")
     assert isinstance(server_errors[0], WireMismatchError)
@@ -124,3 +124,41 @@ def test_the_ported_handlers_example_runs():
     assert "server got" in out and "hello from a ported handler" in out
     assert "config.wire = 'msgpack' (the default) on this side" in out
     assert "config.wire = 'node-ipc' on this side" in out
+
+
+# --- against the real node-ipc ---------------------------------------------------------
+
+import test_nodeipc_interop as interop  # noqa: E402
+
+LIB_PARAMS = interop.LIB_PARAMS
+node_peer = interop.node_peer   # the interop tests' fixture: node-ipc processes
+
+
+@pytest.mark.parametrize("lib", LIB_PARAMS)
+def test_real_node_ipc_client_to_msgpack_server(lib, make_ipc, sock_dir, node_peer):
+    where = {"transport": "unix", "path": sock_dir + "srv"}
+    ipc = make_ipc("pyserver")   # the default msgpack wire
+    server = ipc.serve(where["path"])
+    errors = []
+    server.on("error", errors.append)
+    server.start()
+    peer = interop._node_client(node_peer, lib, where)
+    peer.send(cmd="emit", type="hello", data={"id": "nodeclient"})
+    wait_until(lambda: errors, message="the server's error")
+    assert isinstance(errors[0], WireMismatchError)
+    assert "node-ipc's JSON wire" in str(errors[0])
+    assert "config.wire = 'node-ipc' on this side" in str(errors[0])
+
+
+@pytest.mark.parametrize("lib", LIB_PARAMS)
+def test_msgpack_client_to_real_node_ipc_server(lib, make_ipc, sock_dir, node_peer):
+    where = {"transport": "unix", "path": sock_dir + "srv"}
+    peer = interop._node_server(node_peer, lib, where)
+    errors = []
+    client = make_ipc("pyclient", max_retries=0).connect_to("nodesrv", where["path"])
+    client.on("error", errors.append)
+    gevent.sleep(0.3)   # connected (node-ipc sends no welcome); now the server speaks
+    peer.send(cmd="broadcast", type="news", data="hi")
+    wait_until(lambda: errors, message="the client's error")
+    assert isinstance(errors[0], WireMismatchError)
+    assert "config.wire = 'node-ipc' on this side" in str(errors[0])

@@ -103,9 +103,9 @@ class App:
             if predicate(line):
                 return line
 
-    def stop(self) -> int:
-        """SIGTERM, as a service manager would; returns the exit status."""
-        self.proc.send_signal(signal.SIGTERM)
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        """SIGTERM, as a service manager would (or ``sig``); returns the exit status."""
+        self.proc.send_signal(sig)
         self.expect(lambda line: line == "STOPPED", 20)
         return self.proc.wait(20)
 
@@ -180,6 +180,22 @@ def test_cli_workers_without_cluster_is_refused(sock_dir: str) -> None:
     assert not os.listdir(sock_dir)
 
 
+def test_a_failed_fork_leaves_no_socket_file(sock_dir: str, monkeypatch: Any) -> None:
+    import geventipc.cluster.workers as workers_module
+
+    def no_fork() -> int:
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(workers_module, "_fork", no_fork)   # as when out of processes
+    ipc = IPC(id="world", socket_root=sock_dir, silent=True)
+    server = workers_module.WorkersServer(ipc.config.copy(), ipc.log,
+                                          path=sock_dir + "w.sock")
+    with pytest.raises(BlockingIOError):
+        server.start()
+    assert not server.started
+    assert not os.path.exists(sock_dir + "w.sock")
+
+
 # --- supervision (one supervised worker: needs no cluster) --------------------------------
 
 
@@ -204,7 +220,7 @@ def test_killed_worker_is_restarted_and_stop_ends_all(kind: str, mode: str, sock
     wait_until(lambda: not alive(first), 5, message="the killed worker reaped")
     assert ask_pids([client]) == [second]   # the client reconnected by itself
 
-    assert app.stop() == 0
+    assert app.stop(signal.SIGINT if kind == "tcp" else signal.SIGTERM) == 0
     wait_until(lambda: not alive(second) and not alive(supervisor), 10,
                message="the worker and the supervisor gone")
     assert not os.path.exists(sock_dir + "w.sock")

@@ -23,6 +23,7 @@ from gevent.event import Event
 from gevent.lock import BoundedSemaphore
 
 from ..errors import ClusterError
+from ..stats import add_section
 from .envelope import BROADCAST, DIRECT, HEARTBEAT, decode, echo_prefix, encode, wire_name
 from .resp import READ_SIZE, RespConnection, pack
 from .url import EngineAddress, parse_url
@@ -41,7 +42,8 @@ CONNECT_TIMEOUT = 2.0
 TTL_BEATS = 3
 #: heartbeats between full rewrites of a node's presence set (else only its TTL renewed)
 REWRITE_BEATS = 10
-#: seconds between error events about refused (foreign) messages
+#: seconds between error events about refused (foreign) messages, and between log
+#: lines about missed events
 REFUSED_REPORT_INTERVAL = 1.0
 
 
@@ -103,6 +105,8 @@ class Cluster:
         self._wire_refused: set[str] = set()
         self._refused_reported = 0.0
         self._refused_unreported = 0
+        self._gaps_logged = 0.0
+        self._gaps_unlogged = 0
         self._published_ids: list[str] | None = None
         self._beat = 0
         self._query: RespConnection | None = None
@@ -122,6 +126,8 @@ class Cluster:
         self.refused = 0
         #: emit_to events for a client that no node here had any more
         self.undeliverable = 0
+        #: error replies from the engine (a missing ACL right, a full memory...)
+        self.engine_errors = 0
         #: outages so far (each fired one ``error`` event)
         self.outages = 0
         #: successful (re)connections to the engine
@@ -146,6 +152,7 @@ class Cluster:
             "received_direct": self.received_direct, "gaps": self.gaps,
             "refused": self.refused, "undeliverable": self.undeliverable,
             "outages": self.outages, "connects": self.connects,
+            "engine_errors": self.engine_errors,
             "pending": len(self._frames) + self._queued, "origins": len(self._last),
         }
 
@@ -453,8 +460,11 @@ class Cluster:
                 if reply is False:
                     break
                 if isinstance(reply, hiredis.ReplyError):
-                    self.server.log("<warn>geventipc: cluster engine error reply:</warn>",
-                                    str(reply))
+                    # e.g. an ACL user without +publish: an error event, rate-limited
+                    # like refused messages (every publish would answer the same)
+                    self.engine_errors += 1
+                    self._refuse(ClusterError(f"cluster engine answered an error: {reply}"),
+                                 count=False)
 
     def _beats(self) -> None:
         kick = self._kick
@@ -533,12 +543,22 @@ class Cluster:
 
     def _missed(self, node: str, last: int, missed: int) -> None:
         self.gaps += missed
+        # one line a second at most: a sustained loss must not flood the log
+        now = time.monotonic()
+        if now - self._gaps_logged < REFUSED_REPORT_INTERVAL:
+            self._gaps_unlogged += missed
+            return
+        more = (f" and {self._gaps_unlogged} more since the last line"
+                if self._gaps_unlogged else "")
+        self._gaps_logged, self._gaps_unlogged = now, 0
         self.server.log("<warn>geventipc: cluster missed</warn>", missed,
                         "<warn>event(s) from node</warn>", node,
-                        f"<warn>(numbers {last + 1}..{last + missed})</warn>")
+                        f"<warn>(numbers {last + 1}..{last + missed}){more}; "
+                        f"{self.gaps} in all</warn>")
 
-    def _refuse(self, exc: ClusterError) -> None:
-        self.refused += 1
+    def _refuse(self, exc: ClusterError, count: bool = True) -> None:
+        if count:
+            self.refused += 1
         now = time.monotonic()
         if now - self._refused_reported < REFUSED_REPORT_INTERVAL:
             self._refused_unreported += 1
@@ -549,6 +569,15 @@ class Cluster:
             self._refused_unreported = 0
         self._refused_reported = now
         self.server.report(exc)
+
+
+def _stats_section(endpoint: Any) -> dict[str, Any] | None:
+    """``stats()["cluster"]`` of a server that belongs to a cluster."""
+    cluster = getattr(endpoint, "cluster", None)
+    return cluster.stats() if isinstance(cluster, Cluster) else None
+
+
+add_section("cluster", _stats_section)
 
 
 def attach(server: Any, url: str | None = None, *, node_id: str | None = None) -> Cluster:

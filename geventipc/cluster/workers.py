@@ -36,9 +36,11 @@ import gevent.os
 from gevent.event import Event
 from gevent.monkey import get_original
 
+from .. import lifecycle
 from ..config import Config, check_socket_dir
 from ..errors import ClusterRequiredError, WorkersError
 from ..server import Server
+from ..threads import call_in_owner, get_ident
 from ..transports.stream import listen_tcp, listen_unix
 
 # the process-level calls of the supervisor: never gevent's cooperative versions, since
@@ -163,9 +165,15 @@ class WorkersServer(Server):
         listener = self._bind()
         try:
             self._supervision = _Supervision(self, listener)
+        except BaseException:
+            self._remove_socket_file()  # no fork (out of processes, memory): no server
+            raise
         finally:
             listener.close()  # the supervisor and the workers hold their own copies
         self._started = True
+        # SIGINT/SIGTERM/SIGHUP and interpreter exit stop the parent, and so every worker,
+        # as they stop a one-process server (geventipc.lifecycle; serve_forever is Server's)
+        lifecycle.track(self)
         if self.cluster is not None:
             self.cluster.start()   # the parent is a node too, without clients
         self.fire("start")
@@ -187,24 +195,15 @@ class WorkersServer(Server):
             self.port = listener.getsockname()[1]
         return listener
 
-    def serve_forever(self) -> None:
-        """Start if needed and block this greenlet until :meth:`stop`; in the parent,
-        SIGINT and SIGTERM stop the server (and so every worker)."""
-        self.start()
-        watchers = [gevent.signal_handler(sig, self.stop)
-                    for sig in (signal.SIGINT, signal.SIGTERM)]
-        try:
-            self._done.wait()
-        finally:
-            for watcher in watchers:
-                watcher.cancel()
-
     def stop(self, timeout: float = 2.0) -> None:
         """Stop every worker (each flushes its clients for up to ``timeout`` seconds,
         then is killed), close the cluster and remove the socket file. In a worker: stop
         that worker only (the supervisor then starts it again)."""
         if self.worker_index is not None:
             super().stop(timeout)
+            return
+        if get_ident() != self._tid:  # another OS thread: hand over (threads.py)
+            call_in_owner(self._tid, WorkersServer.stop, self, timeout)
             return
         if not self._started or self._stopped.is_set():
             return
@@ -216,6 +215,7 @@ class WorkersServer(Server):
                 self.cluster.close()
             self._remove_socket_file()
         finally:
+            lifecycle.untrack(self)
             self._done.set()
 
     def _supervisor_died(self) -> None:
@@ -362,7 +362,9 @@ class _Supervisor:
     def run(self) -> NoReturn:
         status = 1
         try:
-            _signal(signal.SIGINT, signal.SIG_IGN)   # the parent decides on Ctrl-C
+            # the parent decides on Ctrl-C and hang-ups (they reach the process group)
+            _signal(signal.SIGINT, signal.SIG_IGN)
+            _signal(signal.SIGHUP, signal.SIG_IGN)
             _signal(signal.SIGTERM, self._on_sigterm)
             _signal(signal.SIGCHLD, signal.SIG_DFL)  # never an inherited gevent handler
             for index in range(self.count):
@@ -463,7 +465,8 @@ def _run_worker(server: WorkersServer, listener: Any, index: int, status_w: int,
     try:
         gevent.reinit()
         stop = Event()
-        _signal(signal.SIGINT, signal.SIG_IGN)
+        _signal(signal.SIGINT, signal.SIG_IGN)   # as the supervisor (also for lifecycle:
+        _signal(signal.SIGHUP, signal.SIG_IGN)   # it leaves handlers that are not default)
         _signal(signal.SIGTERM, lambda signum, frame: stop.set())
         server.worker_index = index
         server._supervision = None

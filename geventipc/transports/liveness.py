@@ -10,9 +10,10 @@ receives waits forever. Two layers find it:
   frames): a :class:`Heartbeat` sweeps its connections every ``heartbeat_interval``.
   A connection whose ``bytes_in`` changed since the last sweep is alive, at no cost per
   event; so is one whose real backlog (``BACKLOG`` bytes or more, queued because the
-  kernel's buffer was full) shrank: its peer is reading, only slowly. One silent for a whole interval is
-  sent ``$ipc.ping``, which any geventipc peer answers with ``$ipc.pong``; one silent for
-  ``heartbeat_timeout`` is closed as lost with :class:`~geventipc.errors.PeerTimeoutError`.
+  kernel's buffer was full) shrank: its peer is reading, only slowly. One silent for a
+  whole interval is sent ``$ipc.ping``, which any geventipc peer answers with
+  ``$ipc.pong``; one silent for ``heartbeat_timeout`` is closed as lost with
+  :class:`~geventipc.errors.PeerTimeoutError`.
   A silent peer is thus found within ``heartbeat_timeout + heartbeat_interval``.
 
 Only a peer that announced it answers pings (``"ping": true`` in its ``$ipc.hello`` or
