@@ -130,8 +130,11 @@ def serve_forever(server: Any, wait: Callable[[], Any]) -> None:
     """``server.serve_forever()``: start, then block in ``wait`` until the server stops.
 
     Left by an exception (a ``gevent.Timeout``, ``KeyboardInterrupt`` with signals not
-    handled...), it stops the server first, so no socket file is left behind.
+    handled...), it stops the server first, so no socket file is left behind. A server
+    stopped already (by a signal or a handler, before this call) returns at once.
     """
+    if server._stopped.is_set():
+        return
     server.start()
     server._forever += 1
     try:

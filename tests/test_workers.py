@@ -180,6 +180,22 @@ def test_cli_workers_without_cluster_is_refused(sock_dir: str) -> None:
     assert not os.listdir(sock_dir)
 
 
+def test_a_failed_fork_leaves_no_socket_file(sock_dir: str, monkeypatch: Any) -> None:
+    import geventipc.cluster.workers as workers_module
+
+    def no_fork() -> int:
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(workers_module, "_fork", no_fork)   # as when out of processes
+    ipc = IPC(id="world", socket_root=sock_dir, silent=True)
+    server = workers_module.WorkersServer(ipc.config.copy(), ipc.log,
+                                          path=sock_dir + "w.sock")
+    with pytest.raises(BlockingIOError):
+        server.start()
+    assert not server.started
+    assert not os.path.exists(sock_dir + "w.sock")
+
+
 # --- supervision (one supervised worker: needs no cluster) --------------------------------
 
 

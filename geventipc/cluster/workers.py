@@ -40,6 +40,7 @@ from .. import lifecycle
 from ..config import Config, check_socket_dir
 from ..errors import ClusterRequiredError, WorkersError
 from ..server import Server
+from ..threads import call_in_owner, get_ident
 from ..transports.stream import listen_tcp, listen_unix
 
 # the process-level calls of the supervisor: never gevent's cooperative versions, since
@@ -164,6 +165,9 @@ class WorkersServer(Server):
         listener = self._bind()
         try:
             self._supervision = _Supervision(self, listener)
+        except BaseException:
+            self._remove_socket_file()  # no fork (out of processes, memory): no server
+            raise
         finally:
             listener.close()  # the supervisor and the workers hold their own copies
         self._started = True
@@ -197,6 +201,9 @@ class WorkersServer(Server):
         that worker only (the supervisor then starts it again)."""
         if self.worker_index is not None:
             super().stop(timeout)
+            return
+        if get_ident() != self._tid:  # another OS thread: hand over (threads.py)
+            call_in_owner(self._tid, WorkersServer.stop, self, timeout)
             return
         if not self._started or self._stopped.is_set():
             return
