@@ -77,6 +77,9 @@ def main(which: str = "both") -> int:
     root = tempfile.mkdtemp(prefix="geventipc-demo-")
     os.chmod(root, 0o700)
     env = dict(os.environ, XDG_RUNTIME_DIR=root, PYTHONUNBUFFERED="1")
+    if sys.stderr.isatty():
+        # the server's log reaches this terminal through a pipe: ask for its colours
+        env["FORCE_COLOR"] = "1"
     port = free_port()
     rc = 0
     try:

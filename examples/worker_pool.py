@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 
 import gevent
+from gevent import subprocess  # its wait() lets the hub close the clients meanwhile
 
 from geventipc import IPC
 

@@ -175,13 +175,11 @@ def log_failure(log: Any, exc: BaseException, *args: str) -> None:
     text), with the traceback where the logger can (``ipc.log.exception``)."""
     plain = getattr(log, "plain", None)
     parts: list[Any] = [a if a.startswith("<") or plain is None else plain(a) for a in args]
-    text = f"{type(exc).__name__}: {exc}"
-    parts.append(plain(text) if plain is not None else text)
     exception = getattr(log, "exception", None)
     if exception is not None:
-        exception(*parts, exc=exc)
+        exception(*parts, exc=exc)   # it adds "Type: message" (as text) and the traceback
     else:
-        log(*parts)
+        log(*parts, f"{type(exc).__name__}: {exc}")
 
 
 __all__ = ["Dispatcher", "HandlerError", "SERVER_ARGS", "WILDCARD", "log_failure"]

@@ -129,6 +129,13 @@ def no_color() -> bool:
     return bool(os.environ.get("NO_COLOR"))
 
 
+def force_color() -> bool:
+    """True when ``FORCE_COLOR`` is set (not empty, not ``0``): colour on stderr even when
+    it is not a terminal, e.g. a child whose output a parent shows on its own terminal
+    (``make demo``). ``NO_COLOR`` still wins."""
+    return os.environ.get("FORCE_COLOR", "") not in ("", "0")
+
+
 def _json_line(record: Any) -> str:
     """loguru format function of ``log_format = "json"``: the record as one JSON object.
 
@@ -254,7 +261,7 @@ class Log:
         config = self._config
         # sys.stderr too: a program (or pytest) that replaces it gets the lines there
         key = (config.logger, config.log_in_color, config.log_format, no_color(),
-               sys.stderr if config.logger is None else None)
+               force_color(), sys.stderr if config.logger is None else None)
         if key != self._sink_key:
             self._install_sink(*key)
         parts = []
@@ -292,7 +299,7 @@ class Log:
         return pformat(value, depth=self._config.log_depth, compact=True, width=100)
 
     def _install_sink(self, output: Callable[[str], Any] | None, colour: bool, fmt: str,
-                      no_colour: bool, stderr: Any) -> None:
+                      no_colour: bool, force: bool, stderr: Any) -> None:
         while _abandoned:   # sinks of collected Logs
             _remove(_abandoned.pop())
         if self._handler is not None:
@@ -306,13 +313,13 @@ class Log:
         if output is None:
             stream = stderr
             isatty = getattr(stream, "isatty", None)
-            colour = colour and bool(isatty is not None and isatty())
+            colour = colour and (bool(isatty is not None and isatty()) or force)
             self._handler = _loguru.add(stream, colorize=colour, **options)
         else:
             self._handler = _loguru.add(
                 lambda message: output(str(message).rstrip("\n")), colorize=colour,
                 **options)
-        self._sink_key = (output, self._config.log_in_color, fmt, no_colour, stderr)
+        self._sink_key = (output, self._config.log_in_color, fmt, no_colour, force, stderr)
 
     def _rebuild(self) -> re.Pattern[str]:
         if self._tags is None or self._built_from != self.theme:

@@ -464,8 +464,10 @@ class Server(Dispatcher):
             self.report(exc)
 
     def _on_ping(self, data: Any, conn: StreamConnection) -> None:
-        # a full queue is answer enough: the client sees its bytes arrive
-        if not conn._closing and conn._pending + len(self._pong) <= conn.max_pending_bytes:
+        # a full queue is answer enough: the client sees its bytes arrive (and on the
+        # node-ipc wire there is no pong: a node-ipc peer never pings)
+        if self._pong and not conn._closing \
+                and conn._pending + len(self._pong) <= conn.max_pending_bytes:
             conn.write(self._pong)
 
     def _on_node_ipc_frames(self, conn: StreamConnection, frames: Iterable[Any]) -> int:

@@ -120,7 +120,9 @@ def test_examples_talk_to_each_other(runtime_dir, server, client, extra):
         wait_for_log(world, "listening")
         hello = run_example([client, *args], env)
         assert hello.returncode == 0, hello.stderr
-        assert "got a message from world:\x1b[0m hello world!" in hello.stderr
+        # a pipe is no terminal: the log is plain text, no colour codes (issue 13)
+        assert "got a message from world: hello world!" in hello.stderr
+        assert "\x1b[" not in hello.stderr
         assert "connected to world" in hello.stderr
         world.send_signal(signal.SIGTERM)
         assert world.wait(5) == 0
@@ -135,10 +137,10 @@ def test_make_demo_runs_and_exits_by_itself():
     demo = run_example(["examples/demo.py"], {}, timeout=30)
     assert demo.returncode == 0, demo.stdout + demo.stderr
     out = demo.stdout + demo.stderr
-    # the server and the client log their side, once over Unix and once over TCP
-    assert out.count("got a message:\x1b[0m hello\n") == 2
-    assert out.count("got a message from world:\x1b[0m hello world!") == 2
-    assert "\x1b[" in out                       # in colour
+    # the server and the client log their side, once over Unix and once over TCP; through
+    # pipes (no terminal here) as plain text (FORCE_COLOR: tests/test_log_output.py)
+    assert out.count("got a message: hello\n") == 2
+    assert out.count("got a message from world: hello world!") == 2
     assert "demo done" in out
 
 
@@ -448,10 +450,12 @@ def test_broadcast_example():
     assert run.returncode == 0, run.stderr
     log = run.stderr
     for name in ("alpha", "beta", "gamma"):
-        assert f"{name} got:\x1b[0m hello {name}" in log
-        ticks = [line for line in log.splitlines() if line.startswith(f"\x1b[34m{name} tick")]
+        # a pipe: plain text, no colour codes
+        assert f"{name} got: hello {name}" in log
+        ticks = [line for line in log.splitlines() if line.startswith(f"{name} tick")]
         assert [t.rsplit(" ", 1)[1] for t in ticks] == ["0", "1", "2"]
-        assert f"left:\x1b[0m {name}" in log
+        assert f"left: {name}" in log
+    assert "\x1b[" not in log
 
 
 def test_reconnect_example():

@@ -24,9 +24,12 @@ ipc.log("<good>started</good>", {"k": "<error>x</error>"}, server="world")
 """
 
 
+BASE_ENV = {k: v for k, v in os.environ.items() if k != "FORCE_COLOR"}
+
+
 def run(args=(), env=None, stderr=subprocess.PIPE):
     return subprocess.run([sys.executable, "-c", SCRIPT, *args], cwd=ROOT, timeout=30,
-                          env=dict(os.environ, **(env or {})), stderr=stderr,
+                          env=dict(BASE_ENV, **(env or {})), stderr=stderr,
                           stdout=subprocess.PIPE, text=True)
 
 
@@ -69,13 +72,21 @@ def _on_a_terminal(env):
 
 
 def test_a_terminal_gets_colour_unless_no_color():
-    env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}
+    env = {k: v for k, v in BASE_ENV.items() if k != "NO_COLOR"}
     coloured = _on_a_terminal({**env, "NO_COLOR": ""})
     assert f"{ESC}32mstarted{ESC}0m" in coloured
     # the data's theme tag is printed, not applied: no red background code
     assert "<error>x</error>" in coloured and f"{ESC}41m" not in coloured
     plain = _on_a_terminal({**env, "NO_COLOR": "1"})
     assert ESC not in plain and "started" in plain
+
+
+def test_force_color_colours_a_pipe_unless_no_color():
+    out = run(env={"FORCE_COLOR": "1", "NO_COLOR": ""})
+    assert out.stderr.startswith(f"{ESC}32mstarted{ESC}0m")
+    out = run(env={"FORCE_COLOR": "1", "NO_COLOR": "1"})
+    assert ESC not in out.stderr and out.stderr.startswith("started")
+    assert ESC not in run(env={"FORCE_COLOR": "0", "NO_COLOR": ""}).stderr
 
 
 def test_no_color_applies_to_a_logger_function_too(monkeypatch):
@@ -231,3 +242,17 @@ print("done")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                          text=True, timeout=40)
     assert out.returncode == 0 and out.stdout == "done\n", out.stderr
+
+
+def test_a_failing_event_handler_is_one_line_with_its_message_once(make_ipc):
+    from conftest import serve, wait_until
+    lines = []
+    world = serve(make_ipc, silent=False, logger=lines.append, log_in_color=False)
+    world.server.on("boom", lambda data, socket: 1 / 0)
+    client = make_ipc("hello").connect_to("world")
+    client.wait_connected(5)
+    client.emit("boom")
+    wait_until(lambda: any("ZeroDivisionError" in line for line in lines))
+    (line,) = [line for line in lines if "ZeroDivisionError" in line]
+    head = line.splitlines()[0]
+    assert head == "geventipc: handler for 'boom' raised ZeroDivisionError: division by zero"

@@ -70,7 +70,7 @@ class Heartbeat:
         self.timeout = timeout_ms / 1000.0
         #: the encoded ``$ipc.ping`` frame (one object: clients leave it out of a requeue)
         self.ping = ping
-        # connection -> [bytes_in, pending bytes, time it last showed life]
+        # connection -> [bytes_in, pending bytes, time it last showed life, pinged since]
         self._conns: dict[Any, list[Any]] = {}
         self._timer: Any = None
         self._last = 0.0
@@ -81,7 +81,7 @@ class Heartbeat:
     def watch(self, conn: Any) -> None:
         """Start watching ``conn`` (a StreamConnection whose peer answers pings)."""
         now = time.monotonic()
-        self._conns[conn] = [conn.bytes_in, conn.pending_bytes, now]
+        self._conns[conn] = [conn.bytes_in, conn.pending_bytes, now, False]
         if self._timer is None:
             self._last = now
             self._timer = get_hub().loop.timer(self.interval, self.interval)
@@ -113,11 +113,13 @@ class Heartbeat:
                 continue  # its owner unwatches it when it has closed
             got, pending = conn.bytes_in, conn._pending
             if got != seen[0] or stalled or (seen[1] >= BACKLOG and pending < seen[1]):
-                seen[0], seen[1], seen[2] = got, pending, now
+                seen[0], seen[1], seen[2], seen[3] = got, pending, now, False
                 continue
             seen[1] = pending
             silent = now - seen[2]
-            if silent >= timeout - 0.001:
+            # never closed without one ping first (even with a timeout shorter than the
+            # interval): a live peer always gets the chance to answer
+            if silent >= timeout - 0.001 and seen[3]:
                 del self._conns[conn]
                 # a reset, not a FIN after the unsent tail: an orphaned socket would go on
                 # retransmitting it, and should the path come back, old events could reach
@@ -135,6 +137,9 @@ class Heartbeat:
                 # a full queue is left alone: the ping would trip the overflow policy,
                 # and the writer's progress (above) already says whether the peer reads
                 conn.write(ping)
+                seen[3] = True
+            else:
+                seen[3] = True   # its backlog stands in for the ping
 
 
 __all__ = ["WELCOME", "REFUSED", "PING", "PONG", "Heartbeat", "capabilities"]

@@ -584,7 +584,9 @@ class StreamConnection:
                     self._off = 0
                 if self._drained is not None or self._behind_since:
                     self._wake()
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, AttributeError) as exc:
+            # AttributeError: a gevent SSLSocket closed under the writer has no SSL object
+            # left ('NoneType' object has no attribute 'write'); it is a close like the others
             self.abort(exc)
         finally:
             self._writer = None
