@@ -18,7 +18,7 @@ from ..ipc import IPC
 from ..transports.datagram import MAX_PAYLOAD
 from ..wire import make_codec, names_for
 from .output import wants_colour
-from .targets import Target, host_port
+from .targets import Target, client_target, host_port
 
 OK, FAILED, USAGE = 0, 1, 2
 
@@ -132,6 +132,23 @@ def needs_requests(args: argparse.Namespace, what: str) -> None:
     if not has_requests(args):
         raise UsageError(f"{what} needs the msgpack wire (request/reply is not part of "
                          f"node-ipc's JSON wire or raw mode)")
+
+
+def add_target_word(parser: argparse.ArgumentParser) -> None:
+    """The one word of a command that takes only TARGET (describe, stats)."""
+    parser.add_argument("words", nargs="*", metavar="TARGET", help="where")
+
+
+def request_target(args: argparse.Namespace, what: str) -> tuple[IPC, Target, float]:
+    """The IPC instance, the TARGET (alone: other words are a usage error) and the
+    timeout of a command that asks its server one request (describe, stats)."""
+    ipc = make_ipc(args)
+    target, words = client_target(args, ipc.config, args.words)
+    if words:
+        raise UsageError(f"{what} takes only TARGET, not {' '.join(words)!r}")
+    target = with_tls(args, ipc, target)
+    needs_requests(args, what)
+    return ipc, target, args.timeout or DEFAULT_TIMEOUT
 
 
 class Stopper:
