@@ -95,6 +95,15 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 5.0, step: float 
         gevent.sleep(step)
 
 
+def connected_clients(make_ipc: Callable[..., IPC], count: int,
+                      **config: object) -> list[IPC]:
+    """``count`` clients c0, c1, ... of the server "world", each connected."""
+    made = [make_ipc(f"c{i}", **config).connect_to("world") for i in range(count)]
+    for client in made:
+        client.wait_connected(5)
+    return made
+
+
 def python_process(code: str, *args: str, env: dict[str, str] | None = None
                    ) -> subprocess.Popen[str]:
     """Start a real Python process running ``code`` (dedented), stdout/stderr piped."""
