@@ -104,6 +104,21 @@ def connected_clients(make_ipc: Callable[..., IPC], count: int,
     return made
 
 
+def read_pty(leader: int) -> bytes:
+    """All a pseudo-terminal's other side wrote, read from ``leader`` until it is closed
+    (close the follower first)."""
+    data = b""
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:  # EIO: the terminal's other side is closed, all read
+            break
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
 def python_process(code: str, *args: str, env: dict[str, str] | None = None
                    ) -> subprocess.Popen[str]:
     """Start a real Python process running ``code`` (dedented), stdout/stderr piped."""

@@ -11,7 +11,7 @@ import pytest
 from gevent import subprocess
 
 from geventipc import IPC
-from conftest import ROOT
+from conftest import ROOT, read_pty
 
 ESC = "\x1b["
 
@@ -55,16 +55,7 @@ def _on_a_terminal(env):
         assert proc.returncode == 0
         os.close(follower)
         follower = -1
-        data = b""
-        while True:
-            try:
-                chunk = os.read(leader, 4096)
-            except OSError:  # EIO: the terminal's other side is closed, all read
-                break
-            if not chunk:
-                break
-            data += chunk
-        return data.decode()
+        return read_pty(leader).decode()
     finally:
         os.close(leader)
         if follower >= 0:
