@@ -119,6 +119,20 @@ def read_pty(leader: int) -> bytes:
     return data
 
 
+def failing_handler_log(make_ipc: Callable[..., IPC]) -> list[str]:
+    """The log lines (no colour) of a server "world" whose "boom" event handler raised
+    ZeroDivisionError, once the line naming it is there."""
+    lines: list[str] = []
+    world = serve(make_ipc, silent=False, logger=lines.append, log_in_color=False)
+    world.server.on("boom", lambda data, socket: 1 / 0)
+    client = make_ipc("hello").connect_to("world")
+    client.wait_connected(5)
+    client.emit("boom")
+    wait_until(lambda: any("ZeroDivisionError" in line for line in lines),
+               message="the handler's failure in the log")
+    return lines
+
+
 def python_process(code: str, *args: str, env: dict[str, str] | None = None
                    ) -> subprocess.Popen[str]:
     """Start a real Python process running ``code`` (dedented), stdout/stderr piped."""
