@@ -110,6 +110,9 @@ class Client(Dispatcher):
                                  and not config.sync else frozenset())
         self._fast_pack = getattr(self._encoder, "_pack", None)
         self._fast_max = getattr(self._encoder, "fast_limit", config.max_message_size)
+        # ... and on node-ipc's JSON wire, where the codec's encode_event does every check
+        self._json_names: Any = (self.names.good if self._encoder.name == "node-ipc"
+                                 and not config.sync else frozenset())
         self._connected = Event()
         self._ended = Event()
         self._greenlet: gevent.Greenlet | None = None
@@ -528,14 +531,25 @@ class Client(Dispatcher):
                 count += 1
                 if type(frame) is list and len(frame) == 2:
                     event, data = frame
-                    found = table.get(event)
+                    try:
+                        found = table[event]
+                    except KeyError:
+                        found = None   # (entry raises outside this except: no chained KeyError)
                     if found is None:
                         found = self.entry(event)
-                    for handler in found:
+                    if len(found) == 1:
+                        # one handler, the common case, without a tuple iterator
+                        # (measured: ~4% of a W3 client's instructions per event)
                         try:
-                            handler(data)
+                            found[0](data)
                         except Exception as exc:
-                            self._failed(event, handler, exc)
+                            self._failed(event, found[0], exc)
+                    else:
+                        for handler in found:
+                            try:
+                                handler(data)
+                            except Exception as exc:
+                                self._failed(event, handler, exc)
                 else:
                     check_frame(frame, self.names)
                     if type(frame[0]) is int:
@@ -623,17 +637,23 @@ class Client(Dispatcher):
         if get_ident() != self._tid:  # another OS thread: hand over (threads.py)
             return call_in_owner(self._tid, Client.emit, self, type, data)
         conn = self.conn
-        if conn is not None and type in self._fast_names:
-            # The common case inlined: a known-good name on the msgpack wire, connected,
-            # and the queue short (below pacing). Same checks, same order as the general
-            # path below (name, encode, size, then the connection's write); anything
-            # else (an error to raise, a peer behind) goes the general way.
-            try:
-                frame = self._fast_pack([type, data])  # type: ignore[misc]
-            except Exception:
-                frame = None   # the general path raises the codec's EncodeError
-            if TUPLE_SEEN[0]:
-                frame = None   # maybe a tuple as a dict key: the general path checks
+        if conn is not None:
+            # The common case inlined: a known-good name, connected, and the queue short
+            # (below pacing). Same checks, same order as the general path below (name,
+            # encode, size, then the connection's write); anything else (an error to
+            # raise, a peer behind) goes the general way.
+            frame = None
+            if type in self._fast_names:   # msgpack: the packer, called directly
+                try:
+                    frame = self._fast_pack([type, data])  # type: ignore[misc]
+                except Exception:
+                    frame = None   # the general path raises the codec's EncodeError
+                if TUPLE_SEEN[0]:
+                    frame = None   # maybe a tuple as a dict key: the general path checks
+            elif type in self._json_names:
+                # node-ipc's wire: its encode_event checks everything (and raises); the
+                # _send/write calls skipped here were ~40% of a node-ipc emit (measured)
+                frame = self._encoder.encode_event(type, data)
             if frame is not None:
                 size = len(frame)
                 if size <= self._fast_max:

@@ -121,14 +121,25 @@ class Dispatcher(Emitter):
                 count += 1
                 if type(frame) is list and len(frame) == 2:
                     event, data = frame
-                    found = table.get(event)
+                    try:
+                        found = table[event]
+                    except KeyError:
+                        found = None   # (entry raises outside this except: no chained KeyError)
                     if found is None:
                         found = self.entry(event)
-                    for handler in found:
+                    if len(found) == 1:
+                        # one handler, the common case, without a tuple iterator
+                        # (measured: ~4% of a W3 client's instructions per event)
                         try:
-                            handler(data, socket)
+                            found[0](data, socket)
                         except Exception as exc:
-                            self._failed(event, handler, exc)
+                            self._failed(event, found[0], exc)
+                    else:
+                        for handler in found:
+                            try:
+                                handler(data, socket)
+                            except Exception as exc:
+                                self._failed(event, handler, exc)
                 else:
                     check_frame(frame, self.names)
                     self.on_other_frame(socket, frame)
