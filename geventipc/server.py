@@ -49,6 +49,24 @@ STATS = "$ipc.stats"
 STATS_OFF = "stats requests are off on this server (its owner sets config.stats_requests)"
 
 
+def builtin_answer(owner: Any, event: str) -> tuple[int, Any] | None:
+    """The status and reply of the library's own requests (describe, stats) to a server
+    (stream or UDP: ``owner`` has ``define``, ``config`` and ``stats()``); None if
+    ``event`` is not one of them."""
+    if event == DESCRIBE:
+        return REPLY_OK, owner.define.as_dict()
+    if event == STATS:
+        if owner.config.stats_requests:
+            return REPLY_OK, owner.stats()
+        return REPLY_NO_HANDLER, {"type": "NoHandlerError", "message": STATS_OFF}
+    return None
+
+
+def no_handler(event: str) -> dict[str, str]:
+    """The reply to a request no handler takes."""
+    return {"type": "NoHandlerError", "message": f"no handler for {event!r}"}
+
+
 class ServerSocket(StreamConnection):
     """A client's connection as server handlers see it (their ``socket`` argument)."""
 
@@ -520,20 +538,13 @@ class Server(Dispatcher):
         self.counts.request_started(conn, request_id)
         entry = self._requests.get(event)
         if entry is None:
-            if event == DESCRIBE:
-                self._reply(conn, request_id, REPLY_OK, self.define.as_dict())
-                return
-            if event == STATS:
-                if self.config.stats_requests:
-                    self._reply(conn, request_id, REPLY_OK, self.stats())
-                else:
-                    self._reply(conn, request_id, REPLY_NO_HANDLER,
-                                {"type": "NoHandlerError", "message": STATS_OFF})
+            builtin = builtin_answer(self, event)
+            if builtin is not None:
+                self._reply(conn, request_id, *builtin)
                 return
             entry = self._any_request(event)
         if entry is None:
-            self._reply(conn, request_id, REPLY_NO_HANDLER,
-                        {"type": "NoHandlerError", "message": f"no handler for {event!r}"})
+            self._reply(conn, request_id, REPLY_NO_HANDLER, no_handler(event))
             return
         handler, pool = entry
         if pool is None:

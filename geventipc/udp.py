@@ -29,7 +29,7 @@ from .errors import (
     AddressError, ConfigError, IPCError, MessageTooLargeError, NotConnectedError,
     NotReadyError, ProtocolError, Timeout, UnsupportedError,
 )
-from .server import DESCRIBE, STATS, STATS_OFF, Definitions
+from .server import DESCRIBE, STATS, Definitions, builtin_answer, no_handler
 from .transports.datagram import (
     FAMILIES, MAX_PAYLOAD, DatagramEndpoint, SockAddr, bind_udp, family_name, resolve,
 )
@@ -306,20 +306,14 @@ class UDPServer(Dispatcher):
         # handlers run one at a time in the receive greenlet: _reply, called from here
         # only, reads this for the latency
         self._request_started = time.monotonic()
-        if event == DESCRIBE:
-            self._reply(peer, request_id, REPLY_OK, self.define.as_dict())
-            return
-        if event == STATS:
-            if self.config.stats_requests:
-                self._reply(peer, request_id, REPLY_OK, self.stats())
-            else:
-                self._reply(peer, request_id, REPLY_NO_HANDLER,
-                            {"type": "NoHandlerError", "message": STATS_OFF})
-            return
+        # handle() refuses "$ipc." names: the library's own requests are never in here
         handler = self._requests.get(event)
         if handler is None:
-            self._reply(peer, request_id, REPLY_NO_HANDLER,
-                        {"type": "NoHandlerError", "message": f"no handler for {event!r}"})
+            builtin = builtin_answer(self, event)
+            if builtin is not None:
+                self._reply(peer, request_id, *builtin)
+            else:
+                self._reply(peer, request_id, REPLY_NO_HANDLER, no_handler(event))
             return
         try:
             result = handler(data, peer)

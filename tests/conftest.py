@@ -95,6 +95,44 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 5.0, step: float 
         gevent.sleep(step)
 
 
+def connected_clients(make_ipc: Callable[..., IPC], count: int,
+                      **config: object) -> list[IPC]:
+    """``count`` clients c0, c1, ... of the server "world", each connected."""
+    made = [make_ipc(f"c{i}", **config).connect_to("world") for i in range(count)]
+    for client in made:
+        client.wait_connected(5)
+    return made
+
+
+def read_pty(leader: int) -> bytes:
+    """All a pseudo-terminal's other side wrote, read from ``leader`` until it is closed
+    (close the follower first)."""
+    data = b""
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:  # EIO: the terminal's other side is closed, all read
+            break
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def failing_handler_log(make_ipc: Callable[..., IPC]) -> list[str]:
+    """The log lines (no colour) of a server "world" whose "boom" event handler raised
+    ZeroDivisionError, once the line naming it is there."""
+    lines: list[str] = []
+    world = serve(make_ipc, silent=False, logger=lines.append, log_in_color=False)
+    world.server.on("boom", lambda data, socket: 1 / 0)
+    client = make_ipc("hello").connect_to("world")
+    client.wait_connected(5)
+    client.emit("boom")
+    wait_until(lambda: any("ZeroDivisionError" in line for line in lines),
+               message="the handler's failure in the log")
+    return lines
+
+
 def python_process(code: str, *args: str, env: dict[str, str] | None = None
                    ) -> subprocess.Popen[str]:
     """Start a real Python process running ``code`` (dedented), stdout/stderr piped."""

@@ -12,7 +12,7 @@ import gevent
 import pytest
 from gevent import subprocess as gsubprocess
 
-from conftest import ROOT
+from conftest import ROOT, read_pty
 
 BIN = os.path.join(os.path.dirname(sys.executable), "geventipc")
 CLI = [BIN] if os.path.exists(BIN) else [sys.executable, "-m", "geventipc"]
@@ -118,15 +118,7 @@ def test_stats_on_a_terminal_is_a_table(sock_dir):
         assert out.returncode == 0, out.stderr
         os.close(slave)
         slave = -1
-        text = b""
-        while True:
-            try:
-                chunk = os.read(master, 4096)
-            except OSError:
-                break
-            if not chunk:
-                break
-            text += chunk
+        text = read_pty(master)
     finally:
         os.close(master)
         if slave >= 0:

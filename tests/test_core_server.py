@@ -10,7 +10,7 @@ import msgpack
 import pytest
 from gevent import socket as gsocket
 
-from conftest import free_port, serve, wait_until
+from conftest import failing_handler_log, free_port, serve, wait_until
 from geventipc.errors import ForbiddenEventError, HandlerError, ServeError
 
 
@@ -119,13 +119,8 @@ def test_raising_handler_is_logged_reported_and_the_connection_lives(make_ipc):
 
 
 def test_raising_handler_without_error_listener_is_logged(make_ipc):
-    lines = []
-    world = serve(make_ipc, silent=False, logger=lines.append, log_in_color=False)
-    world.server.on("boom", lambda d, s: 1 / 0)
-    client = make_ipc("hello").connect_to("world")
-    client.wait_connected(5)
-    client.emit("boom")
-    wait_until(lambda: any("ZeroDivisionError" in line for line in lines), message="log")
+    lines = failing_handler_log(make_ipc)   # waits (bounded) for the line
+    assert any("ZeroDivisionError" in line for line in lines)
 
 
 def test_raising_client_handler_reported_on_the_client(make_ipc):

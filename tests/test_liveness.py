@@ -4,6 +4,7 @@ tests/test_liveness_netns.py)."""
 from __future__ import annotations
 
 import socket as stdsocket
+from contextlib import contextmanager
 
 import gevent
 import msgpack
@@ -131,9 +132,11 @@ def test_node_ipc_wire_has_no_handshake(make_ipc):
 # --- the heartbeat --------------------------------------------------------------------
 
 
+@contextmanager
 def welcoming_peer(path, welcome):
     """A hand-written msgpack server: welcomes with ``welcome`` and then never reads nor
-    writes again (a peer that vanished, as far as the application can tell)."""
+    writes again (a peer that vanished, as far as the application can tell). Yields the
+    list of connections it holds; closes everything afterwards."""
     listener = gsocket.socket(gsocket.AF_UNIX)
     listener.bind(path)
     listener.listen(8)
@@ -145,12 +148,18 @@ def welcoming_peer(path, welcome):
             conn.sendall(msgpack.packb(["$ipc.welcome", welcome]))
             held.append(conn)
 
-    return listener, held, gevent.spawn(accept)
+    acceptor = gevent.spawn(accept)
+    try:
+        yield held
+    finally:
+        acceptor.kill()
+        listener.close()
+        for conn in held:
+            conn.close()
 
 
 def test_client_finds_a_silent_server_and_requeues(make_ipc, sock_dir):
-    listener, held, acceptor = welcoming_peer(sock_dir + "app.world", {"ping": True})
-    try:
+    with welcoming_peer(sock_dir + "app.world", {"ping": True}):
         client = make_ipc("hello", heartbeat_interval=100, heartbeat_timeout=300,
                           retry=20).connect_to("world")
         errors, gone = collect(client), collect(client, "disconnect")
@@ -162,27 +171,16 @@ def test_client_finds_a_silent_server_and_requeues(make_ipc, sock_dir):
         assert "heartbeat_timeout=300 ms" in str(exc)
         client.emit("after", 1)          # reconnecting: queued, not lost
         assert client.queued >= 1 or client.connected
-    finally:
-        acceptor.kill()
-        listener.close()
-        for conn in held:
-            conn.close()
 
 
 def test_a_peer_that_did_not_announce_pings_is_never_timed_out(make_ipc, sock_dir):
-    listener, held, acceptor = welcoming_peer(sock_dir + "app.world", {})
-    try:
+    with welcoming_peer(sock_dir + "app.world", {}) as held:
         client = make_ipc("hello", heartbeat_interval=50, heartbeat_timeout=100
                           ).connect_to("world")
         errors = collect(client)
         client.wait_connected(5)
         gevent.sleep(1.0)                # ten timeouts
         assert client.connected and errors == [] and len(held) == 1
-    finally:
-        acceptor.kill()
-        listener.close()
-        for conn in held:
-            conn.close()
 
 
 def raw_client(path, hello):

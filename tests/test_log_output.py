@@ -11,7 +11,7 @@ import pytest
 from gevent import subprocess
 
 from geventipc import IPC
-from conftest import ROOT
+from conftest import ROOT, failing_handler_log, read_pty
 
 ESC = "\x1b["
 
@@ -55,16 +55,7 @@ def _on_a_terminal(env):
         assert proc.returncode == 0
         os.close(follower)
         follower = -1
-        data = b""
-        while True:
-            try:
-                chunk = os.read(leader, 4096)
-            except OSError:  # EIO: the terminal's other side is closed, all read
-                break
-            if not chunk:
-                break
-            data += chunk
-        return data.decode()
+        return read_pty(leader).decode()
     finally:
         os.close(leader)
         if follower >= 0:
@@ -245,14 +236,7 @@ print("done")
 
 
 def test_a_failing_event_handler_is_one_line_with_its_message_once(make_ipc):
-    from conftest import serve, wait_until
-    lines = []
-    world = serve(make_ipc, silent=False, logger=lines.append, log_in_color=False)
-    world.server.on("boom", lambda data, socket: 1 / 0)
-    client = make_ipc("hello").connect_to("world")
-    client.wait_connected(5)
-    client.emit("boom")
-    wait_until(lambda: any("ZeroDivisionError" in line for line in lines))
+    lines = failing_handler_log(make_ipc)
     (line,) = [line for line in lines if "ZeroDivisionError" in line]
     head = line.splitlines()[0]
     assert head == "geventipc: handler for 'boom' raised ZeroDivisionError: division by zero"

@@ -7,16 +7,9 @@ import gevent
 import pytest
 from gevent.event import Event
 
-from conftest import wait_until
+from conftest import connected_clients, wait_until
 from geventipc.config import Config
 from geventipc.errors import ConfigError
-
-
-def clients(make_ipc, count):
-    made = [make_ipc(f"c{i}").connect_to("world") for i in range(count)]
-    for client in made:
-        client.wait_connected(5)
-    return made
 
 
 def test_a_connection_filling_the_pool_leaves_a_slot_for_another(make_ipc):
@@ -36,7 +29,7 @@ def test_a_connection_filling_the_pool_leaves_a_slot_for_another(make_ipc):
     got_event = Event()
     server.on("note", lambda data, socket: got_event.set())   # a pooled event handler
     server.start()
-    busy, other = clients(make_ipc, 2)
+    busy, other = connected_clients(make_ipc, 2)
     slow_ones = [busy.request_async("slow", n, timeout=30) for n in range(20)]
     wait_until(lambda: len(running) == 3, message="the busy connection's share")
     try:
@@ -66,7 +59,7 @@ def test_a_freed_slot_goes_to_the_waiting_connection_holding_the_fewest(make_ipc
         return name
 
     server.start()
-    a, b, c = clients(make_ipc, 3)
+    a, b, c = connected_clients(make_ipc, 3)
     results = [a.request_async("job", f"a{n}", timeout=30) for n in range(4)]
     wait_until(lambda: running == ["a0", "a1"], message="a's share")
     results += [b.request_async("job", f"b{n}", timeout=30) for n in range(2)]

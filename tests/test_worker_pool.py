@@ -15,7 +15,9 @@ import gevent
 import pytest
 from gevent.event import Event
 from gevent.pool import Pool
-from conftest import python_process, read_line, run_example, stop_process, wait_until
+from conftest import (
+    connected_clients, python_process, read_line, run_example, stop_process, wait_until,
+)
 
 from geventipc.errors import ConnectionLostError, HandlerError
 
@@ -37,13 +39,6 @@ class Gauge:
         self.now -= 1
 
 
-def clients(make_ipc, count, **config):
-    made = [make_ipc(f"c{i}", **config).connect_to("world") for i in range(count)]
-    for client in made:
-        client.wait_connected(5)
-    return made
-
-
 def test_pool_of_100_serves_100_slow_requests_from_10_clients_at_once(make_ipc):
     world = make_ipc("world", handler_pool_size=100)
     world.serve()
@@ -56,7 +51,7 @@ def test_pool_of_100_serves_100_slow_requests_from_10_clients_at_once(make_ipc):
         return [socket.id, n]
 
     world.server.start()
-    conns = clients(make_ipc, 10)
+    conns = connected_clients(make_ipc, 10)
     started = time.monotonic()
     results = [(c.id, n, c.request_async("slow", n, timeout=10))
                for c in conns for n in range(10)]
@@ -87,7 +82,7 @@ def test_without_a_pool_each_connection_is_served_in_order(make_ipc):
         return n
 
     world.server.start()
-    conns = clients(make_ipc, 10)
+    conns = connected_clients(make_ipc, 10)
     results = [c.request_async("slow", n, timeout=20) for c in conns for n in range(10)]
     assert len(gevent.wait(results, timeout=20)) == 100
     assert [r.get() for r in results] == [n for _ in range(10) for n in range(10)]
@@ -185,7 +180,7 @@ def test_full_pool_pauses_reading_that_connection_and_drops_nothing(make_ipc):
 
     server.handle("ping", lambda data, socket: "pong", pool=False)
     server.start()
-    busy, other = clients(make_ipc, 2)
+    busy, other = connected_clients(make_ipc, 2)
     jobs = [busy.request_async("job", n, timeout=20) for n in range(30)]
     stuck_ping = busy.request_async("ping", timeout=20)
     # one connection holds at most all but one slot (handler_pool_per_connection)
@@ -221,7 +216,7 @@ def test_pooled_events_do_not_hold_up_the_connection(make_ipc):
 
     server.on("ping", lambda data, socket: log.append(("ping", data)))
     server.start()
-    (client,) = clients(make_ipc, 1)
+    (client,) = connected_clients(make_ipc, 1)
     for n in range(5):
         client.emit("report", n)
     client.emit("ping", "x")
@@ -261,7 +256,7 @@ def test_pool_options_per_event(make_ipc):
         return n
 
     server.start()
-    (client,) = clients(make_ipc, 1)
+    (client,) = connected_clients(make_ipc, 1)
     results = [client.request_async(kind, n, timeout=10)
                for n in range(8) for kind in ("two", "s1", "s2", "inline")]
     assert len(gevent.wait(results, timeout=10)) == len(results)
@@ -296,7 +291,7 @@ def test_pool_argument_checks_and_off_once(make_ipc):
         return n
 
     server.start()
-    (client,) = clients(make_ipc, 1)
+    (client,) = connected_clients(make_ipc, 1)
     plain_results = [client.request_async("plain", n, timeout=5) for n in range(5)]
     gevent.wait(plain_results, timeout=5)
     assert [r.get() for r in plain_results] == list(range(5)) and gauge.peak == 1
@@ -334,7 +329,7 @@ def test_pooled_handler_errors_are_reported(make_ipc):
     server.on("error", reported.append)
     server.on("explode", lambda data, socket: 1 / 0)
     server.start()
-    (client,) = clients(make_ipc, 1)
+    (client,) = connected_clients(make_ipc, 1)
     client.emit("explode", None)
     wait_until(lambda: reported, message="the error event")
     assert isinstance(reported[0], HandlerError) and reported[0].event == "explode"
@@ -347,7 +342,7 @@ def test_stop_with_a_busy_pool_is_bounded(make_ipc):
     server = world.server
     server.handle("forever", lambda data, socket: gevent.sleep(60))
     server.start()
-    (client,) = clients(make_ipc, 1)
+    (client,) = connected_clients(make_ipc, 1)
     results = [client.request_async("forever", n) for n in range(6)]
     # one connection holds all but one slot (handler_pool_per_connection)
     wait_until(lambda: len(server.pool) == 3, message="the connection's full share")
@@ -413,7 +408,7 @@ def test_monkey_patched_process_with_blocking_handlers(make_ipc, sock_dir):
     proc = python_process(MONKEY_SERVER.format(sock_dir=sock_dir, slow=SLOW))
     try:
         assert read_line(proc) == "ready"
-        (client,) = clients(make_ipc, 1)
+        (client,) = connected_clients(make_ipc, 1)
         words = [f"word{n}" for n in range(20)]
         started = time.monotonic()
         results = [client.request_async("fetch", w, timeout=20) for w in words]

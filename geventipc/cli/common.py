@@ -8,7 +8,7 @@ import signal
 import socket
 import sys
 import time
-from typing import Any
+from typing import Any, Iterator
 
 import gevent
 from gevent.event import Event
@@ -17,8 +17,9 @@ from ..errors import ConfigError, Timeout, UsageError
 from ..ipc import IPC
 from ..transports.datagram import MAX_PAYLOAD
 from ..wire import make_codec, names_for
+from .data import data_values
 from .output import wants_colour
-from .targets import Target, host_port
+from .targets import Target, client_target, host_port
 
 OK, FAILED, USAGE = 0, 1, 2
 
@@ -122,6 +123,33 @@ def check_data(ipc: IPC, target: Target, type_: str | None, values: list[Any],
     return values
 
 
+def add_event_words(parser: argparse.ArgumentParser) -> None:
+    """The words TARGET TYPE [DATA] and ``--text`` (emit, request)."""
+    parser.add_argument("words", nargs="*", metavar="TARGET TYPE [DATA]",
+                        help="where, the event type, and its data")
+    parser.add_argument("--text", action="store_true",
+                        help="DATA (and each stdin line) is a plain string, not JSON")
+
+
+def event_words(ipc: IPC, words: list[str], what: str) -> tuple[str, str | None]:
+    """TYPE and DATA (None if not given) from the words after TARGET; TYPE checked."""
+    if not words or len(words) > 2:
+        raise UsageError(f"{what} takes TARGET TYPE [DATA]")
+    type_, data_arg = words[0], words[1] if len(words) > 1 else None
+    check_name(ipc, type_)
+    return type_, data_arg
+
+
+def event_values(ipc: IPC, target: Target, type_: str | None, data_arg: str | None,
+                 text: bool, raw: bool = False, request: bool = False) -> Iterator[Any]:
+    """The values to send: DATA's, or one per stdin line (``-``); DATA given on the
+    command line is checked (:func:`check_data`) before anything opens."""
+    values = data_values(data_arg, text, raw)
+    if data_arg != "-":   # stdin lines are checked as they come
+        values = iter(check_data(ipc, target, type_, list(values), request=request))
+    return values
+
+
 def has_requests(args: argparse.Namespace) -> bool:
     """Whether the wire the options chose carries request/reply (msgpack, not raw)."""
     return not args.raw and args.wire == "msgpack"
@@ -132,6 +160,23 @@ def needs_requests(args: argparse.Namespace, what: str) -> None:
     if not has_requests(args):
         raise UsageError(f"{what} needs the msgpack wire (request/reply is not part of "
                          f"node-ipc's JSON wire or raw mode)")
+
+
+def add_target_word(parser: argparse.ArgumentParser) -> None:
+    """The one word of a command that takes only TARGET (describe, stats)."""
+    parser.add_argument("words", nargs="*", metavar="TARGET", help="where")
+
+
+def request_target(args: argparse.Namespace, what: str) -> tuple[IPC, Target, float]:
+    """The IPC instance, the TARGET (alone: other words are a usage error) and the
+    timeout of a command that asks its server one request (describe, stats)."""
+    ipc = make_ipc(args)
+    target, words = client_target(args, ipc.config, args.words)
+    if words:
+        raise UsageError(f"{what} takes only TARGET, not {' '.join(words)!r}")
+    target = with_tls(args, ipc, target)
+    needs_requests(args, what)
+    return ipc, target, args.timeout or DEFAULT_TIMEOUT
 
 
 class Stopper:

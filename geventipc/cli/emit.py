@@ -8,10 +8,10 @@ from typing import Any, Callable, Iterator
 from ..errors import NotConnectedError, Timeout, UsageError
 from ..ipc import IPC
 from .common import (
-    DEFAULT_TIMEOUT, OK, Deadline, check_data, check_name, has_requests, make_ipc, with_tls,
+    DEFAULT_TIMEOUT, OK, Deadline, add_event_words, event_values, event_words, has_requests,
+    make_ipc, with_tls,
 )
 from .connection import Connection, udp_endpoint
-from .data import data_values
 from .options import DATA, TARGETS
 from .output import one_line
 from .targets import Target, client_target
@@ -39,10 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-confirm", action="store_true",
                         help="do not wait for the server to confirm it read the "
                              "events (see below)")
-    parser.add_argument("words", nargs="*", metavar="TARGET TYPE [DATA]",
-                        help="where, the event type, and its data")
-    parser.add_argument("--text", action="store_true",
-                        help="DATA (and each stdin line) is a plain string, not JSON")
+    add_event_words(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -57,13 +54,8 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError("with --raw, emit takes TARGET and DATA (no TYPE)")
         type_, data_arg = None, words[0]
     else:
-        if not words or len(words) > 2:
-            raise UsageError("emit takes TARGET TYPE [DATA]")
-        type_, data_arg = words[0], words[1] if len(words) > 1 else None
-        check_name(ipc, type_)
-    values = data_values(data_arg, args.text, args.raw)
-    if data_arg != "-":   # stdin lines are checked as they come
-        values = iter(check_data(ipc, target, type_, list(values)))
+        type_, data_arg = event_words(ipc, words, "emit")
+    values = event_values(ipc, target, type_, data_arg, args.text, args.raw)
     timeout = args.timeout or DEFAULT_TIMEOUT
     if target.kind == "udp":
         return _emit_udp(ipc, target, type_, values)

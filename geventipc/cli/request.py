@@ -3,12 +3,11 @@ from __future__ import annotations
 
 import argparse
 
-from ..errors import UsageError
 from .common import (
-    DEFAULT_TIMEOUT, OK, check_data, check_name, make_ipc, needs_requests, with_tls,
+    DEFAULT_TIMEOUT, OK, add_event_words, event_values, event_words, make_ipc, needs_requests,
+    with_tls,
 )
 from .connection import Asker
-from .data import data_values
 from .options import DATA, TARGETS
 from .output import make_printer
 from .targets import client_target
@@ -29,10 +28,7 @@ examples:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """request's own words and options (after the common ones)."""
-    parser.add_argument("words", nargs="*", metavar="TARGET TYPE [DATA]",
-                        help="where, the event type, and its data")
-    parser.add_argument("--text", action="store_true",
-                        help="DATA (and each stdin line) is a plain string, not JSON")
+    add_event_words(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -41,13 +37,8 @@ def run(args: argparse.Namespace) -> int:
     target, words = client_target(args, ipc.config, args.words)
     target = with_tls(args, ipc, target)
     needs_requests(args, "request")
-    if not words or len(words) > 2:
-        raise UsageError("request takes TARGET TYPE [DATA]")
-    type_, data_arg = words[0], words[1] if len(words) > 1 else None
-    check_name(ipc, type_)
-    values = data_values(data_arg, args.text)
-    if data_arg != "-":   # stdin lines are checked as they come
-        values = iter(check_data(ipc, target, type_, list(values), request=True))
+    type_, data_arg = event_words(ipc, words, "request")
+    values = event_values(ipc, target, type_, data_arg, args.text, request=True)
     timeout = args.timeout or DEFAULT_TIMEOUT
     with make_printer(args) as printer, Asker(ipc, target, timeout) as asker:
         for value in values:

@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ..errors import ConnectError, UnsupportedError, UsageError
+from ..errors import ConnectError, UnsupportedError
 from ..server import STATS
-from .common import DEFAULT_TIMEOUT, OK, make_ipc, needs_requests, with_tls
+from .common import OK, add_target_word, request_target
 from .connection import Asker
 from .options import TARGETS
 from .output import Printer, make_printer, to_json
-from .targets import client_target, parse_host_port
+from .targets import parse_host_port
 
 NAME = "stats"
 SUMMARY = "print a running server's statistics (msgpack wire; the server must allow it)"
@@ -30,18 +30,12 @@ examples:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """stats' own words (after the common options)."""
-    parser.add_argument("words", nargs="*", metavar="TARGET", help="where")
+    add_target_word(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     """Print the server's statistics."""
-    ipc = make_ipc(args)
-    target, words = client_target(args, ipc.config, args.words)
-    if words:
-        raise UsageError(f"stats takes only TARGET, not {' '.join(words)!r}")
-    target = with_tls(args, ipc, target)
-    needs_requests(args, "stats")
-    timeout = args.timeout or DEFAULT_TIMEOUT
+    ipc, target, timeout = request_target(args, "stats")
     with make_printer(args) as printer, Asker(ipc, target, timeout) as asker:
         stats = asker.request(STATS, None, timeout)
         if printer.json:
