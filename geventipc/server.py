@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import socket as _stdsocket
 import time
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable
 
 import gevent
 from gevent.event import Event
@@ -67,17 +67,6 @@ def no_handler(event: str) -> dict[str, str]:
     return {"type": "NoHandlerError", "message": f"no handler for {event!r}"}
 
 
-def _naming(conn: StreamConnection, frames: Iterable[Any]) -> Iterator[Any]:
-    """``frames``, naming ``conn`` after the first ``{"id": ...}`` data among them (before
-    that frame is dispatched)."""
-    for frame in frames:
-        if conn.id is None:
-            data = frame[1]
-            if type(data) is dict and type(data.get("id")) is str and data["id"]:
-                conn.id = data["id"]
-        yield frame
-
-
 class ServerSocket(StreamConnection):
     """A client's connection as server handlers see it (their ``socket`` argument)."""
 
@@ -87,6 +76,12 @@ class ServerSocket(StreamConnection):
     server: "Server"
     #: the greenlet that reads this connection
     greenlet: Any
+
+    def _name(self, id: str) -> None:
+        """The node-ipc wire's codec found the client's id in its data: the socket is
+        named after it, unless it has a name already."""
+        if self.id is None:
+            self.id = id
 
     def emit(self, type: str, data: Any = None) -> bool:
         """Send one event to this client, after any broadcast queued before it."""
@@ -394,10 +389,14 @@ class Server(Dispatcher):
             drain_timeout=config.drain_timeout / 1000.0,
             overflow_policy=config.overflow_policy,
             message_timeout=config.message_timeout / 1000.0,
-            on_frames=self.dispatch_to if codec.supports_requests
-            else self._on_node_ipc_frames if codec.framed else self.dispatch_raw,
+            on_frames=self.dispatch_to if codec.framed else self.dispatch_raw,
             on_close=self._on_close,
         )
+        if codec.framed and not codec.supports_requests:
+            # node-ipc has no hello: its clients put their id in the data ({"id": ...,
+            # ...}) and node-ipc servers name the socket after it; the codec reports the
+            # first such id, before that frame is dispatched
+            codec.namer = conn._name
         conn.server = self
         conn.greenlet = gevent.getcurrent()
         if self.ssl_context is not None:
@@ -456,6 +455,8 @@ class Server(Dispatcher):
 
     def _on_close(self, conn: StreamConnection, reason: BaseException | None) -> None:
         self._conns.pop(conn, None)  # type: ignore[call-overload]
+        if getattr(conn.codec, "namer", None) is not None:
+            conn.codec.namer = None   # its reference back to conn: no cycle left behind
         if self._heartbeat is not None:
             self._heartbeat.unwatch(conn)
         self.counts.closed(conn, reason, ProtocolError, SlowConsumerError)
@@ -487,13 +488,6 @@ class Server(Dispatcher):
         if self._pong and not conn._closing \
                 and conn._pending + len(self._pong) <= conn.max_pending_bytes:
             conn.write(self._pong)
-
-    def _on_node_ipc_frames(self, conn: StreamConnection, frames: Iterable[Any]) -> int:
-        # node-ipc has no hello: its clients put their id in the data ({"id": ..., ...})
-        # and node-ipc servers name the socket after it; the first such id names it here
-        if conn.id is None:
-            frames = _naming(conn, frames)
-        return self.dispatch_to(conn, frames)
 
     def on_other_frame(self, socket: Any, frame: list) -> None:
         """A request from a client is answered; a reply to a server matches nothing (a
