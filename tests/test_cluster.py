@@ -10,7 +10,8 @@ import os
 import subprocess
 import sys
 import time
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 import gevent
 import pytest
@@ -265,6 +266,21 @@ def _node(url: str, **config: Any) -> IPC:
     return ipc
 
 
+@contextmanager
+def _two_nodes_c0_on_b(engine: Engine, clients: Any) -> Iterator[tuple[IPC, IPC]]:
+    """Nodes a and b joined through ``engine``, client c0 connected to b; both nodes
+    stopped afterwards."""
+    a, b = _node(engine.url), _node(engine.url)
+    try:
+        wait_until(lambda: a.server.cluster.connected and b.server.cluster.connected)
+        clients.connect("c0", b.server.port)
+        wait_until(lambda: len(b.server.sockets) == 1)
+        yield a, b
+    finally:
+        a.server.stop()
+        b.server.stop()
+
+
 def test_unreachable_engine_at_start_serves_locally_then_joins(clients):
     eng = Engine()  # port chosen, not started yet
     node = _node(eng.url)
@@ -287,11 +303,7 @@ def test_unreachable_engine_at_start_serves_locally_then_joins(clients):
 
 
 def test_foreign_messages_on_the_channel_are_refused_not_fatal(engine, clients):
-    a, b = _node(engine.url), _node(engine.url)
-    try:
-        wait_until(lambda: a.server.cluster.connected and b.server.cluster.connected)
-        clients.connect("c0", b.server.port)
-        wait_until(lambda: len(b.server.sockets) == 1)
+    with _two_nodes_c0_on_b(engine, clients) as (a, b):
         channel = b.server.cluster.channel
         import msgpack
         for payload in [b"garbage \xff\x00", msgpack.packb([1, 2, 3]),
@@ -304,9 +316,6 @@ def test_foreign_messages_on_the_channel_are_refused_not_fatal(engine, clients):
         a.server.broadcast("news", [0, 1])
         wait_until(lambda: clients.got["c0"] == [(0, 1)], message="still delivering")
         assert clients.got["c0"] == [(0, 1)]
-    finally:
-        a.server.stop()
-        b.server.stop()
 
 
 def test_mixed_wires_refused_with_a_clear_error(engine):
@@ -489,11 +498,7 @@ def test_udp_server_with_cluster_refused():
 
 
 def test_received_batches_count_every_event_in_server_stats(engine, clients):
-    a, b = _node(engine.url), _node(engine.url)
-    try:
-        wait_until(lambda: a.server.cluster.connected and b.server.cluster.connected)
-        clients.connect("c0", b.server.port)
-        wait_until(lambda: len(b.server.sockets) == 1)
+    with _two_nodes_c0_on_b(engine, clients) as (a, b):
         gevent.sleep(0.1)  # the handshake's own events (welcome) are out
         before = b.server.sockets[0].events_out
         for i in range(50):  # one greenlet run: one envelope of 50 events
@@ -504,9 +509,6 @@ def test_received_batches_count_every_event_in_server_stats(engine, clients):
         assert b.server.stats()["broadcasts"] == 50
         assert b.server.stats()["cluster"]["received"] == 50  # the cluster's own section
         assert "cluster" not in IPC(silent=True).serve_net("127.0.0.1", 0).stats()
-    finally:
-        a.server.stop()
-        b.server.stop()
 
 
 def test_publish_queue_is_bounded_while_the_engine_stalls(engine, clients):

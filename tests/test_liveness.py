@@ -270,12 +270,18 @@ def test_keepalive_timings():
     assert keepalive_timings(3000) == (1, 1, 4)
 
 
-def test_tcp_sockets_get_keepalive_and_user_timeout(make_ipc, port):
-    world = make_ipc("world", keepalive=12000)
+def tcp_pair(make_ipc, port, **config):
+    """A TCP server "world" and a connected client "hello", both given ``config``."""
+    world = make_ipc("world", **config)
     world.serve_net("127.0.0.1", port)
     world.server.start()
-    client = make_ipc("hello", keepalive=12000).connect_to_net("world", "127.0.0.1", port)
+    client = make_ipc("hello", **config).connect_to_net("world", "127.0.0.1", port)
     client.wait_connected(5)
+    return world, client
+
+
+def test_tcp_sockets_get_keepalive_and_user_timeout(make_ipc, port):
+    world, client = tcp_pair(make_ipc, port, keepalive=12000)
     wait_until(lambda: world.server.sockets, message="the server side")
     for sock in (client.conn.sock, world.server.sockets[0].sock):
         assert sock.getsockopt(stdsocket.SOL_SOCKET, stdsocket.SO_KEEPALIVE) == 1
@@ -288,11 +294,7 @@ def test_tcp_sockets_get_keepalive_and_user_timeout(make_ipc, port):
 
 
 def test_keepalive_off(make_ipc, port):
-    world = make_ipc("world", keepalive=0)
-    world.serve_net("127.0.0.1", port)
-    world.server.start()
-    client = make_ipc("hello", keepalive=0).connect_to_net("world", "127.0.0.1", port)
-    client.wait_connected(5)
+    _world, client = tcp_pair(make_ipc, port, keepalive=0)
     assert client.conn.sock.getsockopt(stdsocket.SOL_SOCKET, stdsocket.SO_KEEPALIVE) == 0
 
 

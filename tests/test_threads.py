@@ -37,6 +37,20 @@ def join_cooperatively(started, timeout=30.0):
                message="the OS threads to finish")
 
 
+def catching(exc_type, call):
+    """A thread target running ``call()`` that keeps the ``exc_type`` it raises, and the
+    list it keeps them in."""
+    caught = []
+
+    def from_thread(n):
+        try:
+            call()
+        except exc_type as exc:
+            caught.append(exc)
+
+    return from_thread, caught
+
+
 def assert_each_once_in_order(got, senders, per_sender):
     by_sender = {}
     for sender, seq, *_pad in got:
@@ -184,14 +198,7 @@ def test_through_gevents_threadpool(make_ipc):
 
 def test_errors_are_raised_in_the_calling_thread(make_ipc):
     client = make_ipc("hello").connect_to("world")
-    caught = []
-
-    def from_thread(n):
-        try:
-            client.emit("$ipc.mine", 1)
-        except EventNameError as exc:
-            caught.append(exc)
-
+    from_thread, caught = catching(EventNameError, lambda: client.emit("$ipc.mine", 1))
     join_cooperatively(start_threads(from_thread, 1))
     assert len(caught) == 1
 
@@ -223,14 +230,7 @@ def test_a_hub_that_never_runs_gives_a_named_error_and_nothing_is_sent(make_ipc,
     world.server.on("n", lambda d, s: got.append(d))
     client = make_ipc("hello").connect_to("world")
     client.wait_connected(5)
-    caught = []
-
-    def from_thread(n):
-        try:
-            client.emit("n", 1)
-        except ThreadHandoffError as exc:
-            caught.append(exc)
-
+    from_thread, caught = catching(ThreadHandoffError, lambda: client.emit("n", 1))
     started = start_threads(from_thread, 1)
     real_sleep(1.0)          # this thread (and its hub) blocked outside gevent
     started[0].join(5)
