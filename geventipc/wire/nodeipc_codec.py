@@ -282,26 +282,33 @@ class NodeIPCCodec:
         call :meth:`settle`. Raises ProtocolError / MessageTooLargeError as :meth:`feed`.
         """
         parts = self._split(data)
-        return self._decode(parts) if parts else ()
+        return self._decode(parts, len(data) > self.max_message_size) if parts else ()
 
-    def _decode(self, parts: list[bytes]) -> Iterator[list[Any]]:
+    def _decode(self, parts: list[bytes], check_all: bool) -> Iterator[list[Any]]:
+        # Per frame, as little Python as the checks allow (this loop is most of a
+        # receiving process's bytecode on this wire). Only the first part can carry bytes
+        # of earlier reads; the others are pieces of ``data``, within the limit unless
+        # ``data`` itself is not (``check_all``).
         limit = self.max_message_size
+        if len(parts[0]) > limit:
+            raise frame_too_large(limit)
         namer = self.namer
         loads = _OR_LOADS
         for part in parts:
-            if len(part) > limit:
+            if check_all and len(part) > limit:
                 raise frame_too_large(limit)
             try:
                 message = loads(part)
             except orjson.JSONDecodeError:
                 message = self._slow_load(part)
-            if type(message) is not dict:
-                raise ProtocolError(f"node-ipc frame must be a JSON object, not "
-                                    f"{_quote(message)}")
             try:
-                event = message["type"]   # a subscript: cheaper than a .get call
+                # a subscript checks both: anything but a JSON object raises TypeError
+                event = message["type"]
             except KeyError:
                 raise ProtocolError("node-ipc frame has no \"type\"") from None
+            except TypeError:
+                raise ProtocolError(f"node-ipc frame must be a JSON object, not "
+                                    f"{_quote(message)}") from None
             data = message.get("data")
             if namer is not None and type(data) is dict and "id" in data:
                 found = data["id"]
