@@ -661,7 +661,6 @@ class Client(Dispatcher):
                     if pending < conn._pace_at and not conn._closing:
                         conn._pending = pending
                         conn._wbuf.append(frame)
-                        conn.events_out += 1
                         if conn._writer is None:
                             if pending >= FLUSH_AT:
                                 conn._flush()

@@ -713,7 +713,6 @@ class Server(Dispatcher):
             return socket.write(frame)
         socket._pending = pending
         socket._wbuf.append(frame)
-        socket.events_out += 1
         if socket._writer is None:
             if pending >= FLUSH_AT:
                 socket._flush()

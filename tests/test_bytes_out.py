@@ -1,5 +1,6 @@
-"""``bytes_out`` is derived (what the kernel took plus what is pending) instead of added
-per write: it must still count every accepted byte, sent or stuck, and never go down."""
+"""``bytes_out`` and ``events_out`` are derived (what the kernel took plus what is
+pending; the frames that left the queue plus those in it) instead of added per write: they
+must still count every accepted byte and event, sent or stuck, and never go down."""
 from __future__ import annotations
 
 import os
@@ -13,7 +14,7 @@ from geventipc import IPC
 from conftest import wait_until
 
 
-def test_bytes_out_counts_sent_and_pending_bytes_and_never_goes_down(
+def test_out_counters_count_sent_and_pending_and_never_go_down(
         make_ipc: Callable[..., IPC], sock_dir: str) -> None:
     path = os.path.join(sock_dir, "mute.sock")
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -45,5 +46,6 @@ def test_bytes_out_counts_sent_and_pending_bytes_and_never_goes_down(
     accepted[0].close()
     wait_until(lambda: client.conn is not conn, message="the client noticing the close")
     assert conn.bytes_out == count * frame_size
+    assert conn.events_out == count   # the frames given back to the client still count
     acceptor.join(1)
     listener.close()
