@@ -86,7 +86,8 @@ class StreamConnection:
         "bytes_in", "events_in",
         # the write queue (see "writing" below)
         "_sent", "_frames_taken", "_extra_events", "drain_timeout", "_hub", "_reader",
-        "_inflight", "_chunk", "_off", "_wake_at", "_behind_since", "_pace_at", "_pace_low", "_big_high",
+        "_inflight", "_chunk", "_off", "_wake_at", "_behind_since", "_pace_at", "_pace_low",
+        "_big_high",
     )
 
     def __init__(self, sock: Any, codec: Any, names: Any, *, address: Any = None,
