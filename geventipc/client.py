@@ -41,7 +41,7 @@ from .reply import settle
 from .threads import call_in_owner, get_ident, owner, request_in_owner
 from .wire import REPLY_OK, check_frame, make_codec, names_for
 from .wire.mismatch import WIRE_NOTICE, describe
-from .wire.msgpack_codec import TUPLE_SEEN
+from .wire.msgpack_codec import BIG_BIN, TUPLE_SEEN
 
 
 class _Pending:
@@ -643,7 +643,10 @@ class Client(Dispatcher):
             # encode, size, then the connection's write); anything else (an error to
             # raise, a peer behind) goes the general way.
             frame = None
-            if type in self._fast_names:   # msgpack: the packer, called directly
+            # msgpack: the packer, called directly; a big bytes payload goes the general
+            # way, where encode_event copies it once instead of twice (W4: 1 MiB blobs)
+            if type in self._fast_names and (data.__class__ is not bytes
+                                             or len(data) < BIG_BIN):
                 try:
                     frame = self._fast_pack([type, data])  # type: ignore[misc]
                 except Exception:

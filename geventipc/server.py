@@ -39,7 +39,7 @@ from .transports.stream import FLUSH_AT, StreamConnection, listen_tcp, listen_un
 from .threads import call_in_owner, get_ident, owner
 from .transports.tls import TLSError, accept_tls
 from .wire.mismatch import WIRE_NOTICE, describe
-from .wire.msgpack_codec import TUPLE_SEEN
+from .wire.msgpack_codec import BIG_BIN, TUPLE_SEEN
 from .wire import LIFECYCLE_EVENTS, REPLY_ERROR, REPLY_NO_HANDLER, REPLY_OK, make_codec, names_for
 
 HELLO = "$ipc.hello"
@@ -699,6 +699,9 @@ class Server(Dispatcher):
             self._commit_broadcast()
             if socket._closing:
                 return False  # the broadcasts before it overflowed this peer: closed by policy
+        if data.__class__ is bytes and len(data) >= BIG_BIN:
+            # encode_event copies a big bytes payload once, the packer twice
+            return socket.write(socket.codec.encode_event(type, data))
         try:
             frame = self._fast_pack([type, data])  # type: ignore[misc]
         except Exception:

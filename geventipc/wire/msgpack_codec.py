@@ -400,8 +400,9 @@ class MsgpackCodec:
         return frame
 
 
-#: a ``bytes`` payload from this size up is framed by hand (see ``encode_event``)
-_BIG_BIN = 64 * 1024
+#: a ``bytes`` payload from this size up is framed by hand (see ``encode_event``);
+#: inlined emit paths leave such payloads to ``encode_event`` (BIG_BIN, public for them)
+_BIG_BIN = BIG_BIN = 64 * 1024
 #: msgpack's bin 32 holds up to this
 _MAX_BIN = 2 ** 32 - 1
 
