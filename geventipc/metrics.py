@@ -18,6 +18,7 @@ docs/operations.md.
 """
 from __future__ import annotations
 
+import re
 from typing import Any, Iterable, Iterator
 
 try:
@@ -30,6 +31,8 @@ except ImportError as exc:  # pragma: no cover - the optional extra is not insta
                       "pip install 'geventipc[metrics]'") from exc
 
 from gevent.pywsgi import WSGIServer
+
+from .stats import SECTION_GAUGES, SECTIONS
 
 PREFIX = "geventipc_"
 LABELS = ("server", "transport", "role")
@@ -121,6 +124,37 @@ def _udp(f: _Families, labels: list[str], s: dict[str, Any]) -> None:
           labels, s["refused"])
 
 
+_UNSAFE = re.compile(r"[^a-zA-Z0-9_]")
+
+
+def _sections(f: _Families, labels: list[str], s: dict[str, Any]) -> None:
+    """The sections layers add with :func:`geventipc.stats.add_section` (the cluster's):
+    ``<section>_<field>``, a counter (``_total``) for each number that only grows, a gauge
+    for the fields the layer named as levels (booleans as 0/1), and the text fields (a
+    node id) as the labels of one ``<section>_info`` gauge of value 1."""
+    for section in SECTIONS:
+        fields = s.get(section)
+        if not isinstance(fields, dict):
+            continue
+        prefix = _UNSAFE.sub("_", section)
+        gauges = SECTION_GAUGES.get(section, frozenset())
+        info: dict[str, str] = {}
+        for key, value in fields.items():
+            name = f"{prefix}_{_UNSAFE.sub('_', key)}"
+            if isinstance(value, str):
+                info[_UNSAFE.sub("_", key)] = value
+            elif isinstance(value, bool) or key in gauges and isinstance(value, (int, float)):
+                f.add(GaugeMetricFamily, name, f"stats()[{section!r}][{key!r}] now",
+                      labels, float(value))
+            elif isinstance(value, (int, float)):
+                f.add(CounterMetricFamily, name, f"stats()[{section!r}][{key!r}]",
+                      labels, value)
+        if info:
+            f.add(GaugeMetricFamily, f"{prefix}_info",
+                  f"stats()[{section!r}]'s text fields, as labels", [*labels, *info.values()],
+                  1, tuple(info))
+
+
 class StatsCollector:
     """A ``prometheus_client`` collector of the ``stats()`` of servers, UDP servers and
     clients, read at each scrape. Add more with :meth:`add`."""
@@ -150,6 +184,7 @@ class StatsCollector:
             else:
                 _common(f, labels, {**s, "requests": s["requests"]})
             {"server": _server, "client": _client, "udp": _udp}[kind](f, labels, s)
+            _sections(f, labels, s)
         yield from f.families.values()
 
 

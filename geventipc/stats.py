@@ -8,7 +8,7 @@ Nothing here runs on the hot path. Every field is described in docs/operations.m
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from .counters import Totals
 
@@ -23,15 +23,22 @@ SCHEMA = 1
 #: extra sections of ``stats()`` from layers above (e.g. the cluster layer): name ->
 #: function(server or client) returning a dict, or None to leave the section out
 SECTIONS: dict[str, Callable[[Any], "dict[str, Any] | None"]] = {}
+#: the fields of each extra section that are levels (gauges), not running counts; read
+#: by geventipc.metrics to choose the Prometheus type
+SECTION_GAUGES: dict[str, frozenset[str]] = {}
 
 
-def add_section(name: str, read: Callable[[Any], "dict[str, Any] | None"]) -> None:
+def add_section(name: str, read: Callable[[Any], "dict[str, Any] | None"],
+                gauges: Iterable[str] = ()) -> None:
     """Add ``name`` to every ``stats()`` dict (servers, UDP servers and clients) as
     ``read(endpoint)``, where it returns a dict: how a layer on top (cluster) reports its
-    own counters. A name already used by a field is refused."""
+    own counters. ``gauges`` names the numeric fields that are levels (connected, queued
+    now) rather than counts that only grow; the metrics export them as gauges, the other
+    numbers as counters. A name already used by a field is refused."""
     if name in _RESERVED:
         raise ValueError(f"{name!r} is a stats field, not a free section name")
     SECTIONS[name] = read
+    SECTION_GAUGES[name] = frozenset(gauges)
 
 
 def _sections(endpoint: Any, out: dict[str, Any]) -> dict[str, Any]:
@@ -165,5 +172,5 @@ _RESERVED = frozenset({
     "reconnects", "queued", "late_replies", "peers", "peers_forgotten", "refused",
 })
 
-__all__ = ["SCHEMA", "SECTIONS", "add_section", "server_stats", "client_stats", "udp_stats",
-           "stats_of"]
+__all__ = ["SCHEMA", "SECTIONS", "SECTION_GAUGES", "add_section", "server_stats",
+           "client_stats", "udp_stats", "stats_of"]

@@ -198,7 +198,11 @@ def test_top_level_help_version_and_python_dash_m():
     (("emit", "world", "message", "--wire", "json"), ["invalid choice"]),
     (("serve",), ["exactly one"]),
     (("emit", "world", "m", "--encoding", "hex"), ["add --raw"]),
-    (("serve", "world", "--tcp", "127.0.0.1:1"), ["exactly one"]),
+    (("serve", "./world.sock", "--tcp", "127.0.0.1:1"), ["is an address", "drop --tcp"]),
+    (("serve", "tcp://127.0.0.1:2", "--tcp", "127.0.0.1:1"), ["is an address", "server's id"]),
+    (("serve", "localhost:2", "--udp", "127.0.0.1:1"), ["is an address", "drop --udp"]),
+    (("serve", "world", "--tcp", "127.0.0.1:1", "--id", "other"), ["two server ids"]),
+    (("serve", "world", "--path", "/tmp/x.sock"), ["exactly one"]),
     (("emit", "world", "message", "--tls-ca", "/nonexistent.pem"), ["does not exist"]),
     (("emit", "world", "message", "--tls-ca", os.path.join(ROOT, "setup.py")),
      ["TLS works over TCP"]),
@@ -470,6 +474,23 @@ def test_serve_and_emit_two_processes_json_lines(sock_dir, procs):
     code, _out, err = finish(proc)
     assert code == 0, err
     assert not os.path.exists(sock_dir + "app.hub"), "serve left its socket file behind"
+
+
+def test_serve_tcp_with_a_positional_id_is_known_by_that_id(procs):
+    """``serve --tcp HOST:PORT world`` (issue 12's shell form): the word is the server's id,
+    as --id would be; a client asking over TCP sees it in the server's stats."""
+    proc = start_cli("serve", "--tcp", "127.0.0.1:0", "world", "--stats", "--timeout", "30")
+    procs.append(proc)
+    address = serving_address(proc)
+    assert address.startswith("tcp://127.0.0.1:"), address
+    done = cli("stats", address, "--json")
+    assert done.returncode == 0, done.stderr
+    stats = json.loads(done.stdout)
+    assert stats["id"] == "world"
+    assert stats["transport"] == "tcp"
+    proc.send_signal(signal.SIGTERM)
+    code, _out, err = finish(proc)
+    assert code == 0, err
 
 
 def test_serve_tcp_port_0_echo_and_count(make_ipc, procs):

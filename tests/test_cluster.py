@@ -464,6 +464,30 @@ def test_cli_serve_cluster_joins_and_refuses_bad_input(engine, clients):
         assert words in done.stderr, (args, done.stderr)
 
 
+def test_cli_serve_tcp_positional_id_joins_the_ids_cluster(engine, clients):
+    """Issue 12's shell form, ``serve --tcp HOST:PORT --cluster URL world``: the word is
+    the server id, so the node joins the cluster of "world" (an in-process "world" node
+    sees its client and reaches it with a broadcast)."""
+    from test_cli import finish, start_cli
+    from conftest import free_port
+    port = free_port()
+    proc = start_cli("serve", "--tcp", f"127.0.0.1:{port}", "--cluster", engine.url, "world",
+                     "--timeout", "30")
+    local = _node(engine.url)
+    try:
+        clients.connect("by-word", port)
+        wait_until(lambda: any(cid == "by-word" for cid, _ in
+                               local.server.cluster_sockets()), timeout=15, step=0.05,
+                   message="the CLI node's client in world's cluster")
+        local.server.broadcast("news", [9, 1])
+        wait_until(lambda: clients.got["by-word"] == [(9, 1)], timeout=10,
+                   message="a broadcast through the CLI node")
+    finally:
+        local.server.stop()
+        proc.terminate()
+        finish(proc)
+
+
 def test_unix_socket_url_acl_user_and_database(engine, clients):
     """unix://...?db=N and an ACL user with a password reach the same cluster as
     redis://; a wrong password is an outage with a clear error, never a crash."""

@@ -89,7 +89,7 @@ def with_tls(args: argparse.Namespace, ipc: IPC, target: Target) -> Target:
     if tls_options and target.kind == "udp":
         raise UsageError("TLS does not work over UDP")
     if target.kind == "tcp" and tls_options:
-        target = Target("tls", host=target.host, port=target.port)
+        target = Target("tls", host=target.host, port=target.port, name=target.name)
     if target.kind == "tls" and not ipc.config.tls:
         ipc.config.tls = True   # a client verifying against the system's CAs
     return target

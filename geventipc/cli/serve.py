@@ -17,11 +17,14 @@ from .targets import Target, parse_host_port, parse_target
 
 NAME = "serve"
 SUMMARY = "run a server that prints every event it receives"
-USAGE = "%(prog)s [options] (ID | ADDRESS | --path P | --tcp HOST:PORT | --udp HOST:PORT)"
+USAGE = ("%(prog)s [options] (ID | ADDRESS | --path P | --tcp HOST:PORT [ID] | "
+         "--udp HOST:PORT [ID])")
 EPILOG = """\
 ADDRESS is a server id, a Unix socket path, tcp://HOST:PORT or udp://HOST:PORT (port 0:
-any free port; the chosen one is logged). Events are printed to stdout: coloured text on a
-terminal, JSON lines {"type", "data", "from"} when piped or with --json. Logs go to stderr.
+any free port; the chosen one is logged). With --tcp or --udp, an ID word names the
+server (as --id does): serve --tcp 0.0.0.0:8000 world. Events are printed to stdout:
+coloured text on a terminal, JSON lines {"type", "data", "from"} when piped or with
+--json. Logs go to stderr.
 Runs until interrupted, until --count events arrived, or for --timeout seconds. TLS: --tcp
 with --tls-cert and --tls-key; add --tls-ca to require client certificates from that CA
 (mutual TLS). With --raw, each chunk of bytes is printed in --encoding.
@@ -34,6 +37,7 @@ Without either, a request gets 'no handler'.
 examples:
   geventipc serve world                       # Unix socket, server id "world"
   geventipc serve --tcp 127.0.0.1:8000 --echo # TCP, every event and request sent back
+  geventipc serve --tcp 0.0.0.0:8000 world    # TCP, server id "world" (cluster, stats)
   geventipc serve world --handlers examples/cli_handlers.py   # answers add, square...
   geventipc serve --udp [::1]:8001 --json     # UDP over IPv6, JSON lines
   geventipc serve world --count 1 --timeout 10 > first.json
@@ -74,8 +78,8 @@ def use_cluster(args: argparse.Namespace, ipc: IPC, target: Target) -> None:
     if not target.name and args.id is None:
         # the cluster is the servers of one id: a per-process default id would make each
         # node a cluster of its own
-        raise UsageError("--cluster needs the server's id: serve ID, or --id NAME with "
-                         "--tcp / --path")
+        raise UsageError("--cluster needs the server's id: serve ID, serve --tcp "
+                         "HOST:PORT ID, or --id NAME with --tcp / --path")
     try:
         ipc.config.cluster = args.cluster
     except ConfigError as exc:
@@ -83,18 +87,38 @@ def use_cluster(args: argparse.Namespace, ipc: IPC, target: Target) -> None:
 
 
 def serve_target(args: argparse.Namespace, ipc: IPC) -> Target:
-    """serve's address: ID / ADDRESS, or --path, --tcp, --udp (exactly one)."""
-    given = [x for x in (args.address, args.path, args.tcp, args.udp) if x is not None]
+    """serve's address: ID / ADDRESS, or --path, --tcp, --udp (exactly one). With --tcp
+    or --udp, an ID word names the server (``serve --tcp HOST:PORT world``)."""
+    net = [kind for kind in ("tcp", "udp") if getattr(args, kind) is not None]
+    name = net_server_id(args, net[0]) if len(net) == 1 and args.path is None else None
+    address = None if name is not None else args.address
+    given = [x for x in (address, args.path, args.tcp, args.udp) if x is not None]
     if len(given) != 1:
-        raise UsageError("serve needs exactly one of ID, ADDRESS, --path, --tcp or --udp")
+        raise UsageError("serve needs exactly one of ID, ADDRESS, --path, --tcp or --udp "
+                         "(an ID may go with --tcp or --udp)")
     if args.path is not None:
         return Target("unix", path=args.path)
-    for kind in ("tcp", "udp"):
-        text = getattr(args, kind)
-        if text is not None:
-            host, port = parse_host_port(text, f"--{kind}", allow_zero=True)
-            return Target(kind, host=host, port=port)
+    for kind in net:
+        host, port = parse_host_port(getattr(args, kind), f"--{kind}", allow_zero=True)
+        return Target(kind, host=host, port=port, name=name)
     return parse_target(args.address, ipc.config, serving=True)
+
+
+def net_server_id(args: argparse.Namespace, kind: str) -> str | None:
+    """The positional word as the server's id beside ``--tcp``/``--udp`` (None without
+    one). A word that is an address (a path, a URL, HOST:PORT) is refused: --tcp already
+    says where to listen, so the word could only be a second address."""
+    word = args.address
+    if word is None:
+        return None
+    host, colon, port = word.rpartition(":")
+    if "/" in word or (colon and host and port.isdigit()):
+        raise UsageError(f"{word!r} is an address, and --{kind} already gives one: with "
+                         f"--{kind}, the word is the server's id (serve --{kind} HOST:PORT "
+                         f"ID); to serve at {word!r}, drop --{kind}")
+    if args.id is not None and args.id != word:
+        raise UsageError(f"two server ids: {word!r} and --id {args.id!r}; give one")
+    return word
 
 
 def use_workers(args: argparse.Namespace, ipc: IPC, target: Target) -> None:

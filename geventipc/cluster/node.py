@@ -577,7 +577,7 @@ def _stats_section(endpoint: Any) -> dict[str, Any] | None:
     return cluster.stats() if isinstance(cluster, Cluster) else None
 
 
-add_section("cluster", _stats_section)
+add_section("cluster", _stats_section, gauges=("connected", "pending", "origins"))
 
 
 def attach(server: Any, url: str | None = None, *, node_id: str | None = None) -> Cluster:
