@@ -68,3 +68,32 @@ def test_a_big_frame_in_a_long_queue_ends_the_chunk_before_it():
     assert conn._wbuf == frames[3:]
     mine.close()
     peer.close()
+
+
+def test_the_first_big_frame_gives_glibc_its_trim_hint_once_per_size():
+    from geventipc.transports import stream
+
+    mine, peer = gsocket.socketpair()
+    names = EventNames()
+    codec = MsgpackCodec(names)
+    conn = _Recording(mine, codec, names, on_frames=lambda c, f: 0,
+                      on_close=lambda c, reason: None)
+    conn.chunks = []
+    saved = stream._trim_hint[0]
+    stream._trim_hint[0] = 0
+    frames = [codec.encode_event("m", b"\x01" * (1024 * 1024)) for _ in range(3)]
+    got = bytearray()
+    reader = gevent.spawn(_read_all, peer, sum(map(len, frames)), got)
+    try:
+        for frame in frames:
+            assert conn.write(frame)
+        assert conn.drain(timeout=10)
+        reader.join(timeout=10)
+        assert bytes(got) == b"".join(frames)
+        # a block of four frames was freed once: frames up to twice this size need none
+        assert stream._trim_hint[0] == 2 * len(frames[0])
+    finally:
+        stream._trim_hint[0] = saved
+        reader.kill()
+        mine.close()
+        peer.close()
