@@ -159,11 +159,6 @@ def udp_stats(server: "UDPServer") -> dict[str, Any]:
     })
 
 
-def stats_of(endpoint: Any) -> dict[str, Any]:
-    """The statistics of a stream server, UDP server or client, whichever it is."""
-    return endpoint.stats()
-
-
 _RESERVED = frozenset({
     "schema", "kind", "id", "server", "transport", "address", "started", "connections",
     "events_in", "bytes_in", "events_out", "bytes_out", "broadcasts", "dropped",
@@ -173,4 +168,4 @@ _RESERVED = frozenset({
 })
 
 __all__ = ["SCHEMA", "SECTIONS", "SECTION_GAUGES", "add_section", "server_stats",
-           "client_stats", "udp_stats", "stats_of"]
+           "client_stats", "udp_stats"]
