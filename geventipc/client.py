@@ -350,11 +350,11 @@ class Client(Dispatcher):
             conn.write(hello)
         self._hello = hello
         if hello is None:
-            # node-ipc wire and raw mode: no handshake, connected once dialled
+            # node-ipc wire and raw mode: no handshake, connected once dialled; the dial
+            # worked either way (a queue lost while sent: retry as after any lost connection)
             if self._open(conn):
                 conn.run()
-                return True
-            return True  # the dial worked: retry as after any lost connection
+            return True
         # msgpack: connected only once the server's welcome comes (_on_welcome); until
         # then nothing queued is sent, so a full server or one that never takes us (full
         # backlog, no file descriptors) costs no event
