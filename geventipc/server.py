@@ -852,12 +852,11 @@ class Server(Dispatcher):
         if not frames:
             return
         count, size, biggest = len(frames), self._bcast_bytes, self._bcast_biggest
-        self.counts.broadcasts += count
         chunk = frames[0] if count == 1 else b"".join(frames)
         if self._bcast_extra:  # frames from other cluster nodes carry several events each
             count += self._bcast_extra
-            self.counts.broadcasts += self._bcast_extra
             self._bcast_extra = 0
+        self.counts.broadcasts += count
         self._bcast = []
         self._bcast_bytes = self._bcast_biggest = 0
         batch = [chunk]
