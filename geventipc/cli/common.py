@@ -23,7 +23,7 @@ from .targets import Target, client_target, host_port
 
 OK, FAILED, USAGE = 0, 1, 2
 
-#: seconds a one-shot command (emit, request, describe) waits in all, unless --timeout
+#: seconds a one-shot command (emit, request, describe, stats) waits in all, unless --timeout
 DEFAULT_TIMEOUT = 5.0
 #: milliseconds between connection attempts: short, since a shell user is waiting
 RETRY_MS = 100
