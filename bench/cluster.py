@@ -330,9 +330,8 @@ def envelope_size() -> int:
     return len(encode("vm:12345:abcdef", BROADCAST, 1, 1, "msgpack", None, frame))
 
 
-def main(argv: list[str]) -> int:
-    """Run every cluster benchmark once; print and save the figures."""
-    quick = "--quick" in argv
+def measure(quick: bool) -> dict[str, Any]:
+    """Every cluster benchmark against a fresh engine; the figures."""
     proc, port, work = start_engine()
     url = f"redis://127.0.0.1:{port}/0"
     figures: dict[str, Any] = {}
@@ -368,6 +367,33 @@ def main(argv: list[str]) -> int:
         proc.send_signal(signal.SIGTERM)
         proc.wait(10)
         shutil.rmtree(work, ignore_errors=True)
+    return figures
+
+
+def suite(runs: int, quick: bool, scale: float) -> list[dict[str, Any]]:
+    """bench/run.py's ``plugins`` rows (PLUGINS): cross-node W3 and the backplane, each
+    against its target (``runs`` and ``scale`` are not used: :func:`measure` sets its own)."""
+    from .run import make_row  # noqa: PLC0415 - bench.run imports this module lazily
+
+    figures = measure(quick)
+    per_node = figures["clients_per_node"]
+    return [
+        make_row("cluster", f"W3 2 nodes x {per_node} / 1 node x {2 * per_node}", "tcp",
+                 "events/s", "higher", {"name": "2 nodes", "value": figures["w3_2nodes_events_s"]},
+                 {"name": "1 node", "value": figures["w3_1node_events_s"]},
+                 target=(">=", 1.5), note=f"median pair ratio {figures['w3_ratio']:.2f}"),
+        make_row("cluster", "backplane node -> node / raw PUBLISH", "tcp", "events/s",
+                 "higher", {"name": "backplane", "value": figures["backplane_events_s"]},
+                 {"name": "raw PUBLISH", "value": figures["floor_publish_events_s"]},
+                 target=(">=", 0.5),
+                 note=f"median pair ratio {figures['backplane_ratio']:.2f}"),
+    ]
+
+
+def main(argv: list[str]) -> int:
+    """Run every cluster benchmark once; print and save the figures."""
+    figures = measure("--quick" in argv)
+    per_node = figures["clients_per_node"]
     rows = [
         ("W3 1 node x %d clients" % (2 * per_node), figures["w3_1node_events_s"], "events/s"),
         ("W3 2 nodes x %d clients" % per_node, figures["w3_2nodes_events_s"], "events/s"),

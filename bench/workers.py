@@ -27,7 +27,7 @@ import tempfile
 from typing import Any
 
 from .common import TEXT, free_port, now, parse_address, result, start_engine
-from .run import _line
+from .run import _line, make_row
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -155,6 +155,35 @@ def run_once(transport: str, workers: int, cluster: str, clients: int, n: int,
             "sender_cpu_share": figures["sender_cpu"] / seconds}
 
 
+def measure(transport: str, clients: int, n: int, runs: int) -> dict[int, list[dict[str, Any]]]:
+    """``runs`` runs each of workers=1 and workers=2, alternating, against a fresh engine;
+    each one's figures (:func:`run_once`), by worker count."""
+    engine, port, work = start_engine()
+    url = f"redis://127.0.0.1:{port}/0"
+    where = tempfile.mkdtemp(prefix="gipc-bw-")
+    figures: dict[int, list[dict[str, Any]]] = {1: [], 2: []}
+    try:
+        for _ in range(runs):
+            for workers in (1, 2):   # alternating: both see the same machine noise
+                figures[workers].append(run_once(transport, workers, url, clients, n, where))
+    finally:
+        engine.terminate()
+        engine.wait(10)
+        shutil.rmtree(where, ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)
+    return figures
+
+
+def suite(runs: int, quick: bool, scale: float) -> list[dict[str, Any]]:
+    """bench/run.py's ``plugins`` row (PLUGINS): W1 served by workers=2 next to one process."""
+    clients, n = 8, max(1000, int((20_000 if quick else 200_000) * scale))
+    figures = measure("unix", clients, n, runs)
+    median = {w: statistics.median(r["events_per_s"] for r in figures[w]) for w in figures}
+    return [make_row("workers", f"W1 C={clients} workers=2 / workers=1", "unix", "events/s",
+                     "higher", {"name": "workers=2", "value": median[2]},
+                     {"name": "workers=1", "value": median[1]})]
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run W1 with workers=1 and workers=2, alternating, and print the table."""
     parser = argparse.ArgumentParser(prog="python -m bench.workers", description=__doc__,
@@ -164,20 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n", type=int, default=200_000, help="events per connection")
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args(argv)
-    engine, port, work = start_engine()
-    url = f"redis://127.0.0.1:{port}/0"
-    where = tempfile.mkdtemp(prefix="gipc-bw-")
-    runs: dict[int, list[dict[str, Any]]] = {1: [], 2: []}
-    try:
-        for _ in range(args.runs):
-            for workers in (1, 2):   # alternating: both see the same machine noise
-                runs[workers].append(run_once(args.transport, workers, url, args.clients,
-                                              args.n, where))
-    finally:
-        engine.terminate()
-        engine.wait(10)
-        shutil.rmtree(where, ignore_errors=True)
-        shutil.rmtree(work, ignore_errors=True)
+    runs = measure(args.transport, args.clients, args.n, args.runs)
     median = {w: statistics.median(r["events_per_s"] for r in runs[w]) for w in runs}
     print(f"W1, {args.clients} connections x {args.n:,} events ({args.transport}), "
           f"median of {args.runs} on {os.cpu_count()} cores")
