@@ -305,18 +305,19 @@ class Client(Dispatcher):
                 self._refusals = self._refusals + 1 if self._refused else 0
                 if self._give_up(failures):
                     break
-                gevent.sleep(self._retry_delay())
+                gevent.sleep(self._retry_delay(self._refusals))
         finally:
             self._end()
 
-    def _retry_delay(self) -> float:
-        """Seconds to wait before dialling again: ``retry``, doubled at each refusal by a
-        full server in a row, at most 32 x ``retry`` and 10 s (never less than retry)."""
+    def _retry_delay(self, refusals: int) -> float:
+        """Seconds to wait before dialling again after ``refusals`` refusals by a full
+        server in a row: ``retry``, doubled at each refusal, at most 32 x ``retry`` and
+        10 s (never less than retry)."""
         retry = self.config.retry / 1000.0
-        if not self._refusals:
+        if not refusals:
             return retry
         cap = max(retry, min(32 * retry, 10.0))
-        return min(retry * 2 ** (self._refusals - 1), cap)
+        return min(retry * 2 ** (refusals - 1), cap)
 
     def _give_up(self, failures: int) -> bool:
         config = self.config
@@ -349,11 +350,11 @@ class Client(Dispatcher):
             conn.write(hello)
         self._hello = hello
         if hello is None:
-            # node-ipc wire and raw mode: no handshake, connected once dialled
+            # node-ipc wire and raw mode: no handshake, connected once dialled; the dial
+            # worked either way (a queue lost while sent: retry as after any lost connection)
             if self._open(conn):
                 conn.run()
-                return True
-            return True  # the dial worked: retry as after any lost connection
+            return True
         # msgpack: connected only once the server's welcome comes (_on_welcome); until
         # then nothing queued is sent, so a full server or one that never takes us (full
         # backlog, no file descriptors) costs no event
@@ -392,9 +393,8 @@ class Client(Dispatcher):
             return
         self._refused = self._reported = True
         info = data if isinstance(data, dict) else {}
-        self._refusals += 1
-        delay = self._retry_delay()
-        self._refusals -= 1   # _run counts it once the connection has closed
+        # this refusal counts in _refusals once the connection has closed (_run)
+        delay = self._retry_delay(self._refusals + 1)
         self.report(ServerFullError(
             f"the server at {self._where()} refused the connection: "
             f"{info.get('reason', 'server full')} (max_connections="

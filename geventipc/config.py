@@ -18,7 +18,6 @@ from typing import Any, Callable, Iterator
 from .errors import ConfigError, InsecureSocketRootError
 from .wire.raw_codec import ENCODINGS
 
-_UNSET: Any = object()
 MIB = 1024 * 1024
 
 

@@ -80,7 +80,7 @@ class Totals:
         self.dropped = 0
 
     def add(self, conn: Any) -> None:
-        """Take over a closing connection's counters."""
+        """Take over a closing connection's counters (or another Totals' sums)."""
         self.bytes_in += conn.bytes_in
         self.events_in += conn.events_in
         self.bytes_out += conn.bytes_out

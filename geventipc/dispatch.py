@@ -75,15 +75,8 @@ class Dispatcher(Emitter):
             return
         log_failure(self.log, exc, "<error>geventipc: handler for</error>", repr(event),
                      "<error>raised</error>")
-        handlers = self.handlers.get("error")
-        if handlers:
-            error = HandlerError(event, exc)
-            for handler in handlers:
-                try:
-                    handler(error)
-                except Exception as inner:
-                    log_failure(self.log, inner,
-                                 "<error>geventipc: error handler raised</error>")
+        if self.handlers.get("error"):
+            self.report(HandlerError(event, exc))
 
     def _failed(self, event: str, handler: Any, exc: BaseException) -> None:
         # a wildcard handler reaches the table as partial(handler, event)

@@ -264,6 +264,7 @@ class Log:
                force_color(), sys.stderr if config.logger is None else None)
         if key != self._sink_key:
             self._install_sink(*key)
+            self._sink_key = key
         parts = []
         theme = None
         for a in args:
@@ -319,7 +320,6 @@ class Log:
             self._handler = _loguru.add(
                 lambda message: output(str(message).rstrip("\n")), colorize=colour,
                 **options)
-        self._sink_key = (output, self._config.log_in_color, fmt, no_colour, force, stderr)
 
     def _rebuild(self) -> re.Pattern[str]:
         if self._tags is None or self._built_from != self.theme:

@@ -179,10 +179,7 @@ class StatsCollector:
             role = "client" if kind == "client" else "server"
             name = s["server"] if kind == "client" else s["id"]
             labels = [str(name), str(s["transport"]), role]
-            if kind != "udp":
-                _common(f, labels, s)
-            else:
-                _common(f, labels, {**s, "requests": s["requests"]})
+            _common(f, labels, s)
             {"server": _server, "client": _client, "udp": _udp}[kind](f, labels, s)
             _sections(f, labels, s)
         yield from f.families.values()

@@ -241,24 +241,12 @@ class Server(Dispatcher):
                                     "make a new one with ipc.serve(...) or "
                                     "ipc.serve_net(...)")
             return self
-        config = self.config
         if listener is not None:
             self._listener = listener
             if self.path is None:
                 self.port = listener.getsockname()[1]
-        elif self.path is not None:
-            if config.check_socket_root:
-                check_socket_dir(os.path.dirname(self.path) or ".")
-            self._listener = listen_unix(self.path, unlink=config.unlink,
-                                         readable_all=config.readable_all,
-                                         writable_all=config.writable_all)
-            info = os.stat(self.path)
-            self._bound_inode = (info.st_dev, info.st_ino)
         else:
-            self._listener = listen_tcp(self.host or config.network_host,
-                                        self.port if self.port is not None else
-                                        config.network_port)
-            self.port = self._listener.getsockname()[1]
+            self._listener = self._bind()
         self._handshake_frames()
         self._stream_server = Acceptor(self._listener, self._handle, self._on_accept_error)
         self._stream_server.start()
@@ -268,6 +256,24 @@ class Server(Dispatcher):
             self.cluster.start()
         self.fire("start")
         return self
+
+    def _bind(self) -> Any:
+        """Bind and listen on this server's Unix path or TCP address; returns the listener
+        (the Unix socket file's inode noted for stop, the TCP port read back)."""
+        config = self.config
+        if self.path is not None:
+            if config.check_socket_root:
+                check_socket_dir(os.path.dirname(self.path) or ".")
+            listener = listen_unix(self.path, unlink=config.unlink,
+                                   readable_all=config.readable_all,
+                                   writable_all=config.writable_all)
+            info = os.stat(self.path)
+            self._bound_inode = (info.st_dev, info.st_ino)
+        else:
+            listener = listen_tcp(self.host or config.network_host,
+                                  self.port if self.port is not None else config.network_port)
+            self.port = listener.getsockname()[1]
+        return listener
 
     def _handshake_frames(self) -> None:
         """The welcome, refusal and pong frames of the msgpack wire, and the heartbeat
@@ -846,12 +852,11 @@ class Server(Dispatcher):
         if not frames:
             return
         count, size, biggest = len(frames), self._bcast_bytes, self._bcast_biggest
-        self.counts.broadcasts += count
         chunk = frames[0] if count == 1 else b"".join(frames)
         if self._bcast_extra:  # frames from other cluster nodes carry several events each
             count += self._bcast_extra
-            self.counts.broadcasts += self._bcast_extra
             self._bcast_extra = 0
+        self.counts.broadcasts += count
         self._bcast = []
         self._bcast_bytes = self._bcast_biggest = 0
         batch = [chunk]

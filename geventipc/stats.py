@@ -59,16 +59,10 @@ def _transport(server: Any) -> str:
 
 def _traffic(totals: Totals, conns: list[Any]) -> dict[str, int]:
     """Closed connections' totals plus the open ones' counters."""
-    out = {"events_in": totals.events_in, "bytes_in": totals.bytes_in,
-           "events_out": totals.events_out, "bytes_out": totals.bytes_out,
-           "dropped": totals.dropped}
-    for conn in conns:
-        out["events_in"] += conn.events_in
-        out["bytes_in"] += conn.bytes_in
-        out["events_out"] += conn.events_out
-        out["bytes_out"] += conn.bytes_out
-        out["dropped"] += conn.dropped
-    return out
+    out = Totals()
+    for counted in (totals, *conns):
+        out.add(counted)
+    return {name: getattr(out, name) for name in Totals.__slots__}
 
 
 def server_stats(server: "Server", *, per_connection: bool = True) -> dict[str, Any]:
@@ -159,11 +153,6 @@ def udp_stats(server: "UDPServer") -> dict[str, Any]:
     })
 
 
-def stats_of(endpoint: Any) -> dict[str, Any]:
-    """The statistics of a stream server, UDP server or client, whichever it is."""
-    return endpoint.stats()
-
-
 _RESERVED = frozenset({
     "schema", "kind", "id", "server", "transport", "address", "started", "connections",
     "events_in", "bytes_in", "events_out", "bytes_out", "broadcasts", "dropped",
@@ -173,4 +162,4 @@ _RESERVED = frozenset({
 })
 
 __all__ = ["SCHEMA", "SECTIONS", "SECTION_GAUGES", "add_section", "server_stats",
-           "client_stats", "udp_stats", "stats_of"]
+           "client_stats", "udp_stats"]

@@ -127,8 +127,7 @@ def _linked(func: Callable[..., Any], *args: Any) -> ThreadResult:
 class _Handoff:
     """The queue of calls from other threads for one owning thread's hub."""
 
-    def __init__(self, ident: int) -> None:
-        self.ident = ident
+    def __init__(self) -> None:
         self.loop = get_hub().loop
         self.lock = _allocate_lock()
         self.calls: deque[_Call] = deque()
@@ -188,7 +187,7 @@ def owner() -> int:
         with _registry_lock:
             handoff = _handoffs.get(ident)
             if handoff is None or handoff.loop is not loop:
-                _handoffs[ident] = _Handoff(ident)
+                _handoffs[ident] = _Handoff()
     return ident
 
 

@@ -27,37 +27,44 @@ def _read_all(sock, want, into):
         into.extend(data)
 
 
-def test_a_stream_of_big_frames_is_sent_frame_by_frame():
+def _recording_pair():
+    """A recording connection on one end of a socketpair: (conn, codec, mine, peer)."""
     mine, peer = gsocket.socketpair()
     names = EventNames()
     codec = MsgpackCodec(names)
     conn = _Recording(mine, codec, names, on_frames=lambda c, f: 0,
                       on_close=lambda c, reason: None)
     conn.chunks = []
-    frames = [codec.encode_event("m", "x" * (64 * 1024) + str(i)) for i in range(12)]
-    want = sum(map(len, frames))
+    return conn, codec, mine, peer
+
+
+def _send_all(conn, peer, frames):
+    """Write ``frames``, drain, and check the peer got them all, in order (bounded)."""
     got = bytearray()
-    reader = gevent.spawn(_read_all, peer, want, got)
+    reader = gevent.spawn(_read_all, peer, sum(map(len, frames)), got)
     try:
         for frame in frames:
             assert conn.write(frame)
         assert conn.drain(timeout=10)
         reader.join(timeout=10)
         assert bytes(got) == b"".join(frames)   # nothing lost, nothing reordered
-        assert conn.chunks == [1] * len(frames)
     finally:
         reader.kill()
+
+
+def test_a_stream_of_big_frames_is_sent_frame_by_frame():
+    conn, codec, mine, peer = _recording_pair()
+    frames = [codec.encode_event("m", "x" * (64 * 1024) + str(i)) for i in range(12)]
+    try:
+        _send_all(conn, peer, frames)
+        assert conn.chunks == [1] * len(frames)
+    finally:
         mine.close()
         peer.close()
 
 
 def test_a_big_frame_in_a_long_queue_ends_the_chunk_before_it():
-    mine, peer = gsocket.socketpair()
-    names = EventNames()
-    codec = MsgpackCodec(names)
-    conn = _Recording(mine, codec, names, on_frames=lambda c, f: 0,
-                      on_close=lambda c, reason: None)
-    conn.chunks = []
+    conn, _codec, mine, peer = _recording_pair()
     frames = [b"\x92\xa1s\x01"] * 3 + [b"\x92\xa1m\xc6" + (ALONE).to_bytes(4, "big")
                                        + b"\x00" * ALONE]
     conn._wbuf.extend(frames)
@@ -73,27 +80,15 @@ def test_a_big_frame_in_a_long_queue_ends_the_chunk_before_it():
 def test_the_first_big_frame_gives_glibc_its_trim_hint_once_per_size():
     from geventipc.transports import stream
 
-    mine, peer = gsocket.socketpair()
-    names = EventNames()
-    codec = MsgpackCodec(names)
-    conn = _Recording(mine, codec, names, on_frames=lambda c, f: 0,
-                      on_close=lambda c, reason: None)
-    conn.chunks = []
+    conn, codec, mine, peer = _recording_pair()
     saved = stream._trim_hint[0]
     stream._trim_hint[0] = 0
     frames = [codec.encode_event("m", b"\x01" * (1024 * 1024)) for _ in range(3)]
-    got = bytearray()
-    reader = gevent.spawn(_read_all, peer, sum(map(len, frames)), got)
     try:
-        for frame in frames:
-            assert conn.write(frame)
-        assert conn.drain(timeout=10)
-        reader.join(timeout=10)
-        assert bytes(got) == b"".join(frames)
+        _send_all(conn, peer, frames)
         # a block of four frames was freed once: frames up to twice this size need none
         assert stream._trim_hint[0] == 2 * len(frames[0])
     finally:
         stream._trim_hint[0] = saved
-        reader.kill()
         mine.close()
         peer.close()

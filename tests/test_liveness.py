@@ -75,13 +75,10 @@ def test_retry_delay_grows_and_is_capped(make_ipc):
     client = make_ipc("x", retry=100).connect_to("nobody")
     delays = []
     for refusals in range(9):
-        client._refusals = refusals
-        delays.append(client._retry_delay())
-    client._refusals = 0
+        delays.append(client._retry_delay(refusals))
     assert delays == [0.1, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 3.2, 3.2]
     big = make_ipc("y", retry=2000).connect_to("nobody")
-    big._refusals = 20
-    assert big._retry_delay() == 10.0
+    assert big._retry_delay(20) == 10.0
 
 
 # --- the handshake --------------------------------------------------------------------

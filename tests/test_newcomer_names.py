@@ -2,6 +2,7 @@
 names (issue 13, "node-ipc code ports without run-time surprises")."""
 from __future__ import annotations
 
+import gevent
 import pytest
 
 from conftest import serve, wait_until
@@ -55,7 +56,8 @@ def test_a_stopped_server_does_not_start_again_silently(make_ipc):
     world.server.stop()
     with pytest.raises(NotReadyError, match=r"make a new one with ipc\.serve"):
         world.server.start()
-    world.server.serve_forever()   # stopped already (a signal, a handler): returns at once
+    with gevent.Timeout(5):
+        world.server.serve_forever()   # stopped already (a signal, a handler): returns at once
 
 
 def test_a_stopped_udp_server_does_not_start_again_silently(make_ipc):

@@ -413,7 +413,6 @@ class Cluster:
         self._seq += len(self._frames)
         self.unsent += lost
         self._queued = 0
-        self._room = (self.max_pending - self._queued) if self._up else 0
         self._frames = []
         self._out = []
         self._cmds = []

@@ -37,11 +37,10 @@ from gevent.event import Event
 from gevent.monkey import get_original
 
 from .. import lifecycle
-from ..config import Config, check_socket_dir
+from ..config import Config
 from ..errors import ClusterRequiredError, WorkersError
 from ..server import Server
 from ..threads import call_in_owner, get_ident
-from ..transports.stream import listen_tcp, listen_unix
 
 # the process-level calls of the supervisor: never gevent's cooperative versions, since
 # the supervisor must not run the hub it inherited (see the module docstring)
@@ -178,22 +177,6 @@ class WorkersServer(Server):
             self.cluster.start()   # the parent is a node too, without clients
         self.fire("start")
         return self
-
-    def _bind(self) -> Any:
-        config = self.config
-        if self.path is not None:
-            if config.check_socket_root:
-                check_socket_dir(os.path.dirname(self.path) or ".")
-            listener = listen_unix(self.path, unlink=config.unlink,
-                                   readable_all=config.readable_all,
-                                   writable_all=config.writable_all)
-            info = os.stat(self.path)
-            self._bound_inode = (info.st_dev, info.st_ino)
-        else:
-            listener = listen_tcp(self.host or config.network_host,
-                                  self.port if self.port is not None else config.network_port)
-            self.port = listener.getsockname()[1]
-        return listener
 
     def stop(self, timeout: float = 2.0) -> None:
         """Stop every worker (each flushes its clients for up to ``timeout`` seconds,

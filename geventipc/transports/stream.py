@@ -140,7 +140,8 @@ class StreamConnection:
         self.message_timeout = message_timeout
         self._on_frames = on_frames
         self._on_close = on_close
-        self._loop = get_hub().loop
+        self._hub = hub = get_hub()
+        self._loop = hub.loop
         raw = getattr(sock, "_sock", None)
         # Plain gevent sockets wrap a non-blocking OS socket we can write to directly from
         # a hub callback; TLS sockets cannot, so they always write from a greenlet.
@@ -171,7 +172,6 @@ class StreamConnection:
         self._extra_events = 0   # events beyond one per frame (write_many's chunks)
         #: seconds a writing greenlet waits at most for this peer to catch up (0: never)
         self.drain_timeout = drain_timeout
-        self._hub = get_hub()
         # made in the greenlet that will read it (server and client both do): writes
         # from that greenlet never wait for this peer to drain
         self._reader = gevent.getcurrent()
@@ -769,8 +769,6 @@ def refuse_with(sock: Any, data: bytes, wait: float = 1.0) -> None:
                 pass
     except OSError:
         pass
-
-
 
 
 def _is_live_unix_socket(path: str) -> bool:

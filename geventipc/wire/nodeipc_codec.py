@@ -62,24 +62,10 @@ def _load(text: str) -> Any:
 _ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, check_circular=False,
                             separators=(",", ":"))
 _encode = _ENCODER.encode
-try:
-    from json.encoder import c_make_encoder as _c_make_encoder  # type: ignore[attr-defined]
-except ImportError:  # pragma: no cover - a Python without the C accelerator
-    _c_make_encoder = None
-if _c_make_encoder is not None:
-    # What _ENCODER.encode builds on every call, built once: the per-call construction
-    # cost more than encoding a small event.
-    _iterencode = _c_make_encoder(None, _ENCODER.default, json.encoder.encode_basestring,
-                                  None, ":", ",", False, False, False)
-
-    def _encode(value: Any) -> str:  # type: ignore[misc]  # noqa: F811 - the faster twin of _ENCODER.encode
-        return "".join(_iterencode(value, 0))
 # Lone surrogates cannot be UTF-8: JSON.stringify escapes them as \\udXXX, and so does this.
 _ASCII_ENCODER = json.JSONEncoder(ensure_ascii=True, allow_nan=False, check_circular=False,
                                   separators=(",", ":"))
 
-
-_HEADS: dict[str, str] = {}
 
 # orjson does the common case: compact UTF-8 like JSON.stringify, non-string keys refused.
 # What it does differently from what node-ipc reads (NaN/Infinity become null, datetimes
@@ -104,17 +90,6 @@ def _or_message(type: str, data: Any) -> bytes:
             _OR_HEADS.clear()
         head = _OR_HEADS[type] = b'{"type":' + _OR_DUMPS(type) + b',"data":'
     return b"".join((head, _OR_DUMPS(data, _refuse_other, _OR_OPTIONS), b"}"))
-
-
-def _encode_message(type: str, data: Any) -> str:
-    """``_encode({"type": type, "data": data})``, with the envelope's text made once per
-    event name (bounded, like the name cache)."""
-    head = _HEADS.get(type)
-    if head is None:
-        if len(_HEADS) >= CACHE_LIMIT:
-            _HEADS.clear()
-        head = _HEADS[type] = '{"type":' + _encode(type) + ',"data":'
-    return head + _encode(data) + "}"
 
 
 _REPR = reprlib.Repr()
@@ -414,8 +389,6 @@ class NodeIPCCodec:
             raise EncodeError(f"cannot send event {type!r} on the node-ipc JSON wire: "
                               f"{reason}")
         try:
-            if type.__class__ is str:
-                return _encode_message(type, data).encode("utf-8")
             return _encode({"type": type, "data": data}).encode("utf-8")
         except UnicodeEncodeError:
             return _ASCII_ENCODER.encode({"type": type, "data": data}).encode("ascii")
