@@ -421,21 +421,17 @@ class _Supervisor:
         self.started_at[pid] = time.monotonic()
 
     def _stop_all(self) -> None:
+        self._end_children(signal.SIGTERM, self.stop_timeout + KILL_GRACE)
+        self._end_children(signal.SIGKILL, 2.0)
+
+    def _end_children(self, sig: int, within: float) -> None:
+        """Send ``sig`` to every worker left, then reap them for up to ``within`` s."""
         for pid in list(self.children):
             try:
-                os.kill(pid, signal.SIGTERM)
+                os.kill(pid, sig)
             except OSError:
                 pass
-        deadline = time.monotonic() + self.stop_timeout + KILL_GRACE
-        while self.children and time.monotonic() < deadline:
-            self._reap(stopping=True)
-            _sleep(0.01)
-        for pid in list(self.children):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
-        deadline = time.monotonic() + 2.0
+        deadline = time.monotonic() + within
         while self.children and time.monotonic() < deadline:
             self._reap(stopping=True)
             _sleep(0.01)
