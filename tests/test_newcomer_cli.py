@@ -30,7 +30,7 @@ def runtime_dir():
     path = tempfile.mkdtemp(prefix="gipc-rt-", dir="/tmp")
     os.chmod(path, 0o700)
     yield path
-    subprocess.run(["rm", "-rf", path], check=False)
+    subprocess.run(["rm", "-rf", path], check=False, timeout=30)
 
 
 def readme_shell_block() -> str:
@@ -129,7 +129,7 @@ def pki():
     ca.cert_pem.write_to_path(f"{path}/ca.pem")
     trustme.CA().cert_pem.write_to_path(f"{path}/other-ca.pem")
     yield path
-    subprocess.run(["rm", "-rf", path], check=False)
+    subprocess.run(["rm", "-rf", path], check=False, timeout=30)
 
 
 @pytest.mark.parametrize("mutual, client_args, says", [

@@ -1,4 +1,5 @@
-"""The ``geventipc`` command line: serve, emit, request, listen and describe from a shell.
+"""The ``geventipc`` command line: serve, emit, request, listen, describe and stats from a
+shell.
 
 A thin layer over the public API (:class:`~geventipc.IPC`, its clients and servers): it
 turns arguments into one IPC instance's config, makes one server or one client, and
@@ -10,13 +11,13 @@ or input). Every error is one line on stderr. See docs/cli.md.
 
 Where things are (docs/cli.md, "Adding a command"):
 
-- ``serve.py``, ``emit.py``, ``request.py``, ``listen.py``, ``describe.py``: one command
-  each (its help text, its own arguments, ``run``);
+- ``serve.py``, ``emit.py``, ``request.py``, ``listen.py``, ``describe.py``, ``stats.py``:
+  one command each (its help text, its own arguments, ``run``);
 - ``parser.py``: the argument parser built from those modules;
 - ``options.py``: the options every command takes, argparse types, shared help text;
 - ``targets.py``: TARGET/ADDRESS parsing; ``data.py``: DATA (JSON, @FILE, stdin);
 - ``output.py``: what goes to stdout (JSON lines, colour) and one-line errors;
-- ``common.py``: exit statuses, the IPC instance from the options, TLS, Stopper;
+- ``common.py``: exit statuses, the IPC instance and TARGET from the options, TLS, Stopper;
 - ``connection.py``: a client with clear connect failures, UDP sending, request/describe;
 - this module: :func:`main`, the entry point, mapping errors to exit statuses.
 """

@@ -23,7 +23,7 @@ from .targets import Target, client_target, host_port
 
 OK, FAILED, USAGE = 0, 1, 2
 
-#: seconds a one-shot command (emit, request, describe) waits in all, unless --timeout
+#: seconds a one-shot command (emit, request, describe, stats) waits in all, unless --timeout
 DEFAULT_TIMEOUT = 5.0
 #: milliseconds between connection attempts: short, since a shell user is waiting
 RETRY_MS = 100
@@ -167,14 +167,20 @@ def add_target_word(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("words", nargs="*", metavar="TARGET", help="where")
 
 
+def client_setup(args: argparse.Namespace) -> tuple[IPC, Target, list[str]]:
+    """A client command's IPC instance (from the options), its TARGET (TLS options
+    applied: :func:`with_tls`) and the words after TARGET."""
+    ipc = make_ipc(args)
+    target, words = client_target(args, ipc.config, args.words)
+    return ipc, with_tls(args, ipc, target), words
+
+
 def request_target(args: argparse.Namespace, what: str) -> tuple[IPC, Target, float]:
     """The IPC instance, the TARGET (alone: other words are a usage error) and the
     timeout of a command that asks its server one request (describe, stats)."""
-    ipc = make_ipc(args)
-    target, words = client_target(args, ipc.config, args.words)
+    ipc, target, words = client_setup(args)
     if words:
         raise UsageError(f"{what} takes only TARGET, not {' '.join(words)!r}")
-    target = with_tls(args, ipc, target)
     needs_requests(args, what)
     return ipc, target, args.timeout or DEFAULT_TIMEOUT
 

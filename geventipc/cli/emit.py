@@ -8,13 +8,13 @@ from typing import Any, Callable, Iterator
 from ..errors import NotConnectedError, Timeout, UsageError
 from ..ipc import IPC
 from .common import (
-    DEFAULT_TIMEOUT, OK, Deadline, add_event_words, event_values, event_words, has_requests,
-    make_ipc, with_tls,
+    DEFAULT_TIMEOUT, OK, Deadline, add_event_words, client_setup, event_values, event_words,
+    has_requests,
 )
 from .connection import Connection, udp_endpoint
 from .options import DATA, TARGETS
 from .output import one_line
-from .targets import Target, client_target
+from .targets import Target
 
 NAME = "emit"
 SUMMARY = "send an event (or one per stdin line)"
@@ -44,9 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Send one event (or one per stdin line) and exit once it is sent."""
-    ipc = make_ipc(args)
-    target, words = client_target(args, ipc.config, args.words)
-    target = with_tls(args, ipc, target)
+    ipc, target, words = client_setup(args)
     type_: str | None
     data_arg: str | None
     if args.raw:

@@ -6,11 +6,10 @@ import argparse
 from typing import Any
 
 from ..errors import UsageError
-from .common import DEFAULT_TIMEOUT, OK, Deadline, Stopper, check_name, make_ipc, with_tls
+from .common import DEFAULT_TIMEOUT, OK, Deadline, Stopper, check_name, client_setup
 from .connection import Connection
 from .options import TARGETS, positive
 from .output import make_printer
-from .targets import client_target
 
 NAME = "listen"
 SUMMARY = "print the events a server sends"
@@ -38,9 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Print the events a server sends, until interrupted, ``--count`` or ``--timeout``."""
-    ipc = make_ipc(args)
-    target, types = client_target(args, ipc.config, args.words)
-    target = with_tls(args, ipc, target)
+    ipc, target, types = client_setup(args)
     if target.kind == "udp":
         raise UsageError("UDP has no connection to listen on: run 'geventipc serve --udp "
                          "HOST:PORT' to receive datagrams")

@@ -53,7 +53,7 @@ TARGET is one of:
   PATH, unix://PATH a Unix socket path (a PATH must contain a '/': ./world.sock)
   tcp://HOST:PORT   TCP ([::1]:PORT for IPv6)
   tls://HOST:PORT   TCP with TLS (with --tls-ca, and --tls-cert/--tls-key for mutual TLS)
-  udp://HOST:PORT   UDP (emit, request, describe; one datagram per event)
+  udp://HOST:PORT   UDP (emit, request, describe, stats; one datagram each)
 """
 
 DATA = """\
@@ -95,7 +95,8 @@ def common_options() -> argparse.ArgumentParser:
     group.add_argument("--tls-servername", metavar="NAME",
                        help="host name to verify in the server's certificate")
     group.add_argument("--timeout", metavar="S", type=seconds,
-                       help="seconds to wait in all (emit, request, describe: default 5; "
+                       help="seconds to wait in all (emit, request, describe, stats: default "
+                            "5; "
                             "serve, listen: run for S seconds)")
     group.add_argument("--silent", action="store_true",
                        help="no log lines on stderr (a failing command still prints its "

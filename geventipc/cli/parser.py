@@ -1,6 +1,6 @@
 """The whole ``geventipc`` argument parser, built from the command modules.
 
-Each command module (serve, emit, request, listen, describe) has ``NAME``, ``SUMMARY``,
+Each command module (serve, emit, request, listen, describe, stats) has ``NAME``, ``SUMMARY``,
 ``USAGE``, ``EPILOG``, ``add_arguments(parser)`` and ``run(args) -> int``; listing a
 module in :data:`COMMANDS` is all it takes to add a command.
 """

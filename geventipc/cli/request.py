@@ -4,13 +4,11 @@ from __future__ import annotations
 import argparse
 
 from .common import (
-    DEFAULT_TIMEOUT, OK, add_event_words, event_values, event_words, make_ipc, needs_requests,
-    with_tls,
+    DEFAULT_TIMEOUT, OK, add_event_words, client_setup, event_values, event_words, needs_requests,
 )
 from .connection import Asker
 from .options import DATA, TARGETS
 from .output import make_printer
-from .targets import client_target
 
 NAME = "request"
 SUMMARY = "send a request and print the reply (msgpack wire)"
@@ -33,9 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Send a request (or one per stdin line) and print each reply."""
-    ipc = make_ipc(args)
-    target, words = client_target(args, ipc.config, args.words)
-    target = with_tls(args, ipc, target)
+    ipc, target, words = client_setup(args)
     needs_requests(args, "request")
     type_, data_arg = event_words(ipc, words, "request")
     values = event_values(ipc, target, type_, data_arg, args.text, request=True)

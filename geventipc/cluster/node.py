@@ -292,7 +292,7 @@ class Cluster:
                 others = [n for n in nodes if n != self.node_id]
                 members = conn.pipeline(
                     [pack("SMEMBERS", f"{self._namespace}:clients:{n}") for n in others])
-            except (OSError, ConnectionError, hiredis.ProtocolError) as exc:
+            except (OSError, hiredis.ProtocolError) as exc:
                 if self._query is not None:
                     self._query.close()
                     self._query = None

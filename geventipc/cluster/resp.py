@@ -38,10 +38,6 @@ def pack(*args: Any) -> bytes:
     return b"".join(out)
 
 
-class ReplyError(ClusterError):
-    """The engine answered a command with an error reply."""
-
-
 class RespConnection:
     """One connection to the engine: ``call`` for request/response, ``send``/``read``
     for pipelines and pub/sub. Blocks only the calling greenlet."""
@@ -118,11 +114,11 @@ class RespConnection:
                 return reply
 
     def call(self, *args: Any) -> Any:
-        """Send one command and return its reply; an error reply raises ReplyError."""
+        """Send one command and return its reply; an error reply raises ClusterError."""
         self.send(pack(*args))
         reply = self.read()
         if isinstance(reply, hiredis.ReplyError):
-            raise ReplyError(f"cluster engine refused {args[0]}: {reply}")
+            raise ClusterError(f"cluster engine refused {args[0]}: {reply}")
         return reply
 
     def pipeline(self, commands: Iterable[bytes]) -> list[Any]:
