@@ -1,10 +1,11 @@
 """``ipc.server``: accepts clients, dispatches their events, emits and broadcasts.
 
-One gevent ``StreamServer`` accepts; each client gets a greenlet that reads, decodes and
-dispatches its frames in order (see :mod:`geventipc.transports.stream`). ``broadcast``
-encodes once and queues the same bytes for every client; consecutive broadcasts are
-joined into one chunk per client before they are queued, and any direct write to one
-client first commits the broadcasts before it, so per-client order always holds.
+An ``Acceptor`` (a gevent ``StreamServer``) accepts; each client gets a greenlet that
+reads, decodes and dispatches its frames in order (see
+:mod:`geventipc.transports.stream`). ``broadcast`` encodes once and queues the same bytes
+for every client; consecutive broadcasts are joined into one chunk per client before they
+are queued, and any direct write to one client first commits the broadcasts before it, so
+per-client order always holds.
 """
 from __future__ import annotations
 
@@ -17,7 +18,6 @@ import gevent
 from gevent.event import Event
 from gevent.hub import get_hub
 from gevent.pool import Pool
-from gevent.server import StreamServer
 
 from . import lifecycle
 from .transports.acceptor import Acceptor, Throttle
@@ -179,7 +179,7 @@ class Server(Dispatcher):
         self._fast_pack = getattr(self._encoder, "_pack", None)
         self._fast_max = getattr(self._encoder, "fast_limit", config.max_message_size)
         self._listener: Any = None
-        self._stream_server: StreamServer | None = None
+        self._stream_server: Acceptor | None = None
         self._bound_inode: tuple[int, int] | None = None
         self._started = False
         self._stopped = Event()

@@ -99,6 +99,7 @@ def test_plain_client_reading_tls_bytes_says_so(make_ipc, sock_dir):
     listener = gsocket.socket(gsocket.AF_UNIX, gsocket.SOCK_STREAM)
     listener.bind(path)
     listener.listen(1)
+    listener.settimeout(10)   # accept() is bounded too
 
     def serve_one():
         conn, _ = listener.accept()
