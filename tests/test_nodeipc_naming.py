@@ -23,6 +23,7 @@ def test_first_id_in_data_names_the_socket_before_its_handlers(
     seen: list[tuple[Any, Any]] = []
     server.on("m", lambda data, sock: seen.append((data, sock.id)))
     peer = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    peer.settimeout(5)   # every connect/send of the raw peer bounded
     try:
         peer.connect(server.path)
         # one read holding all four: unnamed, not a name (empty, not a string), the name,
@@ -50,6 +51,7 @@ def test_a_name_the_application_gave_is_kept(make_ipc: Callable[..., IPC]) -> No
     server.on("connect", on_connect)
     server.on("m", lambda data, sock: seen.append(sock.id))
     peer = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    peer.settimeout(5)   # every connect/send of the raw peer bounded
     try:
         peer.connect(server.path)
         peer.sendall(_frame("m", {"id": "from-data"}) + _frame("m", {"i": 1}))
@@ -66,6 +68,7 @@ def test_a_closed_socket_is_not_kept_alive_by_its_codec(make_ipc: Callable[..., 
     gone: list[Any] = []
     server.on("socket.disconnected", lambda sock, id: gone.append(sock))
     peer = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    peer.settimeout(5)   # every connect/send of the raw peer bounded
     peer.connect(server.path)
     wait_until(lambda: conns, message="the connection")
     peer.close()
