@@ -111,7 +111,8 @@ def udp_endpoint(ipc: IPC, target: Target) -> Any:
 
 
 class Asker:
-    """``request`` and ``describe`` over a stream client or from an ephemeral UDP port."""
+    """``request``, ``describe`` and ``stats`` over a stream client or from an ephemeral UDP
+    port."""
 
     def __init__(self, ipc: IPC, target: Target, timeout: float) -> None:
         self.ipc = ipc
