@@ -230,7 +230,7 @@ class Cluster:
                              chunk))
             self._seq += count
             self._queued += count
-            self._room = (self.max_pending - self._queued) if self._up else 0
+            self._room = self.max_pending if self._up else 0
             start = end
 
     def _put(self, env: bytes) -> None:
@@ -440,7 +440,7 @@ class Cluster:
             self._out, self._cmds = [], []
             self.published += self._queued
             self._queued = 0
-            self._room = (self.max_pending - self._queued) if self._up else 0
+            self._room = self.max_pending if self._up else 0
             self._bytes_room = MAX_PENDING_BYTES if self._up else 0
             out.extend(cmds)
             conn.send(b"".join(out))
