@@ -435,25 +435,33 @@ def test_stop_while_the_engine_is_away_is_quick_and_quiet(engine):
 # --- the command line --------------------------------------------------------------------
 
 
-def test_cli_serve_cluster_joins_and_refuses_bad_input(engine, clients):
-    from test_cli import cli, finish, start_cli
+def _cli_node_joins_worlds_cluster(engine, clients, id_words, client_id, event):
+    """Start ``geventipc serve --tcp ... --cluster URL`` with ``id_words`` naming the server
+    "world"; an in-process node of the same cluster sees the CLI node's client in its
+    presence and reaches it with a broadcast (``event``, a list of two ints)."""
+    from test_cli import finish, start_cli
     from conftest import free_port
     port = free_port()
-    proc = start_cli("serve", "--tcp", f"127.0.0.1:{port}", "--id", "world", "--cluster",
-                     engine.url, "--timeout", "30")
+    proc = start_cli("serve", "--tcp", f"127.0.0.1:{port}", "--cluster", engine.url,
+                     *id_words, "--timeout", "30")
     local = _node(engine.url)  # an in-process node of the same cluster, to look with
     try:
-        clients.connect("via-cli", port)
-        wait_until(lambda: any(cid == "via-cli" for cid, _ in
+        clients.connect(client_id, port)
+        wait_until(lambda: any(cid == client_id for cid, _ in
                                local.server.cluster_sockets()), timeout=15, step=0.05,
-                   message="the CLI node's client in the cluster's presence")
-        local.server.broadcast("news", [7, 1])  # reaches the CLI node's client
-        wait_until(lambda: clients.got["via-cli"] == [(7, 1)], timeout=10,
+                   message="the CLI node's client in world's cluster")
+        local.server.broadcast("news", event)  # reaches the CLI node's client
+        wait_until(lambda: clients.got[client_id] == [tuple(event)], timeout=10,
                    message="a broadcast through the CLI node")
     finally:
         local.server.stop()
         proc.terminate()
         finish(proc)
+
+
+def test_cli_serve_cluster_joins_and_refuses_bad_input(engine, clients):
+    from test_cli import cli
+    _cli_node_joins_worlds_cluster(engine, clients, ["--id", "world"], "via-cli", [7, 1])
     for args, words in [
         (["serve", "--tcp", "127.0.0.1:0", "--cluster", engine.url], "needs the server's id"),
         (["serve", "world", "--cluster", "http://x"], "malformed cluster URL"),
@@ -468,24 +476,7 @@ def test_cli_serve_tcp_positional_id_joins_the_ids_cluster(engine, clients):
     """Issue 12's shell form, ``serve --tcp HOST:PORT --cluster URL world``: the word is
     the server id, so the node joins the cluster of "world" (an in-process "world" node
     sees its client and reaches it with a broadcast)."""
-    from test_cli import finish, start_cli
-    from conftest import free_port
-    port = free_port()
-    proc = start_cli("serve", "--tcp", f"127.0.0.1:{port}", "--cluster", engine.url, "world",
-                     "--timeout", "30")
-    local = _node(engine.url)
-    try:
-        clients.connect("by-word", port)
-        wait_until(lambda: any(cid == "by-word" for cid, _ in
-                               local.server.cluster_sockets()), timeout=15, step=0.05,
-                   message="the CLI node's client in world's cluster")
-        local.server.broadcast("news", [9, 1])
-        wait_until(lambda: clients.got["by-word"] == [(9, 1)], timeout=10,
-                   message="a broadcast through the CLI node")
-    finally:
-        local.server.stop()
-        proc.terminate()
-        finish(proc)
+    _cli_node_joins_worlds_cluster(engine, clients, ["world"], "by-word", [9, 1])
 
 
 def test_unix_socket_url_acl_user_and_database(engine, clients):
