@@ -44,11 +44,16 @@ def start_server(sock_dir: str, mode: str, variant: str = "-") -> subprocess.Pop
 
 
 def finish(proc: subprocess.Popen[str]) -> tuple[int, str, str]:
+    """Wait (at most 10 s) for ``proc`` to end, then its remaining output. The processes
+    here write a few lines, so the pipes never fill while it runs; reading after the exit
+    avoids communicate(), which once timed out in CI on a process that had exited 0."""
     try:
-        out, err = proc.communicate(timeout=10)
+        proc.wait(timeout=10)
+        out = proc.stdout.read() if proc.stdout else ""
+        err = proc.stderr.read() if proc.stderr else ""
     finally:
         stop_process(proc)
-    return proc.returncode, out, err
+    return proc.returncode, out or "", err or ""
 
 
 def assert_restartable(sock_dir: str) -> None:
