@@ -234,25 +234,18 @@ class IPC:
         return self.config.copy(**overrides) if overrides else self.config
 
     def _new_server(self, callback: Callback | None, config: Config, **where: Any) -> Server:
+        # the class is the one choice made here; the server itself joins config.cluster
+        # and refuses what it cannot do (docs/cluster.md)
         cls: Any = Server
         if config.workers > 1:
             from .cluster.workers import WorkersServer  # noqa: PLC0415 - only with workers
             cls = WorkersServer
-        server = self._install(cls, callback, config, **where)
-        if config.cluster is not None:  # joins when the server starts (docs/cluster.md)
-            from .cluster import attach  # noqa: PLC0415 - optional, the 'cluster' extra
-            attach(server)
-        return server
+        return self._install(cls, callback, config, **where)
 
     def _new_udp_server(self, callback: Callback | None, host: str, port: int,
                         udp_type: str, config: Config) -> Any:
         from .udp import UDPServer  # noqa: PLC0415 - optional transport
-        if config.workers > 1:
-            raise ConfigError("config.workers applies to stream servers (Unix, TCP, TLS); "
-                              "a UDP server runs in one process")
-        if config.cluster is not None:
-            raise ConfigError("config.cluster joins stream servers (serve, serve_net over "
-                              "TCP); a UDP server cannot be part of a cluster")
+        # UDPServer refuses config.cluster and config.workers itself
         return self._install(UDPServer, callback, config, host=host, port=port,
                              udp_type=udp_type)
 

@@ -28,8 +28,8 @@ from .counters import ServerCounts
 from .dispatch import Dispatcher
 from .emitter import WILDCARD, _Once
 from .errors import (
-    AcceptError, IPCError, NotConnectedError, NotReadyError, ProtocolError, ServerFullError,
-    SlowConsumerError, UnsupportedError, WireMismatchError,
+    AcceptError, ConfigError, IPCError, NotConnectedError, NotReadyError, ProtocolError,
+    ServerFullError, SlowConsumerError, UnsupportedError, WireMismatchError,
 )
 from .reply import (
     DEFAULT_POOL_SIZE, LATER, FairPool, PooledHandler, error_detail, outcome, resolve_pool,
@@ -47,6 +47,21 @@ DESCRIBE = "$ipc.describe"
 #: a client asks for ``server.stats()``; answered only with ``config.stats_requests``
 STATS = "$ipc.stats"
 STATS_OFF = "stats requests are off on this server (its owner sets config.stats_requests)"
+
+
+#: makes a server whose ``config.cluster`` is set a node of that cluster (it joins when it
+#: starts): :func:`geventipc.cluster.attach`, which that package installs here when it is
+#: imported (with :func:`install_cluster_join`). Setting ``config.cluster`` imports it (the
+#: URL is checked there), so the hook is in place whenever a config has a cluster; this
+#: module never imports the cluster, which sits above it.
+_cluster_join: Callable[["Server"], Any] | None = None
+
+
+def install_cluster_join(join: Callable[["Server"], Any]) -> None:
+    """Make ``join(server)`` the call that joins every :class:`Server` made with
+    ``config.cluster`` set to its cluster (installed by :mod:`geventipc.cluster`)."""
+    global _cluster_join
+    _cluster_join = join
 
 
 def builtin_answer(owner: Any, event: str) -> tuple[int, Any] | None:
@@ -142,12 +157,25 @@ class Server(Dispatcher):
     destroyed_socket_id); ``error`` (exception; a connection's errors carry it as
     ``exc.socket``); ``data`` (raw mode: bytes, socket); ``*`` (type, data, socket); and
     every event type clients send, as ``handler(data, socket)``.
+
+    With ``config.cluster`` set it is a node of that cluster (docs/cluster.md), however it
+    was made. It runs in one process: ``config.workers`` > 1 is refused here
+    (:class:`~geventipc.cluster.workers.WorkersServer` runs several).
     """
+
+    #: True for a server that runs ``config.workers`` processes (WorkersServer)
+    runs_workers = False
 
     def __init__(self, config: Config, log: Callable[..., None], *, path: str | None = None,
                  host: str | None = None, port: int | None = None,
                  ssl_context: Any = None) -> None:
         super().__init__(log)
+        if config.workers > 1 and not self.runs_workers:
+            # it would serve from this one process, silently
+            raise ConfigError(
+                f"config.workers = {config.workers}: a Server runs in one process; make a "
+                f"geventipc.cluster.workers.WorkersServer (ipc.serve and ipc.serve_net "
+                f"do) or set config.workers = 1")
         self._tid = owner()  # the OS thread whose hub runs this server (threads.py)
         self.config = config
         self.path = path
@@ -186,7 +214,8 @@ class Server(Dispatcher):
         self._done = Event()  # set once stop() has finished: socket file gone, clients closed
         self._forever = 0  # greenlets waiting in serve_forever (see lifecycle)
         #: the :class:`geventipc.cluster.Cluster` this server belongs to, or None (set by
-        #: ``geventipc.cluster.attach``; this module only calls it, never imports it)
+        #: ``geventipc.cluster.attach``, at the end of this method when config.cluster is
+        #: set; this module only calls it, never imports it)
         self.cluster: Any = None
         #: what :meth:`stats` reports beyond the connections' own counters
         self.counts = ServerCounts()
@@ -201,6 +230,12 @@ class Server(Dispatcher):
         self._heartbeat: Heartbeat | None = None
         self._refusals = Throttle()     # the log lines of refused connections
         self._accept_errors = Throttle()
+        if config.cluster is not None:  # a node, however it was made (docs/cluster.md)
+            if _cluster_join is None:  # Config imports geventipc.cluster: not expected
+                raise ConfigError("config.cluster is set but geventipc.cluster is not "
+                                  "loaded: import geventipc.cluster before making the "
+                                  "server")
+            _cluster_join(self)
 
     def __repr__(self) -> str:
         where = self.path or f"{self.host}:{self.port}"

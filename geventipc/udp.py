@@ -112,6 +112,13 @@ class UDPServer(Dispatcher):
         self._tid = owner()  # the OS thread whose hub runs this server (threads.py)
         if udp_type not in FAMILIES:
             raise ConfigError(f"udp_type must be one of {tuple(FAMILIES)}, not {udp_type!r}")
+        # refused here, not only by ipc.serve_net: made by hand it would ignore them
+        if config.workers > 1:
+            raise ConfigError("config.workers applies to stream servers (Unix, TCP, TLS); "
+                              "a UDP server runs in one process")
+        if config.cluster is not None:
+            raise ConfigError("config.cluster joins stream servers (serve, serve_net over "
+                              "TCP); a UDP server cannot be part of a cluster")
         self.config = config
         self.host = host if host is not None else config.network_host
         self.port = port if port is not None else config.network_port

@@ -512,6 +512,62 @@ def test_udp_server_with_cluster_refused():
         ipc.serve_net("127.0.0.1", 0, "udp4")
 
 
+# --- servers made without the facade ----------------------------------------------------
+
+
+def test_a_server_made_directly_with_config_cluster_joins(engine, clients):
+    """``geventipc.server.Server`` made by hand with ``config.cluster`` set is a node, as
+    ``ipc.serve_net``'s is (it used to serve alone, silently)."""
+    from geventipc.server import Server
+    ipc = IPC(id="world", cluster=engine.url, cluster_heartbeat=100, silent=True)
+    direct = Server(ipc.config.copy(), ipc.log, host="127.0.0.1", port=0)
+    assert direct.cluster is not None and direct.cluster.server is direct
+    direct.start()
+    other = _node(engine.url)
+    try:
+        wait_until(lambda: direct.cluster.connected and other.server.cluster.connected,
+                   timeout=10, message="both nodes joined")
+        clients.connect("c0", other.server.port)
+        wait_until(lambda: len(other.server.sockets) == 1, message="c0 connected")
+        direct.broadcast("news", [0, 1])
+        wait_until(lambda: clients.got["c0"] == [(0, 1)], timeout=10,
+                   message="the direct server's broadcast at the other node's client")
+    finally:
+        direct.stop()
+        other.server.stop()
+    assert direct.cluster.stats()["published"] == 1
+
+
+def test_attach_again_returns_the_cluster_the_server_has():
+    """A server with ``config.cluster`` already has its cluster: ``attach`` (the way a
+    hand-made server joined before) hands that one back instead of making a second node;
+    another URL is refused."""
+    from geventipc.cluster import attach
+    from geventipc.server import Server
+    url = "redis://127.0.0.1:1/0"
+    ipc = IPC(id="world", cluster=url, silent=True)
+    server = Server(ipc.config.copy(), ipc.log, host="127.0.0.1", port=0)
+    assert attach(server) is server.cluster
+    assert attach(server, url) is server.cluster
+    with pytest.raises(ClusterError, match="already"):
+        attach(server, "redis://127.0.0.1:2/0")
+
+
+def test_servers_made_directly_refuse_what_they_cannot_do():
+    """What the facade refuses, the classes refuse too: a UDP server in a cluster or in
+    workers, and a one-process ``Server`` asked for workers (it would serve in one
+    process, silently)."""
+    from geventipc.server import Server
+    from geventipc.udp import UDPServer
+    ipc = IPC(id="world", silent=True, cluster="redis://127.0.0.1:1/0")
+    with pytest.raises(ConfigError, match="UDP server cannot be part of a cluster"):
+        UDPServer(ipc.config.copy(), ipc.log, host="127.0.0.1", port=0)
+    with pytest.raises(ConfigError, match="a UDP server runs in one process"):
+        UDPServer(IPC(silent=True, workers=2).config, ipc.log, host="127.0.0.1", port=0)
+    with pytest.raises(ConfigError, match="WorkersServer"):
+        Server(ipc.config.copy(workers=2), ipc.log, host="127.0.0.1", port=0)
+
+
 def test_received_batches_count_every_event_in_server_stats(engine, clients):
     with _two_nodes_c0_on_b(engine, clients) as (a, b):
         gevent.sleep(0.1)  # the handshake's own events (welcome) are out

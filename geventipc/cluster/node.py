@@ -584,10 +584,19 @@ def attach(server: Any, url: str | None = None, *, node_id: str | None = None) -
 
     Sets ``server.cluster``; the cluster starts with the server (at once if it has
     started already) and closes with ``server.stop()``. Returns the :class:`Cluster`.
+    A server made with ``config.cluster`` set has called this already: for it (or any
+    server already in a cluster) ``attach`` returns that cluster, and ClusterError if
+    ``url`` names another one (a second node would outlive ``stop``).
     """
     url = url if url is not None else server.config.cluster
     if url is None:
         raise ClusterError("no cluster URL: set config.cluster or pass url")
+    current = server.cluster
+    if current is not None:
+        if parse_url(url) != current.address:
+            raise ClusterError(f"this server is already a node of the cluster at "
+                               f"{current.address}; it cannot join {parse_url(url)} too")
+        return current
     address = parse_url(url)
     heartbeat = server.config.cluster_heartbeat / 1000.0
     cluster = Cluster(server, address, node_id=node_id, heartbeat=heartbeat)

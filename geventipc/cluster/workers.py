@@ -111,6 +111,8 @@ class WorkersServer(Server):
     (:class:`~geventipc.errors.ClusterRequiredError`).
     """
 
+    runs_workers = True
+
     def __init__(self, config: Config, log: Callable[..., None], **where: Any) -> None:
         require_cluster(config)
         super().__init__(config, log, **where)
