@@ -106,6 +106,14 @@ def test_an_array_longer_than_the_peer_takes_is_refused():
     assert codec.encode_event("x", [0] * 16)
 
 
+def test_a_long_array_in_a_map_is_named_by_its_key():
+    """Where the long array is, as the tuple-key refusal says it: a map's value by its
+    key (``data['b']``), not by its position among the values."""
+    codec = MsgpackCodec(EventNames(), 64)
+    with pytest.raises(EncodeError, match=r"data\['b'\]\[0\] is an array of 17 items"):
+        codec.encode_event("x", {"a": 1, "b": [[0] * 17]})
+
+
 # --- real sockets --------------------------------------------------------------------
 
 

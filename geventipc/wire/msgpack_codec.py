@@ -439,22 +439,23 @@ def _default(value: Any) -> Any:
 
 def _count_problem(value: Any, path: str, max_array: int, max_map: int,
                    depth: int = 0) -> str | None:
-    """Where ``value`` has an array or map longer than the peer's decoder takes."""
+    """Where ``value`` has an array or map longer than the peer's decoder takes (a map's
+    values named by their keys, as :func:`_key_problem` names them)."""
     if depth > MAX_DEPTH:
         return None
     if isinstance(value, dict):
         if len(value) > max_map:
             return f"{path} is a map of {len(value)} items, over the peer's {max_map}"
-        items: Any = value.values()
+        items: Any = ((f"{key!r:.40}", item) for key, item in value.items())
     elif isinstance(value, (list, tuple)):
         if len(value) > max_array:
             return f"{path} is an array of {len(value)} items, over the peer's {max_array}"
-        items = value
+        items = enumerate(value)
     else:
         return None
-    for index, item in enumerate(items):
+    for where, item in items:
         if isinstance(item, (dict, list, tuple)):
-            found = _count_problem(item, f"{path}[{index}]", max_array, max_map, depth + 1)
+            found = _count_problem(item, f"{path}[{where}]", max_array, max_map, depth + 1)
             if found:
                 return found
     return None
