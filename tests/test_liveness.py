@@ -166,6 +166,8 @@ def test_client_finds_a_silent_server_and_requeues(make_ipc, sock_dir):
         assert gone
         exc = next(e for e in errors if isinstance(e, PeerTimeoutError))
         assert "heartbeat_timeout=300 ms" in str(exc)
+        # named as every connection message names a peer (StreamConnection.who)
+        assert str(exc).startswith(f"an unnamed peer on {sock_dir + 'app.world'!r} sent")
         client.emit("after", 1)          # reconnecting: queued, not lost
         assert client.queued >= 1 or client.connected
 
@@ -196,6 +198,7 @@ def test_server_finds_a_silent_client_that_announced_pings(make_ipc):
     try:
         wait_until(lambda: errors, message="the heartbeat timeout")
         assert isinstance(errors[0], PeerTimeoutError) and errors[0].socket.id == "quiet"
+        assert str(errors[0]).startswith("peer 'quiet' sent nothing")
         gevent.sleep(0.8)
         assert [s.id for s in world.server.sockets] == ["legacy"] and len(errors) == 1
         # the quiet one was pinged before it was closed

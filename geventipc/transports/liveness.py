@@ -109,9 +109,9 @@ class Heartbeat:
         self._last = now
         ping, timeout = self.ping, self.timeout
         for conn, seen in list(self._conns.items()):
-            if conn._closing:
+            if conn.closed:
                 continue  # its owner unwatches it when it has closed
-            got, pending = conn.bytes_in, conn._pending
+            got, pending = conn.bytes_in, conn.pending_bytes
             if got != seen[0] or stalled or (seen[1] >= BACKLOG and pending < seen[1]):
                 seen[0], seen[1], seen[2], seen[3] = got, pending, now, False
                 continue
@@ -128,11 +128,9 @@ class Heartbeat:
                     conn.sock.setsockopt(_stdsocket.SOL_SOCKET, _stdsocket.SO_LINGER, _RESET)
                 except (OSError, ValueError, AttributeError):
                     pass
-                who = f"peer {conn.id!r}" if conn.id is not None else \
-                    f"the peer at {conn.address!r}"
                 conn.abort(PeerTimeoutError(
-                    f"{who} sent nothing for {silent:.1f} s, not even a heartbeat answer "
-                    f"(heartbeat_timeout={self.timeout * 1000:g} ms): closed as lost"))
+                    f"{conn.who()} sent nothing for {silent:.1f} s, not even a heartbeat "
+                    f"answer (heartbeat_timeout={self.timeout * 1000:g} ms): closed as lost"))
             elif pending + len(ping) <= conn.max_pending_bytes:
                 # a full queue is left alone: the ping would trip the overflow policy,
                 # and the writer's progress (above) already says whether the peer reads

@@ -459,7 +459,7 @@ class StreamConnection:
         if self._pending > target and time.monotonic() >= deadline \
                 and self.overflow_policy == "disconnect":
             self.abort(SlowConsumerError(
-                f"{self._who()} stayed over {self._pace_at} bytes unread for "
+                f"{self.who()} stayed over {self._pace_at} bytes unread for "
                 f"drain_timeout={self.drain_timeout:g} s; disconnected"))
         return False
 
@@ -516,7 +516,9 @@ class StreamConnection:
         elif self._pending <= self._pace_low:
             self._behind_since = 0.0
 
-    def _who(self) -> str:
+    def who(self) -> str:
+        """This connection's peer as messages name it: ``peer 'id'`` once it has an id,
+        else ``an unnamed peer on 'address'``."""
         # a Unix peer has no address of its own: name the socket it came in on
         return f"peer {self.id!r}" if self.id is not None else \
             f"an unnamed peer on {self.address!r}"
@@ -538,7 +540,7 @@ class StreamConnection:
             return True
         # disconnect: the caller (often a broadcast loop) goes on; the close reports why
         self.abort(SlowConsumerError(
-            f"{self._who()} has over max_pending_bytes={self.max_pending_bytes} unread; "
+            f"{self.who()} has over max_pending_bytes={self.max_pending_bytes} unread; "
             f"disconnected"))
         return False
 
