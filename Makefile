@@ -23,7 +23,7 @@ help:
 	@echo "make demo-node   Python and Node.js node-ipc talking (examples/nodejs)"
 	@echo "make demo-cli    a tour of the geventipc command line (examples/cli_tour.sh)"
 	@echo "make bench       W1-W4 vs the hand-written floor and node-ipc 14, TLS, payloads (~5-8 min)"
-	@echo "make bench-quick a quick subset of make bench (one run of a few rows, ~15 s)"
+	@echo "make bench-quick one run of a subset of make bench, the cluster and workers suites too"
 	@echo "make bench-workers  W1 with workers=2 next to one process (a real valkey-server)"
 	@echo "make fuzz        a bounded fuzz run of the decoders"
 	@echo "make soak        a long run with random disconnects, then kill -9 runs (not part of make test)"
