@@ -18,6 +18,13 @@ On one of those signals: a short log line, every tracked server is stopped, and 
 
 At interpreter exit (the script's end, ``sys.exit``, an uncaught exception) servers still
 running are stopped, with a log line saying how to keep serving.
+
+The kernel may deliver a process's signal to any of its threads (gevent's resolver
+threads, the application's own). Python then runs the handler in the main thread only when
+that thread next runs Python code, and the hub may be asleep in the kernel with nothing
+due to wake it (an idle UDP server has no timer at all): the signal would wait for the
+next event. So while the signals are handled, a timer wakes the hub every
+``SIGNAL_CHECK_INTERVAL`` seconds to run any handler due, as gevent itself does on libuv.
 """
 from __future__ import annotations
 
@@ -36,11 +43,16 @@ SIGNALS: tuple[int, ...] = tuple(
 #: seconds a server stopped at interpreter exit may take to flush to its clients
 EXIT_STOP_TIMEOUT = 1.0
 
+#: seconds between the hub's looks for a signal that another thread received (above)
+SIGNAL_CHECK_INTERVAL = 0.25
+
 # started servers (in start order) -> their log; dict for order and O(1) removal
 _running: dict[Any, None] = {}
 # signal -> the handler it had before geventipc took it
 _previous: dict[int, Any] = {}
 _atexit_registered = False
+# the timer that wakes the main thread's hub while the signals are handled, or None
+_waker: Any = None
 
 
 def _default_handler(sig: int) -> Any:
@@ -70,6 +82,7 @@ def untrack(server: Any) -> None:
 
 
 def _install() -> None:
+    global _waker
     if threading.current_thread() is not threading.main_thread():
         return   # signal.signal works in the main thread only
     for sig in SIGNALS:
@@ -83,11 +96,25 @@ def _install() -> None:
             continue   # the application's own handler (or SIG_IGN): leave it alone
         _previous[sig] = current
         signal.signal(sig, _on_signal)
+    if _previous and _waker is None:
+        # ref=False: it never keeps the hub running by itself (gevent.wait() returns)
+        _waker = gevent.get_hub().loop.timer(SIGNAL_CHECK_INTERVAL, SIGNAL_CHECK_INTERVAL,
+                                             ref=False)
+        _waker.start(_wake)
+
+
+def _wake() -> None:
+    """Nothing: waking the hub is enough for Python to run the signal handlers due."""
 
 
 def _restore() -> None:
+    global _waker
     if threading.current_thread() is not threading.main_thread():
         return
+    if _waker is not None:
+        _waker.stop()
+        _waker.close()
+        _waker = None
     for sig, previous in list(_previous.items()):
         try:
             if signal.getsignal(sig) is _on_signal:

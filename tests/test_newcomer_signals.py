@@ -44,16 +44,18 @@ def start_server(sock_dir: str, mode: str, variant: str = "-") -> subprocess.Pop
 
 
 def finish(proc: subprocess.Popen[str]) -> tuple[int, str, str]:
-    """Wait (at most 10 s) for ``proc`` to end, then its remaining output. The processes
-    here write a few lines, so the pipes never fill while it runs; reading after the exit
-    avoids communicate(), which once timed out in CI on a process that had exited 0."""
+    """Wait (at most 10 s) for ``proc`` to end; its status and the output not read yet.
+
+    When this once timed out in CI on a UDP server that then "exited 0", the server was
+    still running: its SIGINT had gone to gevent's resolver thread and waited for the
+    idle hub to wake, which only stop_process's SIGTERM did (fixed in lifecycle; see
+    test_a_signal_received_by_another_thread_still_stops_the_server)."""
     try:
-        proc.wait(timeout=10)
-        out = proc.stdout.read() if proc.stdout else ""
-        err = proc.stderr.read() if proc.stderr else ""
+        out, err = proc.communicate(timeout=10)   # wait and read, both bounded
     finally:
         stop_process(proc)
-    return proc.returncode, out or "", err or ""
+    unread = getattr(proc, "_line_buf", b"").decode()   # what read_line read past READY
+    return proc.returncode, unread + (out or ""), err or ""
 
 
 def assert_restartable(sock_dir: str) -> None:
@@ -166,3 +168,41 @@ def test_a_udp_server_ends_cleanly_on_sigint():
     code, out, err = finish(proc)
     assert code == 0, err
     assert "RETURNED" in out and "Traceback" not in err
+
+
+THREAD_SIGNAL_SERVER = """
+import signal, sys, threading, time
+from geventipc import ipc
+ipc.config.update(socket_root=sys.argv[1], unlink=False, id="world", log_in_color=False)
+if sys.argv[2] == "udp":
+    ipc.serve_net("127.0.0.1", 0, "udp4")
+else:
+    ipc.serve()
+ipc.server.start()
+
+def signalled_here():
+    # as when the kernel hands the process's SIGINT to this thread rather than the main
+    # one (it may pick any thread); by then the main thread sleeps in the idle hub
+    time.sleep(0.5)
+    signal.pthread_kill(threading.get_ident(), signal.SIGINT)
+
+threading.Thread(target=signalled_here, daemon=True).start()
+print("READY", flush=True)
+ipc.server.serve_forever()
+print("RETURNED", flush=True)
+"""
+
+
+@pytest.mark.parametrize("kind", ["udp", "unix"])
+def test_a_signal_received_by_another_thread_still_stops_the_server(sock_dir, kind):
+    """The UDP SIGINT test's flake: gevent's resolver thread (the UDP server resolves its
+    host) took the signal, and the idle hub never woke to run the handler; the process
+    ran on until stop_process's SIGTERM (then exited 0, having stopped on both)."""
+    proc = python_process(THREAD_SIGNAL_SERVER, sock_dir, kind)
+    assert read_line(proc) == "READY"
+    code, out, err = finish(proc)
+    assert code == 0, err
+    assert out.split() == ["RETURNED"]
+    assert "SIGINT received" in err and "Traceback" not in err
+    if kind == "unix":
+        assert_restartable(sock_dir)
