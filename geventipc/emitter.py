@@ -5,9 +5,9 @@ Two views of the same handlers:
 * ``handlers``: event name -> handlers, in registration order (what ``on``/``off`` edit);
 * ``table``: a dispatchable name -> one callable that runs the handlers an incoming
   event of that name calls, the wildcard folded in (the handler itself when there is
-  one: see ``geventipc.dispatch.one_call``). It is filled lazily, one name at a time, by whoever dispatches
-  (see :mod:`geventipc.dispatch`), and emptied whenever ``handlers`` changes, so a frame
-  costs one lookup however handlers were registered.
+  one: see ``geventipc.dispatch.one_call``). It is filled lazily, one name at a time,
+  by whoever dispatches (see :mod:`geventipc.dispatch`), and emptied whenever
+  ``handlers`` changes, so a frame costs one lookup however handlers were registered.
 
 Handler arity: JavaScript ignores extra arguments, so node-ipc code writes handlers that
 take fewer than the event supplies (``server.on("m", lambda data: ...)``). :func:`fit`
