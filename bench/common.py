@@ -32,6 +32,9 @@ FULL = {
 }
 
 now = time.monotonic
+#: CPU seconds this process had used when its workload started (``bench.worker`` sets it
+#: after the imports, so ``cpu`` in a result is the workload's own, connecting included)
+CPU_AT_START = [0.0]
 
 
 def payload(i: int) -> dict[str, Any]:
@@ -52,7 +55,10 @@ def ready() -> None:
 
 
 def result(**fields: Any) -> None:
-    """Print this process's result line for the runner."""
+    """Print this process's result line for the runner, with the CPU seconds (user +
+    system) this process has used so far as ``cpu``."""
+    times = os.times()
+    fields.setdefault("cpu", times.user + times.system - CPU_AT_START[0])
     sys.stdout.write("RESULT " + json.dumps(fields) + "\n")
     sys.stdout.flush()
 

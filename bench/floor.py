@@ -32,25 +32,46 @@ def _listen(transport: str, addr: str) -> socket.socket:
     where = parse_address(transport, addr)
     family = socket.AF_UNIX if transport == "unix" else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
-    if transport == "tcp":
+    if transport != "unix":
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(where)
     sock.listen(4096)
     return sock
 
 
-def _dial(transport: str, addr: str) -> socket.socket:
+def _dial(transport: str, addr: str, params: dict[str, Any] | None = None) -> socket.socket:
     where = parse_address(transport, addr)
     family = socket.AF_UNIX if transport == "unix" else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.connect(where)
     _tune(sock, transport)
+    if transport == "tls":
+        assert params is not None
+        sock = _tls_context(params, server=False).wrap_socket(sock, server_hostname=where[0])
     return sock
 
 
 def _tune(sock: socket.socket, transport: str) -> None:
-    if transport == "tcp":
+    if transport != "unix":
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+def _tls_context(params: dict[str, Any], server: bool) -> Any:
+    """Transport ``tls`` (W1, W4): gevent's SSLContext with the runner's certificates,
+    defaults otherwise, as geventipc's own (TLS 1.2 and up, the server's certificate
+    verified by the client)."""
+    import ssl  # noqa: PLC0415 - only the tls rows need it
+
+    from gevent.ssl import SSLContext  # noqa: PLC0415
+    files = params["tls"]
+    if server:
+        ctx = SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(files["cert"], files["key"])
+    else:
+        ctx = SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.load_verify_locations(files["ca"])
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    return ctx
 
 
 # --- servers -----------------------------------------------------------------------------
@@ -68,6 +89,8 @@ def server(workload: str, transport: str, addr: str, params: dict[str, Any]) -> 
         return
     sock, _ = listener.accept()
     _tune(sock, transport)
+    if transport == "tls":
+        sock = _tls_context(params, server=True).wrap_socket(sock, server_side=True)
     if workload == "w2":
         _server_w2(sock)
         result()
@@ -174,7 +197,7 @@ def client(workload: str, transport: str, addr: str, params: dict[str, Any]) -> 
     if workload == "idle":
         _client_idle(transport, addr, params)
         return
-    sock = _dial(transport, addr)
+    sock = _dial(transport, addr, params)
     if workload == "w2":
         _client_w2(sock, params)
         return

@@ -393,12 +393,23 @@ def section_tls(opts: argparse.Namespace, log: Log) -> list[dict[str, Any]]:
         files = _tls_files(directory)
         for label, workload, unit, target in wanted:
             params = params_for(workload, {}, opts.scale)
-            log(f"{label}, geventipc over TLS vs plain TCP ...")
-            tls, tcp = measure(workload, [("gipc", "tls", dict(params, tls=files)),
-                                          ("gipc", "tcp", params)], opts.runs)
+            log(f"{label}, geventipc and the floor over TLS and plain TCP ...")
+            tls, tcp, floor_tls, floor_tcp = measure(workload, [
+                ("gipc", "tls", dict(params, tls=files)), ("gipc", "tcp", params),
+                ("floor", "tls", dict(params, tls=files)), ("floor", "tcp", params)],
+                opts.runs)
             rows.append(make_row("TLS: geventipc over TLS vs plain TCP", label, "tls", unit,
                                  "higher", dict(tls, name="geventipc TLS"),
                                  dict(tcp, name="geventipc TCP"), target))
+            # what TLS itself costs here: the same target applied to the floor (the
+            # ceiling for geventipc), and geventipc against the floor, both over TLS
+            rows.append(make_row("TLS: geventipc over TLS vs plain TCP", label + " (floor)",
+                                 "tls", unit, "higher", dict(floor_tls, name="floor TLS"),
+                                 dict(floor_tcp, name="floor TCP")))
+            rows.append(make_row("TLS: geventipc over TLS vs plain TCP",
+                                 label + " (vs the floor over TLS)", "tls", unit, "higher",
+                                 dict(tls, name="geventipc TLS"),
+                                 dict(floor_tls, name="floor TLS")))
     finally:
         shutil.rmtree(directory, ignore_errors=True)
     return rows

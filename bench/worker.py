@@ -6,6 +6,7 @@ import json
 import os
 import sys
 
+from . import common
 from .common import pin
 
 
@@ -21,6 +22,8 @@ def main(argv: list[str]) -> None:
     else:
         from . import gipc as module  # type: ignore[no-redef]  # noqa: PLC0415
     run = getattr(module, role)
+    times = os.times()
+    common.CPU_AT_START[0] = times.user + times.system
     profile = os.environ.get("BENCH_PROFILE")   # a role: write cProfile stats for it
     if profile == role:
         import cProfile  # noqa: PLC0415

@@ -3,10 +3,11 @@
 Two views of the same handlers:
 
 * ``handlers``: event name -> handlers, in registration order (what ``on``/``off`` edit);
-* ``table``: a dispatchable name -> the handlers one incoming event of that name calls,
-  the wildcard folded in. It is filled lazily, one name at a time, by whoever dispatches
-  (see :mod:`geventipc.dispatch`), and emptied whenever ``handlers`` changes, so a frame
-  costs one lookup however handlers were registered.
+* ``table``: a dispatchable name -> one callable that runs the handlers an incoming
+  event of that name calls, the wildcard folded in (the handler itself when there is
+  one: see ``geventipc.dispatch.one_call``). It is filled lazily, one name at a time,
+  by whoever dispatches (see :mod:`geventipc.dispatch`), and emptied whenever
+  ``handlers`` changes, so a frame costs one lookup however handlers were registered.
 
 Handler arity: JavaScript ignores extra arguments, so node-ipc code writes handlers that
 take fewer than the event supplies (``server.on("m", lambda data: ...)``). :func:`fit`
@@ -156,8 +157,8 @@ class Emitter:
     DEFAULT_ARGS: tuple[str, ...] = ("data",)
 
     def __init__(self) -> None:
-        #: dispatchable name -> handlers one event calls (see the module docstring)
-        self.table: dict[str, tuple[Handler, ...]] = {}
+        #: dispatchable name -> the one callable an event calls (see the module docstring)
+        self.table: dict[str, Handler] = {}
         #: event name -> tuple of handlers, in registration order
         registry = _Registry()
         registry.table = self.table

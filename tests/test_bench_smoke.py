@@ -67,11 +67,13 @@ def test_workload_counts_and_order(impl, workload, transport, extra):
         assert client["gc_collections"] >= 0   # counted in the client process
 
 
+@pytest.mark.parametrize("impl", ["gipc", "floor"])
 @pytest.mark.parametrize("workload", ["w1", "w4"])
-def test_tls_rows(workload, tmp_path):
+def test_tls_rows(impl, workload, tmp_path):
     params = dict(TINY[workload], tls=_tls_files(str(tmp_path)))
-    server, client = run_once("gipc", workload, "tls", params, timeout=30)
+    server, client = run_once(impl, workload, "tls", params, timeout=30)
     check(workload, params, server, client)
+    assert server["cpu"] > 0 and client["cpu"] > 0   # each side reports its CPU seconds
 
 
 def test_idle_connections_all_held():

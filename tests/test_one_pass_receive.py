@@ -110,3 +110,49 @@ def test_read_counters(make_ipc):
     world.server.broadcast("x", "y")
     wait_until(lambda: conn.events_in == events + 1, message="the broadcast")
     assert conn.bytes_in == size + len(event("x", "y"))
+
+
+def test_every_handler_of_an_event_runs_in_order_when_one_fails(make_ipc):
+    """An event's table entry is one callable; with several handlers (and the wildcard)
+    each still runs, in registration order, a failing one reported on its own."""
+    world = serve(make_ipc)
+    seen, errors = [], []
+    server = world.server
+
+    def boom(data, socket):
+        seen.append(("boom", data))
+        raise RuntimeError("handler says no")
+
+    server.on("m", boom)
+    server.on("m", lambda data, socket: seen.append(("second", data)))
+    server.on("*", lambda type, data, socket: seen.append(("any", type, data)))
+    server.on("error", errors.append)
+    server.on("quiet", lambda data, socket: seen.append(("quiet", data)))
+    server.off("quiet")   # no handler left: the wildcard alone sees it
+    hello = make_ipc("hello")
+    client = hello.connect_to("world")
+    client.wait_connected(15)
+    got = []
+    client.on("r", lambda data: got.append(("first", data)))
+
+    def client_boom(data):
+        got.append(("boom", data))
+        raise ValueError("client handler says no")
+
+    client.on("r", client_boom)
+    client.on("r", lambda data: got.append(("third", data)))
+    client_errors = []
+    client.on("error", client_errors.append)
+    for i in range(3):
+        client.emit("m", i)
+    client.emit("quiet", 9)
+    wait_until(lambda: len(seen) == 10, message="every server handler")
+    assert seen == [x for i in range(3) for x in
+                    (("boom", i), ("second", i), ("any", "m", i))] + [("any", "quiet", 9)]
+    assert [type(e.__cause__ or e).__name__ for e in errors] == ["RuntimeError"] * 3
+    assert all("'m'" in str(e) for e in errors)
+    server.broadcast("r", 1)
+    server.broadcast("r", 2)
+    wait_until(lambda: len(got) == 6, message="every client handler")
+    assert got == [(name, i) for i in (1, 2) for name in ("first", "boom", "third")]
+    assert len(client_errors) == 2 and all("'r'" in str(e) for e in client_errors)

@@ -782,3 +782,45 @@ def test_tls_as_a_per_call_config_key(make_ipc: Callable[..., IPC], port: int,
     wait_until(lambda: server.sockets, message="server side")
     assert server.sockets[0].peer_certificate is not None
     assert not server_ipc.config.tls and not client_ipc.config.tls  # only those calls
+
+
+def test_a_read_takes_every_record_already_there(pki: PKI) -> None:
+    """One TLS read returns at most one 16 KiB record; ``TLSSocket.recv_into`` adds the
+    records already readable (up to the size asked), so a reader of big frames decodes a
+    MiB in a few passes instead of 64. Nothing is lost or reordered by it."""
+    from geventipc.transports.tls import RECORD, accept_tls, connect_tls
+
+    listener = gsocket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    port = listener.getsockname()[1]
+    server_ctx = make_context({"public": pki.path("server.pem"),
+                               "private": pki.path("server.key")}, "server")
+    client_ctx = make_context({"trustedConnections": [pki.path("server-ca.pem")]}, "client")
+    accepted = gevent.spawn(lambda: accept_tls(listener.accept()[0], server_ctx, 5,
+                                               ("127.0.0.1", 0)))
+    raw = gsocket.create_connection(("127.0.0.1", port), timeout=5)
+    client = connect_tls(raw, client_ctx, "127.0.0.1", 5, "server")
+    server = accepted.get(timeout=5)
+    try:
+        data = bytes(range(256)) * (40 * RECORD // 256)   # 40 records
+        client.sendall(data)
+        buf = bytearray(len(data) + RECORD)
+        got = 0
+        sizes = []
+        with gevent.Timeout(10):
+            while got < len(data):
+                if not sizes:
+                    gevent.sleep(0.2)   # let every record reach the receiver's kernel
+                n = server.recv_into(memoryview(buf)[got:], len(buf) - got)
+                assert n, "closed early"
+                sizes.append(n)
+                got += n
+        assert bytes(buf[:got]) == data
+        # without the batching each read is one record: 40 reads of 16 KiB
+        assert sizes[0] > RECORD, sizes
+        assert len(sizes) < 10, sizes
+    finally:
+        client.close()
+        server.close()
+        listener.close()
