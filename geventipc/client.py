@@ -648,19 +648,20 @@ class Client(Dispatcher):
                 # _send/write calls skipped here were ~40% of a node-ipc emit (measured)
                 frame = self._encoder.encode_event(type, data)
             if frame is not None:
-                size = len(frame)
-                if size <= self._fast_max:
-                    pending = conn._pending + size
-                    if pending < conn._pace_at and not conn._closing:
-                        conn._pending = pending
-                        conn._wbuf.append(frame)
-                        if conn._writer is None:
-                            if pending >= FLUSH_AT:
-                                conn._flush()
-                            elif not conn._flush_scheduled:
-                                conn._flush_scheduled = True
-                                conn._loop.run_callback(conn._scheduled_flush)
-                        return
+                pending = conn._pending + len(frame)
+                # one mark for three checks: below pacing, within the size the inlined
+                # path may send unchecked, and the connection open (see ``_room``)
+                if pending < conn._room:
+                    conn._pending = pending
+                    conn._wbuf.append(frame)
+                    if conn._writer is None:
+                        if pending >= FLUSH_AT:
+                            conn._flush()
+                        elif not conn._flush_scheduled:
+                            conn._flush_scheduled = True
+                            conn._loop.run_callback(conn._scheduled_flush)
+                    return
+                if len(frame) <= self._fast_max:
                     self._send(frame)
                     return
         encoder = self._encoder

@@ -105,15 +105,7 @@ class ServerSocket(StreamConnection):
         server = self.server
         if type in server._fast_names:   # known good on the msgpack wire: inlined
             return server._fast_emit(self, type, data)
-        # raw mode: emit(data), no event type; a name already found good is one set
-        # lookup, without a call (as in Client.emit)
-        if self.codec.framed and type not in self.names.good:
-            self.names.check_outgoing(type)
-        if server._bcast and not self._closing:
-            server._commit_broadcast()
-            if self._closing:
-                return False  # the broadcasts before it overflowed this peer: closed by policy
-        return self.write(self.codec.encode_event(type, data))
+        return server._emit(self, type, data)
 
 
 class Table(dict):
@@ -722,12 +714,17 @@ class Server(Dispatcher):
             raise NotConnectedError(f"emit needs a client socket, not {socket!r}")
         if type in self._fast_names:   # known good on the msgpack wire: inlined
             return self._fast_emit(socket, type, data)
+        return self._emit(socket, type, data)
+
+    def _emit(self, socket: StreamConnection, type: str, data: Any) -> bool:
+        """``emit``'s general path (``socket.emit`` shares it): the name checked, the
+        broadcasts queued before it committed, then the codec's checked encoding."""
         # raw mode: emit(socket, data), no event type; a known-good name costs no call
         if socket.codec.framed and type not in self.names.good:
             self.names.check_outgoing(type)
-        if self._bcast and not socket.closed:
+        if self._bcast and not socket._closing:
             self._commit_broadcast()
-            if socket.closed:
+            if socket._closing:
                 return False  # the broadcasts before it overflowed this peer: closed by policy
         return socket.write(socket.codec.encode_event(type, data))
 
@@ -749,10 +746,9 @@ class Server(Dispatcher):
             return socket.write(socket.codec.encode_event(type, data))  # raises EncodeError
         if TUPLE_SEEN[0]:   # maybe a tuple as a dict key: the codec checks (and raises)
             return socket.write(socket.codec.encode_event(type, data))
-        size = len(frame)
-        pending = socket._pending + size
-        if pending >= socket._pace_at or socket._closing or size > self._fast_max:
-            if size > self._fast_max:   # the codec checks size and item counts (raises)
+        pending = socket._pending + len(frame)
+        if pending >= socket._room:   # behind, closing, or a frame to check (see _room)
+            if len(frame) > self._fast_max:   # the codec checks size and item counts (raises)
                 frame = socket.codec.encode_event(type, data)
             return socket.write(frame)
         socket._pending = pending

@@ -116,7 +116,7 @@ class StreamConnection:
         # the write queue (see "writing" below)
         "_sent", "_frames_taken", "_extra_events", "drain_timeout", "_hub", "_reader",
         "_inflight", "_chunk", "_off", "_wake_at", "_behind_since", "_pace_at", "_pace_low",
-        "_big_high",
+        "_big_high", "_room",
     )
 
     def __init__(self, sock: Any, codec: Any, names: Any, *, address: Any = None,
@@ -183,6 +183,10 @@ class StreamConnection:
         self._pace_at = min(PACE_AT, max_pending_bytes)
         self._pace_low = min(PACE_LOW, self._pace_at // 2)
         self._big_high = max(PACE_AT, max_pending_bytes // 2)
+        # pending bytes (a new frame's included) below which the inlined emit paths
+        # (client and server) queue a frame with no other check: under the pacing mark,
+        # the frame no bigger than the codec lets them send unchecked, and 0 once closing
+        self._room = min(self._pace_at, getattr(codec, "fast_limit", 0) + 1)
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
@@ -268,6 +272,7 @@ class StreamConnection:
                         # (EPIPE) must not take its place; no more writes from now on
                         self._reason = wrong
                         self._closing = True
+                        self._room = 0
                         self._refuse_wire(bytes(view[:n]))
                         raise wrong
                 short = n < want
@@ -691,6 +696,7 @@ class StreamConnection:
         if self._closing:
             return
         self._closing = True
+        self._room = 0
         if self._pending:
             # _flush leaves nothing queued without a writer to send it, unless it failed
             # and aborted: either way no writer of our own is needed here
@@ -728,6 +734,7 @@ class StreamConnection:
         if self._reason is None:
             self._reason = reason
         self._closing = True
+        self._room = 0
         self._shutdown()
 
     def _shutdown(self) -> None:
@@ -752,6 +759,7 @@ class StreamConnection:
             return
         self._finished = True
         self._closing = True
+        self._room = 0
         self._shutdown()
         self._on_close(self, self._reason or reason)
 
