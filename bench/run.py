@@ -168,16 +168,19 @@ def _stop(proc: subprocess.Popen[str], grace: float = 0.0) -> None:
 def run_once(impl: str, workload: str, transport: str, params: dict[str, Any],
              timeout: float = 180.0) -> tuple[dict[str, Any], dict[str, Any]]:
     """One run of ``impl`` (gipc, floor, node14): the server's and the client's results.
-    ``transport`` is unix, tcp or (gipc only, with ``params["tls"]``) tls."""
+    ``transport`` is unix, tcp or (with ``params["tls"]``) tls. ``SERVER/CLIENT`` (as
+    ``floor/gipc``) mixes sides, to find which side bounds a figure (W1, W4)."""
+    server_impl, _, client_impl = impl.partition("/")
+    client_impl = client_impl or server_impl
     tmp = tempfile.mkdtemp(prefix="gbench-", dir="/tmp")
     addr = os.path.join(tmp, "s.sock") if transport == "unix" else f"127.0.0.1:{free_port()}"
     same_core = workload == "w2"
     server = client = None
     try:
-        server = _spawn(impl, "server", workload, transport, addr, 0, params)
+        server = _spawn(server_impl, "server", workload, transport, addr, 0, params)
         _line(server, "READY", 30)
-        client = _spawn(impl, "client", workload, transport, addr, 0 if same_core else 1,
-                        params)
+        client = _spawn(client_impl, "client", workload, transport, addr,
+                        0 if same_core else 1, params)
         client_result = json.loads(_line(client, "RESULT", timeout))
         server_result = json.loads(_line(server, "RESULT", timeout))
         for proc in (client, server):
