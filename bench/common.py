@@ -48,6 +48,12 @@ def pin(cpu: int | None) -> None:
         os.sched_setaffinity(0, {cpu % os.cpu_count()})
 
 
+def cpu_seconds() -> float:
+    """CPU seconds (user + system) this process has used."""
+    times = os.times()
+    return times.user + times.system
+
+
 def ready() -> None:
     """Tell the runner the server listens."""
     sys.stdout.write("READY\n")

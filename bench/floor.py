@@ -14,7 +14,8 @@ import msgpack
 from gevent import socket
 from gevent.event import Event
 
-from .common import TEXT, now, parse_address, raise_fd_limit, ready, result, rss_bytes
+from .common import (TEXT, cpu_seconds, now, parse_address, raise_fd_limit, ready, result,
+                     rss_bytes)
 
 FLUSH_AT = 128 * 1024
 READ_SIZE = 256 * 1024
@@ -278,13 +279,15 @@ def _client_w3(transport: str, addr: str, params: dict[str, Any]) -> None:
 
     readers = [gevent.spawn(read, sock) for sock in socks]
     import gc  # noqa: PLC0415
-    gc_start, counted_from = _gc_collections(gc), now()
+    gc_start, counted_from, cpu_from = _gc_collections(gc), now(), cpu_seconds()
     done.wait(120)
+    cpu_end = cpu_seconds()
     gc_end = _gc_collections(gc)
     for sock in socks:
         sock.close()
     gevent.killall(readers)
     result(end=end[0], complete=finished[0], bad=finished[1], counted_from=counted_from,
+           cpu_receiving=cpu_end - cpu_from,
            gc_collections=gc_end - gc_start)
 
 

@@ -19,7 +19,8 @@ from gevent.event import Event
 
 from geventipc import IPC
 
-from .common import TEXT, now, parse_address, raise_fd_limit, ready, result, rss_bytes
+from .common import (TEXT, cpu_seconds, now, parse_address, raise_fd_limit, ready, result,
+                     rss_bytes)
 from . import floor
 
 
@@ -265,9 +266,10 @@ def _client_w3(transport: str, addr: str, params: dict[str, Any]) -> None:
         client.on("m", listener())
     for client in made:   # then the server starts broadcasting: GC counted from here
         client.wait_connected(120)
-    gc_start, counted_from = _gc_collections(), now()
+    gc_start, counted_from, cpu_from = _gc_collections(), now(), cpu_seconds()
     done.wait(300)
     result(end=state[2], complete=state[0], bad=state[1], counted_from=counted_from,
+           cpu_receiving=cpu_seconds() - cpu_from,
            gc_collections=_gc_collections() - gc_start)
     for name in names:
         ipc.disconnect(name)

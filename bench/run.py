@@ -267,6 +267,12 @@ def make_row(section: str, label: str, transport: str, unit: str, better: str,
     as latency, above 1 is worse); ``target`` = (op, value) on the ratio or (``on=
     "value"``) on a's value, and whether it is met."""
     ratio = a["value"] / b["value"] if b is not None and b["value"] else None
+    # the ratio of each pair of runs (the sides alternate, so run k of each side ran
+    # side by side): how far one run's ratio moves on this machine
+    spread = None
+    if ratio is not None and len(a.get("runs", ())) == len(b.get("runs", ())) > 1:
+        pairs = [x / y for x, y in zip(a["runs"], b["runs"]) if y]
+        spread = [min(pairs), max(pairs)] if pairs else None
     met = None
     if target is not None:
         op, bound = target
@@ -275,6 +281,7 @@ def make_row(section: str, label: str, transport: str, unit: str, better: str,
             met = measured >= bound if op == ">=" else measured <= bound
     return {"section": section, "label": label, "transport": transport, "unit": unit,
             "better": better, "a": a, "b": b, "ratio": ratio, "met": met, "note": note,
+            "ratio_range": spread,
             "target": None if target is None else {"op": target[0], "value": target[1],
                                                    "on": on}}
 
@@ -502,6 +509,9 @@ def _cells(row: dict[str, Any]) -> tuple[str, ...]:
     if "p99" in a:
         label += f" (p99 {a['p99']:.0f}" + (f" / {b['p99']:.0f})" if b and "p99" in b else ")")
     ratio = "" if row["ratio"] is None else f"{row['ratio']:.2f}"
+    if row.get("ratio_range"):
+        low, high = row["ratio_range"]
+        ratio += f" ({low:.2f}-{high:.2f})"
     want = ""
     if target is not None:
         if target["on"] == "ratio":
@@ -531,7 +541,9 @@ def table(report: dict[str, Any]) -> str:
                       "  ".join("-" * w for w in widths)]
         lines.append("  ".join(c.ljust(w) for c, w in zip(cell, widths)))
     lines += ["", "ratio = geventipc / baseline of the figure (for us: latency, lower is "
-              "better); target: issue 16's, on the ratio unless a unit is given",
+              "better), in brackets the lowest and highest ratio of one pair of runs (the "
+              "two sides run alternately); target: issue 16's, on the ratio unless a unit "
+              "is given",
               f"median of {report['runs']} runs; load average "
               f"{report['machine']['load_before']:.1f}"
               f" before, {report.get('load_after', float('nan')):.1f} after"]
