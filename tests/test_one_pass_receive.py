@@ -156,3 +156,32 @@ def test_every_handler_of_an_event_runs_in_order_when_one_fails(make_ipc):
     wait_until(lambda: len(got) == 6, message="every client handler")
     assert got == [(name, i) for i in (1, 2) for name in ("first", "boom", "third")]
     assert len(client_errors) == 2 and all("'r'" in str(e) for e in client_errors)
+
+
+def test_a_streaming_peer_is_read_in_bigger_pieces(make_ipc):
+    """After a read that came back full, the next one is STREAM_READ bytes, not
+    BATCH_READ: a peer that keeps the kernel buffer full shares the per-read cost among
+    more frames. Every frame still arrives, in order."""
+    from geventipc.transports.stream import BATCH_READ, STREAM_READ
+
+    world = serve(make_ipc)
+    server = world.server
+    got, per_pass = [], []
+    dispatch = server.dispatch_to
+
+    def counting(socket, frames):   # the server hands each read's frames here
+        count = dispatch(socket, frames)
+        per_pass.append(count)
+        return count
+
+    server.dispatch_to = counting   # before the peer connects: its connection takes it
+    server.on("m", lambda data, socket: got.append(data[0]))
+    peer = raw_peer(server.path)
+    frame_size = len(event("m", [0, "x" * 1000]))
+    count = 4 * STREAM_READ // frame_size
+    data = b"".join(event("m", [i, "x" * 1000]) for i in range(count))
+    gevent.spawn(peer.sendall, data)
+    wait_until(lambda: len(got) == count, timeout=10, message="every event")
+    assert got == list(range(count))
+    assert max(per_pass) > BATCH_READ // frame_size + 1, per_pass
+    peer.close()
