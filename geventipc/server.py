@@ -379,7 +379,10 @@ class Server(Dispatcher):
         except FileNotFoundError:
             return
         if (info.st_dev, info.st_ino) == self._bound_inode:  # never another server's file
-            os.unlink(self.path)
+            try:
+                os.unlink(self.path)
+            except FileNotFoundError:
+                pass   # removed since the stat: pre-forked workers share the file
 
     # --- connections ---------------------------------------------------------------------
 

@@ -499,3 +499,26 @@ def test_one_greenlet_per_connection(make_ipc):
     release.set()
     wait_until(lambda: len(order) == 4, message="a's events after release")
     assert order == [("slow start", "a"), ("fast", "b"), ("slow end", "a"), ("fast", "a")]
+
+
+def test_a_socket_file_removed_by_a_sibling_during_stop_is_no_error(make_ipc, monkeypatch):
+    """Pre-forked workers share one socket file, and each removes it when it stops: one
+    may unlink it between another's check and its unlink (seen in make bench as a
+    FileNotFoundError traceback from a worker). The sibling is played here by removing
+    the file right after the server has looked at it."""
+    import geventipc.server as server_module
+
+    world = serve(make_ipc)
+    path = world.server.path
+    real_stat = os.stat
+
+    def stat_then_sibling_unlinks(target, *args, **kwargs):
+        info = real_stat(target, *args, **kwargs)   # (os is the one module: no exists())
+        if target == path:
+            os.unlink(path)
+        return info
+
+    monkeypatch.setattr(server_module.os, "stat", stat_then_sibling_unlinks)
+    world.server.stop()   # raised FileNotFoundError before
+    monkeypatch.undo()
+    assert not os.path.exists(path)
