@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: bench-workers lint demo-metrics typecheck demo-tls node-deps demo-node help install demo demo-tcp demo-udp test bench bench-quick fuzz soak clean
+.PHONY: bench-workers bench-instructions lint demo-metrics typecheck demo-tls node-deps demo-node help install demo demo-tcp demo-udp test bench bench-quick fuzz soak clean
 
 help:
 	@echo "make demo        a server and a client talking (Unix socket, then TCP), in colour"
@@ -25,6 +25,7 @@ help:
 	@echo "make bench       W1-W4 vs the hand-written floor and node-ipc 14, TLS, payloads (~5-8 min)"
 	@echo "make bench-quick one run of a subset of make bench, the cluster and workers suites too"
 	@echo "make bench-workers  W1 with workers=2 next to one process (a real valkey-server)"
+	@echo "make bench-instructions  instructions per event of each side vs the floor (callgrind)"
 	@echo "make fuzz        a bounded fuzz run of the decoders"
 	@echo "make soak        a long run with random disconnects, then kill -9 runs (not part of make test)"
 
@@ -143,6 +144,14 @@ bench: $(BENCH_STAMP) node-deps
 
 bench-quick: $(BENCH_STAMP) node-deps
 	$(PY) -m bench.run --quick $(BENCH_ARGS)
+
+# Issue 16: instructions per event of each side of W1 and W3 against the floor, counted
+# by callgrind (deterministic where wall-clock ratios swing; docs/benchmarks.md).
+# valgrind comes from Debian's package where it is missing.
+bench-instructions: $(STAMP)
+	@command -v valgrind >/dev/null || apt-get install -y -q valgrind >/dev/null \
+	  || (apt-get update -q >/dev/null && apt-get install -y -q valgrind >/dev/null)
+	$(PY) -m bench.instructions $(BENCH_ARGS)
 
 # Issue 12: W1 (connections sending pre-encoded events) served by workers=2 next to one
 # process, in the same run, with a real valkey-server for the cluster (bench/workers.py).

@@ -99,6 +99,9 @@ def server(workload: str, transport: str, addr: str, params: dict[str, Any]) -> 
         _server_w2(sock)
         result()
         return
+    if params.get("handler"):
+        _server_w1_handler(sock, params)
+        return
     n = params["n"]
     size = params.get("size")
     unpacker = _unpacker()
@@ -124,6 +127,36 @@ def server(workload: str, transport: str, addr: str, params: dict[str, Any]) -> 
     end = now()
     sock.sendall(DONE)
     sock.recv(1)   # the client closes once it has the answer
+    result(end=end, received=expected, bad=bad)
+
+
+def _server_w1_handler(sock: socket.socket, params: dict[str, Any]) -> None:
+    """W1 with ``params["handler"]``: the loop calls a counting handler per event (the
+    issue's "hand-written loop with a counting handler"), the same function geventipc's
+    W1 server registers, instead of counting inline."""
+    n = params["n"]
+    unpacker = _unpacker()
+    expected = bad = 0
+
+    def on_m(data: Any) -> None:
+        nonlocal expected, bad
+        if data["i"] != expected:
+            bad += 1
+        expected += 1
+
+    while expected < n:
+        got = sock.recv_into(_buf, READ_SIZE)
+        if not got:
+            break
+        unpacker.feed(_view[:got])
+        for frame in unpacker:
+            if frame[0] == "m":
+                on_m(frame[1])
+            elif frame[0] == "$ipc.hello":   # a geventipc client (mixed sides)
+                sock.sendall(WELCOME)
+    end = now()
+    sock.sendall(DONE)
+    sock.recv(1)
     result(end=end, received=expected, bad=bad)
 
 
@@ -276,6 +309,34 @@ def _client_w3(transport: str, addr: str, params: dict[str, Any]) -> None:
         if finished[0] == clients:
             end[0] = now()
             done.set()
+
+    def read_with_handler(sock: socket.socket) -> None:
+        # params["handler"]: the loop calls a counting handler per event, the same
+        # function geventipc's W3 clients register (bench.gipc._client_w3)
+        expected = [0]
+
+        def on_m(data: Any) -> None:
+            i = expected[0]
+            if data["i"] != i:
+                finished[1] += 1
+            expected[0] = i = i + 1
+            if i == n:
+                finished[0] += 1
+                if finished[0] == clients:
+                    end[0] = now()
+                    done.set()
+
+        unpacker = _unpacker()
+        while expected[0] < n:
+            got = sock.recv_into(_buf, READ_SIZE)
+            if not got:
+                return
+            unpacker.feed(_view[:got])
+            for frame in unpacker:
+                on_m(frame[1])
+
+    if params.get("handler"):
+        read = read_with_handler   # noqa: F811 - the variant chosen by params
 
     readers = [gevent.spawn(read, sock) for sock in socks]
     import gc  # noqa: PLC0415

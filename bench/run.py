@@ -32,6 +32,7 @@ import json
 import os
 import platform
 import select
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -120,9 +121,11 @@ def _spawn(impl: str, role: str, workload: str, transport: str, addr: str, cpu: 
             [NODE22, NODE_SCRIPT, role, workload, transport, addr, json.dumps(params),
              NODE_IPC_14], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             text=True, preexec_fn=pin if hasattr(os, "sched_setaffinity") else None)
+    # a command to run this role under (bench.instructions: valgrind), from the environment
+    wrap = shlex.split(os.environ.get(f"BENCH_WRAP_{role.upper()}", ""))
     return subprocess.Popen(
-        [sys.executable, "-m", "bench.worker", impl, role, workload, transport, addr,
-         str(cpu), json.dumps(params)],
+        wrap + [sys.executable, "-m", "bench.worker", impl, role, workload, transport, addr,
+                str(cpu), json.dumps(params)],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env=dict(os.environ, PYTHONUNBUFFERED="1"))
 
@@ -178,7 +181,7 @@ def run_once(impl: str, workload: str, transport: str, params: dict[str, Any],
     server = client = None
     try:
         server = _spawn(server_impl, "server", workload, transport, addr, 0, params)
-        _line(server, "READY", 30)
+        _line(server, "READY", 300 if os.environ.get("BENCH_WRAP_SERVER") else 30)
         client = _spawn(client_impl, "client", workload, transport, addr,
                         0 if same_core else 1, params)
         client_result = json.loads(_line(client, "RESULT", timeout))

@@ -38,7 +38,9 @@ CASES = [("gipc", w, t, {}) for w in TINY for t in ("unix", "tcp")] + \
         [pytest.param("node14", w, "unix", {}, marks=NODE14, id=f"node14-{w}-unix")
          for w in TINY] + \
         [pytest.param("node14", "w1", "tcp", {}, marks=NODE14, id="node14-w1-tcp")] + \
-        [(impl, "w1", "unix", {"n": 40, "psize": 64 * 1024}) for impl in ("gipc", "floor")]
+        [(impl, "w1", "unix", {"n": 40, "psize": 64 * 1024}) for impl in ("gipc", "floor")] + \
+        [("floor", w, "unix", {"handler": True}) for w in ("w1", "w3")] + \
+        [("floor/gipc", "w1", "unix", {}), ("gipc/floor", "w1", "unix", {})]
 
 
 def check(workload, params, server, client):
@@ -106,3 +108,17 @@ def test_plugin_modules_that_do_not_exist_are_skipped(monkeypatch):
     row = make_row("s", "x", "unix", "events/s", "lower", {"name": "a", "value": 2.0},
                    {"name": "b", "value": 4.0}, ("<=", 1.15))
     assert row["ratio"] == 0.5 and row["met"] is True
+
+
+def test_a_side_runs_under_the_command_its_environment_names(monkeypatch, tmp_path):
+    """bench.instructions runs one side under valgrind through BENCH_WRAP_<ROLE>; the
+    plumbing, with a wrapper that leaves a mark and runs the side unchanged."""
+    mark = tmp_path / "wrapped"
+    wrapper = tmp_path / "wrap.sh"
+    wrapper.write_text(f'#!/bin/sh\ntouch {mark}\nexec "$@"\n')
+    wrapper.chmod(0o755)
+    monkeypatch.setenv("BENCH_WRAP_CLIENT", str(wrapper))
+    params = dict(TINY["w1"])
+    server, client = run_once("floor", "w1", "unix", params, timeout=30)
+    check("w1", params, server, client)
+    assert mark.exists()
