@@ -297,7 +297,9 @@ class StreamConnection:
                 self._busy = False
                 if count:
                     self.events_in += count
-                    want = small if short else stream
+                    # a full read: keep reading at least as much (big frames stay at a
+                    # full read, small ones go up to STREAM_READ); a short one: small
+                    want = small if short else want if want > stream else stream
                 elif not short:
                     want = size
                 if codec.buffered:
