@@ -48,6 +48,29 @@ def pin(cpu: int | None) -> None:
         os.sched_setaffinity(0, {cpu % os.cpu_count()})
 
 
+def w3_handler(n: int, clients: int, state: list[Any], done: Any) -> tuple[Any, list[int]]:
+    """W3's counting handler for one client, as users write one: ``(on_m, expected)``.
+
+    ``on_m(data)`` checks the order and counts; ``state`` is shared by a process's
+    clients, ``[clients done, events out of order, end time]``; the last client to get
+    its ``n``-th event stamps the end and sets ``done``. ``expected[0]`` is the count so
+    far. geventipc's clients register it and the floor's loop calls it
+    (``params["handler"]``), so both pay for the same function."""
+    expected = [0]
+
+    def on_m(data: Any) -> None:
+        i = expected[0]
+        if data["i"] != i:
+            state[1] += 1
+        expected[0] = i = i + 1
+        if i == n:
+            state[0] += 1
+            if state[0] == clients:
+                state[2] = now()
+                done.set()
+    return on_m, expected
+
+
 def cpu_seconds() -> float:
     """CPU seconds (user + system) this process has used."""
     times = os.times()

@@ -15,7 +15,7 @@ from gevent import socket
 from gevent.event import Event
 
 from .common import (TEXT, cpu_seconds, now, parse_address, raise_fd_limit, ready, result,
-                     rss_bytes)
+                     rss_bytes, w3_handler)
 
 FLUSH_AT = 128 * 1024
 READ_SIZE = 256 * 1024
@@ -310,22 +310,12 @@ def _client_w3(transport: str, addr: str, params: dict[str, Any]) -> None:
             end[0] = now()
             done.set()
 
+    state = [0, 0, 0.0]   # with a handler: clients done, out of order, end (w3_handler)
+
     def read_with_handler(sock: socket.socket) -> None:
         # params["handler"]: the loop calls a counting handler per event, the same
-        # function geventipc's W3 clients register (bench.gipc._client_w3)
-        expected = [0]
-
-        def on_m(data: Any) -> None:
-            i = expected[0]
-            if data["i"] != i:
-                finished[1] += 1
-            expected[0] = i = i + 1
-            if i == n:
-                finished[0] += 1
-                if finished[0] == clients:
-                    end[0] = now()
-                    done.set()
-
+        # function geventipc's W3 clients register (bench.common.w3_handler)
+        on_m, expected = w3_handler(n, clients, state, done)
         unpacker = _unpacker()
         while expected[0] < n:
             got = sock.recv_into(_buf, READ_SIZE)
@@ -337,6 +327,7 @@ def _client_w3(transport: str, addr: str, params: dict[str, Any]) -> None:
 
     if params.get("handler"):
         read = read_with_handler   # noqa: F811 - the variant chosen by params
+        finished, end = state, [0.0]   # read from state once done (below)
 
     readers = [gevent.spawn(read, sock) for sock in socks]
     import gc  # noqa: PLC0415
@@ -347,6 +338,8 @@ def _client_w3(transport: str, addr: str, params: dict[str, Any]) -> None:
     for sock in socks:
         sock.close()
     gevent.killall(readers)
+    if params.get("handler"):
+        end[0] = state[2]
     result(end=end[0], complete=finished[0], bad=finished[1], counted_from=counted_from,
            cpu_receiving=cpu_end - cpu_from,
            gc_collections=gc_end - gc_start)

@@ -20,7 +20,7 @@ from gevent.event import Event
 from geventipc import IPC
 
 from .common import (TEXT, cpu_seconds, now, parse_address, raise_fd_limit, ready, result,
-                     rss_bytes)
+                     rss_bytes, w3_handler)
 from . import floor
 
 
@@ -246,19 +246,7 @@ def _client_w3(transport: str, addr: str, params: dict[str, Any]) -> None:
     done = Event()
 
     def listener() -> Any:
-        expected = [0]
-
-        def on_m(data: Any) -> None:
-            i = expected[0]
-            if data["i"] != i:
-                state[1] += 1
-            expected[0] = i = i + 1
-            if i == n:
-                state[0] += 1
-                if state[0] == clients:
-                    state[2] = now()
-                    done.set()
-        return on_m
+        return w3_handler(n, clients, state, done)[0]
 
     names = [f"w{k}" for k in range(clients)]
     made = [_connect(ipc, name, transport, addr) for name in names]

@@ -754,6 +754,7 @@ class Server(Dispatcher):
             if len(frame) > self._fast_max:   # the codec checks size and item counts (raises)
                 frame = socket.codec.encode_event(type, data)
             return socket.write(frame)
+        # StreamConnection.write's queueing, inlined as in Client.emit: keep them in step
         socket._pending = pending
         socket._wbuf.append(frame)
         if socket._writer is None:
