@@ -528,22 +528,26 @@ class Client(Dispatcher):
         frame = None
         try:
             for count, frame in enumerate(frames, 1):
-                if type(frame) is list and len(frame) == 2:
-                    event, data = frame
+                if frame.__class__ is list:
                     try:
-                        handler = table[event]
-                    except KeyError:
-                        handler = None   # (entry raises outside this except: no chained KeyError)
-                    if handler is None:
-                        handler = self.entry(event)
-                    try:
-                        handler(data)
-                    except Exception as exc:
-                        self._failed(event, handler, exc)
-                else:
-                    check_frame(frame, self.names)
-                    if type(frame[0]) is int:
-                        self._on_reply(*frame)
+                        event, data = frame
+                    except ValueError:
+                        pass   # a reply, or not a frame at all: below
+                    else:
+                        try:
+                            handler = table[event]
+                        except KeyError:
+                            handler = None   # (entry raises outside the except: no chaining)
+                        if handler is None:
+                            handler = self.entry(event)
+                        try:
+                            handler(data)
+                        except Exception as exc:
+                            self._failed(event, handler, exc)
+                        continue
+                check_frame(frame, self.names)
+                if type(frame[0]) is int:
+                    self._on_reply(*frame)
         except TypeError:
             check_frame(frame, self.names)   # an unhashable event name: say so
             raise

@@ -234,6 +234,28 @@ def test_not_an_event_array_is_refused(arena):
     check_refused(srv, errors, exchange, ProtocolError, "not an event array")
 
 
+@pytest.mark.parametrize("frame", [
+    "mx",                     # two characters: would unpack as the event "m", data "x"
+    {"m": 1, "n": 2},         # two keys: would unpack as the event "m"
+    b"mx",                    # two bytes
+    [],                       # an empty array
+    ["m"],                    # one element
+    ["m", "x", "y", "z"],     # four
+])
+def test_only_arrays_of_two_or_three_are_frames(arena, frame):
+    """What would unpack into two names (a string, a map, bytes of two) or not at all is
+    refused as a protocol error, and no handler of "m" runs (the dispatch loop tells an
+    event frame by its class and by unpacking it)."""
+    srv, errors, exchange = arena()
+    seen = []
+    srv.server.on("m", lambda data, socket: seen.append(data))
+    peer = raw_peer(srv.server.path)
+    peer.sendall(msgpack.packb(frame, use_bin_type=True))
+    wait_closed(peer)
+    check_refused(srv, errors, exchange, ProtocolError)
+    assert seen == []
+
+
 # --- event names -------------------------------------------------------------------------
 
 
