@@ -666,7 +666,7 @@ class Client(Dispatcher):
                             conn._flush()
                         elif not conn._flush_scheduled:
                             conn._flush_scheduled = True
-                            conn._loop.run_callback(conn._scheduled_flush)
+                            conn._loop.run_callback(conn._flush)
                     return
                 if len(frame) <= self._fast_max:
                     self._send(frame)

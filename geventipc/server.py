@@ -762,7 +762,7 @@ class Server(Dispatcher):
                 socket._flush()
             elif not socket._flush_scheduled:
                 socket._flush_scheduled = True
-                socket._loop.run_callback(socket._scheduled_flush)
+                socket._loop.run_callback(socket._flush)
         return True
 
     def drain(self, timeout: float | None = None) -> bool:

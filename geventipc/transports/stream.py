@@ -414,7 +414,7 @@ class StreamConnection:
                 self._flush()
             elif not self._flush_scheduled:
                 self._flush_scheduled = True
-                self._loop.run_callback(self._scheduled_flush)
+                self._loop.run_callback(self._flush)
         elif pending >= self._pace_at and (size < PACE_SKIP or pending >= self._big_high):
             self.pace(size)
         return True
@@ -436,7 +436,7 @@ class StreamConnection:
                 self._flush()
             elif not self._flush_scheduled:
                 self._flush_scheduled = True
-                self._loop.run_callback(self._scheduled_flush)
+                self._loop.run_callback(self._flush)
         return True
 
     def behind(self, size: int) -> bool:
@@ -558,10 +558,6 @@ class StreamConnection:
             f"disconnected"))
         return False
 
-    def _scheduled_flush(self) -> None:
-        self._flush_scheduled = False
-        self._flush()
-
     def _next_chunk(self) -> bytes:
         """Take the next chunk off the queue: one large frame, or small frames joined
         into at most about CHUNK bytes. Its frames stay in ``_inflight``."""
@@ -601,7 +597,10 @@ class StreamConnection:
 
     def _flush(self) -> None:
         """Hand the queue to the kernel, chunk by chunk, without waiting; leave what it
-        does not take to a writer greenlet."""
+        does not take to a writer greenlet. Also the hub callback a write schedules (a
+        direct call while one is pending lets a later write schedule another, which then
+        finds nothing to do: cheaper than a second function per flush)."""
+        self._flush_scheduled = False
         if self._writer is not None or self._closed or not (self._wbuf or self._chunk):
             return
         send = self._raw_send
@@ -635,7 +634,8 @@ class StreamConnection:
                 break
             self._chunk = self._inflight = None
             self._off = 0
-        self._wake()
+        if self._drained is not None or self._behind_since:
+            self._wake()
 
     def _drain(self) -> None:
         """Writer greenlet: send everything queued, cooperatively, then exit."""

@@ -90,7 +90,7 @@ class MsgpackCodec:
     framed = True
 
     __slots__ = ("names", "max_message_size", "read_size", "_unpacker", "_fed", "_pack",
-                 "_open", "_hard_limit", "_big", "_size", "_end", "_known", "_max_array",
+                 "buffered", "_hard_limit", "_big", "_size", "_end", "_known", "_max_array",
                  "_max_map", "_count_from", "fast_limit")
 
     def __init__(self, names: EventNames, max_message_size: int = 16 * 1024 * 1024) -> None:
@@ -102,7 +102,9 @@ class MsgpackCodec:
         # within the limit, so only frames spanning reads need measuring.
         self.read_size = min(READ_SIZE, max_message_size)
         self._fed = 0
-        self._open = 0
+        #: upper bound on the bytes of an incomplete frame (0: no frame is pending); an
+        #: attribute, not a property: the read loop asks after every read
+        self.buffered = 0
         self._size = self._end = self._known = 0   # of the last ``frames`` call
         # ``_open`` overstates a pending frame by at most one read, so only past this is
         # a frame certainly over the limit: frames up to the limit always pass, and a peer
@@ -157,10 +159,6 @@ class MsgpackCodec:
 
     # --- decoding ----------------------------------------------------------------------
 
-    @property
-    def buffered(self) -> int:
-        """Upper bound on the bytes of an incomplete frame (0: no frame is pending)."""
-        return self._open
 
     def mismatch(self, first: bytes | bytearray | memoryview) -> ProtocolError | None:
         """WireMismatchError if a connection's first bytes show the peer on another wire
@@ -176,7 +174,7 @@ class MsgpackCodec:
         True means closing the connection (the ``message_timeout`` check).
         """
         unpacker = self._unpacker
-        if not self._open or unpacker is None:
+        if not self.buffered or unpacker is None:
             return False
         if self._fed > unpacker.tell():
             return True   # bytes held back: a header or str/bin body is incomplete
@@ -187,7 +185,7 @@ class MsgpackCodec:
         except Exception:
             return True
         if boundary:
-            self._open = 0
+            self.buffered = 0
         return not boundary
 
     def frames(self, data: bytes | bytearray | memoryview) -> Iterable[Any]:
@@ -204,7 +202,7 @@ class MsgpackCodec:
             unpacker = self._acquire()
         size = len(data)
         start = self._fed
-        carried = self._open
+        carried = self.buffered
         self._size = size
         self._fed += size
         self._end = -1   # where the last frame ended, when known (-1: not known)
@@ -247,18 +245,18 @@ class MsgpackCodec:
         end = self._end if count == self._known else -1
         if end == self._fed:
             # the last frame ends where the data does: nothing is pending at all
-            self._open = 0
+            self.buffered = 0
             self._release()
         elif count:
             # what is left (if anything) began in this read; capped at one read so that
             # pieces bigger than read_size never make the check refuse a frame in the limit
-            self._open = size if size <= self.read_size else self.read_size
+            self.buffered = size if size <= self.read_size else self.read_size
         else:
-            carried = self._open
+            carried = self.buffered
             if carried + size > self._hard_limit:
                 raise frame_too_large(self.max_message_size)
-            self._open = carried + size
-            if self._open > self.max_message_size \
+            self.buffered = carried + size
+            if self.buffered > self.max_message_size \
                     and self._fed - self._unpacker.tell() > self.max_message_size:
                 # the bytes held back (a long str/bin body) are exact, and alone too many
                 raise frame_too_large(self.max_message_size)
