@@ -289,9 +289,8 @@ def _client_w3(transport: str, addr: str, params: dict[str, Any]) -> None:
     clients, n = params["c"], params["n"]
     raise_fd_limit(clients + 256)
     socks = [_dial(transport, addr) for _ in range(clients)]
-    finished = [0, 0]   # clients done, events out of order
+    state = [0, 0, 0.0]   # clients done, events out of order, end time (w3_handler's)
     done = Event()
-    end = [0.0]
 
     def read(sock: socket.socket) -> None:
         unpacker = _unpacker()
@@ -303,14 +302,12 @@ def _client_w3(transport: str, addr: str, params: dict[str, Any]) -> None:
             unpacker.feed(_view[:got])
             for frame in unpacker:
                 if frame[1]["i"] != expected:
-                    finished[1] += 1
+                    state[1] += 1
                 expected += 1
-        finished[0] += 1
-        if finished[0] == clients:
-            end[0] = now()
+        state[0] += 1
+        if state[0] == clients:
+            state[2] = now()
             done.set()
-
-    state = [0, 0, 0.0]   # with a handler: clients done, out of order, end (w3_handler)
 
     def read_with_handler(sock: socket.socket) -> None:
         # params["handler"]: the loop calls a counting handler per event, the same
@@ -325,11 +322,8 @@ def _client_w3(transport: str, addr: str, params: dict[str, Any]) -> None:
             for frame in unpacker:
                 on_m(frame[1])
 
-    if params.get("handler"):
-        read = read_with_handler   # noqa: F811 - the variant chosen by params
-        finished, end = state, [0.0]   # read from state once done (below)
-
-    readers = [gevent.spawn(read, sock) for sock in socks]
+    reader = read_with_handler if params.get("handler") else read
+    readers = [gevent.spawn(reader, sock) for sock in socks]
     import gc  # noqa: PLC0415
     gc_start, counted_from, cpu_from = _gc_collections(gc), now(), cpu_seconds()
     done.wait(120)
@@ -338,9 +332,7 @@ def _client_w3(transport: str, addr: str, params: dict[str, Any]) -> None:
     for sock in socks:
         sock.close()
     gevent.killall(readers)
-    if params.get("handler"):
-        end[0] = state[2]
-    result(end=end[0], complete=finished[0], bad=finished[1], counted_from=counted_from,
+    result(end=state[2], complete=state[0], bad=state[1], counted_from=counted_from,
            cpu_receiving=cpu_end - cpu_from,
            gc_collections=gc_end - gc_start)
 

@@ -49,19 +49,9 @@ def _count(case: tuple[Any, ...], impl: str, params: dict[str, Any], n: int) -> 
     label, workload, role = case[0], case[1], case[2]
     directory = tempfile.mkdtemp(prefix="gbench-callgrind-")
     out = os.path.join(directory, "callgrind.out")
-    env_key = f"BENCH_WRAP_{role.upper()}"   # run_once runs that role under this command
-    params = dict(params, n=n)
-    wrap = " ".join(VALGRIND + [f"--callgrind-out-file={out}"])
-    previous = os.environ.get(env_key)
-    os.environ[env_key] = wrap
     try:
-        run_once(impl, workload, "unix", params, timeout=900)
-    finally:
-        if previous is None:
-            os.environ.pop(env_key, None)
-        else:
-            os.environ[env_key] = previous
-    try:
+        run_once(impl, workload, "unix", dict(params, n=n), timeout=900,
+                 wrap={role: VALGRIND + [f"--callgrind-out-file={out}"]})
         with open(out, encoding="ascii", errors="replace") as dump:
             for line in dump:
                 found = re.match(r"(?:summary|totals):\s+(\d+)", line)

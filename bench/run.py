@@ -110,7 +110,7 @@ def have_node14() -> bool:
 
 
 def _spawn(impl: str, role: str, workload: str, transport: str, addr: str, cpu: int,
-           params: dict[str, Any]) -> subprocess.Popen[str]:
+           params: dict[str, Any], wrap: list[str]) -> subprocess.Popen[str]:
     if impl == "node14":
         if not have_node14():
             raise BenchError("node-ipc 14 / Node.js 22 not installed: run `make node-deps`")
@@ -121,8 +121,6 @@ def _spawn(impl: str, role: str, workload: str, transport: str, addr: str, cpu: 
             [NODE22, NODE_SCRIPT, role, workload, transport, addr, json.dumps(params),
              NODE_IPC_14], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             text=True, preexec_fn=pin if hasattr(os, "sched_setaffinity") else None)
-    # a command to run this role under (bench.instructions: valgrind), from the environment
-    wrap = shlex.split(os.environ.get(f"BENCH_WRAP_{role.upper()}", ""))
     return subprocess.Popen(
         wrap + [sys.executable, "-m", "bench.worker", impl, role, workload, transport, addr,
                 str(cpu), json.dumps(params)],
@@ -169,21 +167,27 @@ def _stop(proc: subprocess.Popen[str], grace: float = 0.0) -> None:
 
 
 def run_once(impl: str, workload: str, transport: str, params: dict[str, Any],
-             timeout: float = 180.0) -> tuple[dict[str, Any], dict[str, Any]]:
+             timeout: float = 180.0, wrap: dict[str, list[str]] | None = None
+             ) -> tuple[dict[str, Any], dict[str, Any]]:
     """One run of ``impl`` (gipc, floor, node14): the server's and the client's results.
     ``transport`` is unix, tcp or (with ``params["tls"]``) tls. ``SERVER/CLIENT`` (as
-    ``floor/gipc``) mixes sides, to find which side bounds a figure (W1, W4)."""
+    ``floor/gipc``) mixes sides, to find which side bounds a figure (W1, W4). ``wrap``:
+    a command to run a role's process under, by role (``bench.instructions``: valgrind);
+    else ``BENCH_WRAP_SERVER`` / ``BENCH_WRAP_CLIENT`` from the environment, if set."""
     server_impl, _, client_impl = impl.partition("/")
     client_impl = client_impl or server_impl
+    wrap = wrap or {role: shlex.split(os.environ.get(f"BENCH_WRAP_{role.upper()}", ""))
+                    for role in ("server", "client")}
     tmp = tempfile.mkdtemp(prefix="gbench-", dir="/tmp")
     addr = os.path.join(tmp, "s.sock") if transport == "unix" else f"127.0.0.1:{free_port()}"
     same_core = workload == "w2"
     server = client = None
     try:
-        server = _spawn(server_impl, "server", workload, transport, addr, 0, params)
-        _line(server, "READY", 300 if os.environ.get("BENCH_WRAP_SERVER") else 30)
+        server = _spawn(server_impl, "server", workload, transport, addr, 0, params,
+                        wrap.get("server", []))
+        _line(server, "READY", 300 if wrap.get("server") else 30)
         client = _spawn(client_impl, "client", workload, transport, addr,
-                        0 if same_core else 1, params)
+                        0 if same_core else 1, params, wrap.get("client", []))
         client_result = json.loads(_line(client, "RESULT", timeout))
         server_result = json.loads(_line(server, "RESULT", timeout))
         for proc in (client, server):

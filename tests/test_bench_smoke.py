@@ -110,15 +110,22 @@ def test_plugin_modules_that_do_not_exist_are_skipped(monkeypatch):
     assert row["ratio"] == 0.5 and row["met"] is True
 
 
-def test_a_side_runs_under_the_command_its_environment_names(monkeypatch, tmp_path):
-    """bench.instructions runs one side under valgrind through BENCH_WRAP_<ROLE>; the
-    plumbing, with a wrapper that leaves a mark and runs the side unchanged."""
-    mark = tmp_path / "wrapped"
+def test_a_side_runs_under_the_command_it_is_given(monkeypatch, tmp_path):
+    """bench.instructions runs one side under valgrind (run_once's ``wrap``; from a
+    shell, BENCH_WRAP_<ROLE>); the plumbing, with a wrapper that leaves a mark and runs
+    the side unchanged."""
     wrapper = tmp_path / "wrap.sh"
-    wrapper.write_text(f'#!/bin/sh\ntouch {mark}\nexec "$@"\n')
+    wrapper.write_text('#!/bin/sh\ntouch "$MARK"\nexec "$@"\n')
     wrapper.chmod(0o755)
-    monkeypatch.setenv("BENCH_WRAP_CLIENT", str(wrapper))
     params = dict(TINY["w1"])
+    by_argument, by_environment = tmp_path / "argument", tmp_path / "environment"
+    monkeypatch.setenv("MARK", str(by_argument))
+    server, client = run_once("floor", "w1", "unix", params, timeout=30,
+                              wrap={"client": [str(wrapper)]})
+    check("w1", params, server, client)
+    assert by_argument.exists()
+    monkeypatch.setenv("MARK", str(by_environment))
+    monkeypatch.setenv("BENCH_WRAP_CLIENT", str(wrapper))
     server, client = run_once("floor", "w1", "unix", params, timeout=30)
     check("w1", params, server, client)
-    assert mark.exists()
+    assert by_environment.exists()
