@@ -278,8 +278,7 @@ class StreamConnection:
                         # the reason first: a write failing on the half-closed socket
                         # (EPIPE) must not take its place; no more writes from now on
                         self._reason = wrong
-                        self._closing = True
-                        self._room = 0
+                        self._stop_writes()
                         self._refuse_wire(bytes(view[:n]))
                         raise wrong
                 short = n < want
@@ -704,14 +703,19 @@ class StreamConnection:
         """Close after sending what is queued (bounded by the writer's own progress)."""
         if self._closing:
             return
-        self._closing = True
-        self._room = 0
+        self._stop_writes()
         if self._pending:
             # _flush leaves nothing queued without a writer to send it, unless it failed
             # and aborted: either way no writer of our own is needed here
             self._flush()
         if self._writer is None:
             self._close_gracefully()
+
+    def _stop_writes(self) -> None:
+        """From now on the connection takes no writes: ``closed`` reads True, and the
+        inlined emit paths find no room (``_room``)."""
+        self._closing = True
+        self._room = 0
 
     def _close_gracefully(self) -> None:
         """Everything queued is with the kernel: send FIN after it, and close once the
@@ -742,8 +746,7 @@ class StreamConnection:
         """Close at once, dropping anything queued; ``reason`` is reported on close."""
         if self._reason is None:
             self._reason = reason
-        self._closing = True
-        self._room = 0
+        self._stop_writes()
         self._shutdown()
 
     def _shutdown(self) -> None:
@@ -767,8 +770,7 @@ class StreamConnection:
         if self._finished:
             return
         self._finished = True
-        self._closing = True
-        self._room = 0
+        self._stop_writes()
         self._shutdown()
         self._on_close(self, self._reason or reason)
 
