@@ -143,7 +143,6 @@ class UDPServer(Dispatcher):
         #: requests this server answered, and those it sent (see :meth:`stats`)
         self.served = Requests()
         self.asked = Requests()
-        self._request_started = 0.0
         self._started = False
         self._stopped = Event()
         self._forever = 0  # greenlets waiting in serve_forever (see lifecycle)
@@ -310,17 +309,15 @@ class UDPServer(Dispatcher):
                                    f"{self._encoder.name!r}")
 
     def _on_request(self, peer: UDPSocket, event: str, data: Any, request_id: int) -> None:
-        # handlers run one at a time in the receive greenlet: _reply, called from here
-        # only, reads this for the latency
-        self._request_started = time.monotonic()
+        started = time.monotonic()   # for the latency, counted in _reply
         # handle() refuses "$ipc." names: the library's own requests are never in here
         handler = self._requests.get(event)
         if handler is None:
             builtin = builtin_answer(self, event)
             if builtin is not None:
-                self._reply(peer, request_id, *builtin)
+                self._reply(peer, request_id, *builtin, started)
             else:
-                self._reply(peer, request_id, REPLY_NO_HANDLER, no_handler(event))
+                self._reply(peer, request_id, REPLY_NO_HANDLER, no_handler(event), started)
             return
         try:
             result = handler(data, peer)
@@ -328,16 +325,17 @@ class UDPServer(Dispatcher):
             # as on stream servers: logged once, with its traceback, then answered
             log_failure(self.log, exc, "<notice>geventipc: request handler for</notice>",
                         repr(event), "<notice>raised</notice>")
-            self._reply(peer, request_id, REPLY_ERROR, error_detail(exc))
+            self._reply(peer, request_id, REPLY_ERROR, error_detail(exc), started)
             return
-        self._reply(peer, request_id, REPLY_OK, result)
+        self._reply(peer, request_id, REPLY_OK, result, started)
 
-    def _reply(self, peer: UDPSocket, request_id: int, status: int, data: Any) -> None:
+    def _reply(self, peer: UDPSocket, request_id: int, status: int, data: Any,
+               started: float) -> None:
         if status == REPLY_OK:
             self.served.answered += 1
         else:
             self.served.failed += 1
-        self.served.latency.since(self._request_started)
+        self.served.latency.since(started)
         endpoint = self._endpoint
         if endpoint is None or endpoint.closed:
             return
