@@ -804,7 +804,7 @@ def test_a_read_takes_every_record_already_there(pki: PKI) -> None:
     server = accepted.get(timeout=5)
     try:
         data = bytes(range(256)) * (40 * RECORD // 256)   # 40 records
-        client.sendall(data)
+        sender = gevent.spawn(client.sendall, data)   # never blocks the reading below
         buf = bytearray(len(data) + RECORD)
         got = 0
         sizes = []
@@ -816,6 +816,7 @@ def test_a_read_takes_every_record_already_there(pki: PKI) -> None:
                 assert n, "closed early"
                 sizes.append(n)
                 got += n
+        sender.get(timeout=5)
         assert bytes(buf[:got]) == data
         # without the batching each read is one record: 40 reads of 16 KiB
         assert sizes[0] > RECORD, sizes
