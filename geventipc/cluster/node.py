@@ -24,6 +24,7 @@ from gevent.lock import BoundedSemaphore
 
 from ..errors import ClusterError
 from ..stats import add_section
+from ..transports.acceptor import Throttle
 from .envelope import BROADCAST, DIRECT, HEARTBEAT, decode, echo_prefix, encode, wire_name
 from .resp import READ_SIZE, RespConnection, pack
 from .url import EngineAddress, parse_url
@@ -103,10 +104,9 @@ class Cluster:
         self._delayed: list[Any] = []
         self._last: dict[str, int] = {}     # origin node -> last number seen
         self._wire_refused: set[str] = set()
-        self._refused_reported = 0.0
-        self._refused_unreported = 0
-        self._gaps_logged = 0.0
-        self._gaps_unlogged = 0
+        # one report a second at most: a sustained loss or attack must not flood
+        self._refusal_reports = Throttle(REFUSED_REPORT_INTERVAL)
+        self._gap_lines = Throttle(REFUSED_REPORT_INTERVAL)
         self._published_ids: list[str] | None = None
         self._beat = 0
         self._query: RespConnection | None = None
@@ -542,14 +542,10 @@ class Cluster:
 
     def _missed(self, node: str, last: int, missed: int) -> None:
         self.gaps += missed
-        # one line a second at most: a sustained loss must not flood the log
-        now = time.monotonic()
-        if now - self._gaps_logged < REFUSED_REPORT_INTERVAL:
-            self._gaps_unlogged += missed
+        held = self._gap_lines.allow(missed)
+        if held is None:
             return
-        more = (f" and {self._gaps_unlogged} more since the last line"
-                if self._gaps_unlogged else "")
-        self._gaps_logged, self._gaps_unlogged = now, 0
+        more = f" and {held} more since the last line" if held else ""
         self.server.log("<warn>geventipc: cluster missed</warn>", missed,
                         "<warn>event(s) from node</warn>", node,
                         f"<warn>(numbers {last + 1}..{last + missed}){more}; "
@@ -558,15 +554,11 @@ class Cluster:
     def _refuse(self, exc: ClusterError, count: bool = True) -> None:
         if count:
             self.refused += 1
-        now = time.monotonic()
-        if now - self._refused_reported < REFUSED_REPORT_INTERVAL:
-            self._refused_unreported += 1
+        held = self._refusal_reports.allow()
+        if held is None:
             return
-        if self._refused_unreported:
-            exc = ClusterError(f"{exc} (and {self._refused_unreported} more refused since the "
-                               f"last report)")
-            self._refused_unreported = 0
-        self._refused_reported = now
+        if held:
+            exc = ClusterError(f"{exc} (and {held} more refused since the last report)")
         self.server.report(exc)
 
 

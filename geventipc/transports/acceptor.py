@@ -27,11 +27,12 @@ class Throttle:
         self.held = 0
         self._next = 0.0
 
-    def allow(self) -> int | None:
-        """None to hold this report back; else how many were held back before it."""
+    def allow(self, count: int = 1) -> int | None:
+        """None to hold this report (of ``count`` things) back; else how many were held
+        back before it."""
         now = time.monotonic()
         if now < self._next:
-            self.held += 1
+            self.held += count
             return None
         self._next = now + self.every
         held, self.held = self.held, 0
